@@ -1,0 +1,110 @@
+# LLM Router - plain GNU make.
+#
+#   make            build build/llm-router
+#   make run        build, then serve on http://127.0.0.1:$(PORT) behind lighttpd (Ctrl-C stops)
+#   make test       the whole suite: unit, fixture and integration tests (installs what is missing)
+#   make asan       the whole suite against an ASan+UBSan build
+#   make valgrind   the integration suite with the router under valgrind
+#   make fuzz       every fuzz target for FUZZ_RUNS iterations (FUZZ_RUNS=... for longer runs)
+#   make bench      benchmarks with ratios against baselines measured in the same run
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+PORT ?= 8080
+BUILD ?= build
+CC ?= cc
+FUZZ_RUNS ?= 20000
+
+PKGS := libcurl jansson libconfig sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 $(WARN) -pthread
+CPPFLAGS += -D_GNU_SOURCE $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -pthread -lm
+SANFLAGS :=
+
+SRCS := $(wildcard src/*.c) $(wildcard src/providers/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+OBJS := $(SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/unit/*.c)
+
+.PHONY: all run test test-unit test-fixtures test-integration deps asan valgrind fuzz fuzz-long \
+	bench install clean
+
+all: $(BUILD)/llm-router
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/llm-router: $(OBJS)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/test_unit: $(TEST_SRCS) $(LIB_OBJS)
+	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/test_fixtures: tests/fixtures/runner.c $(LIB_OBJS)
+	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/fcgi_fixed: tests/bench/fcgi_fixed.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -lfcgi -pthread -o $@
+
+$(BUILD)/bare_relay: tests/bench/bare_relay.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/fake_upstream: tests/bench/fake_upstream.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -pthread -o $@
+
+deps:
+	@tests/tools/deps.sh
+
+run: deps all
+	@PORT=$(PORT) BUILD=$(BUILD) lighttpd/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/test_unit $(BUILD)/test_fixtures
+	@$(MAKE) --no-print-directory test-unit test-fixtures test-integration
+
+test-unit: $(BUILD)/test_unit
+	$(BUILD)/test_unit
+
+test-fixtures: $(BUILD)/test_fixtures
+	$(BUILD)/test_fixtures tests/fixtures ../shared/specs/samples
+
+test-integration: $(BUILD)/llm-router
+	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="-O1 -g" \
+		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+		all build-asan/test_unit build-asan/test_fixtures
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 build-asan/test_unit
+	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures ../shared/specs/samples
+	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan tests/tools/run-integration.sh
+
+valgrind: deps all
+	ROUTER_BIN=$(abspath $(BUILD)/llm-router) ROUTER_SANITIZER=valgrind tests/tools/run-integration.sh
+
+fuzz: deps
+	@FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh
+
+fuzz-long: deps
+	@FUZZ_RUNS=2000000 tests/fuzz/run.sh
+
+bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream
+	@BUILD=$(BUILD) tests/bench/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/llm-router
+	install -m 0755 $(BUILD)/llm-router $(DESTDIR)$(PREFIX)/bin/llm-router
+	install -m 0640 conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf
+
+clean:
+	rm -rf build build-asan build-fuzz build-valgrind
+
+-include $(OBJS:.o=.d) $(LIB_OBJS:.o=.d)

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Starts the router behind lighttpd on 127.0.0.1:$PORT in the foreground (used by `make run`).
+#
+# Providers whose API key is in the environment are called for real. Every other provider is
+# answered by the project's fake provider, started here and labelled "demo" in /v1/models,
+# in the X-Router-Provider header and in the request log. Ctrl-C stops everything.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=${PORT:-8080}
+BUILD=${BUILD:-build}
+RUNDIR="$ROOT/$BUILD/run"
+CONFIG=${LLM_ROUTER_CONFIG:-$ROOT/conf/llm-router.conf}
+mkdir -p "$RUNDIR" "$ROOT/data"
+
+"$ROOT/$BUILD/llm-router" check-config "$CONFIG" >/dev/null
+
+FAKE_PID=
+cleanup() {
+  [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null || true
+  [ -f "$RUNDIR/lighttpd.pid" ] && kill "$(cat "$RUNDIR/lighttpd.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if command -v node >/dev/null 2>&1; then
+  node "$ROOT/tests/fake/provider.js" 0 > "$RUNDIR/fake.port" &
+  FAKE_PID=$!
+  i=0
+  while [ ! -s "$RUNDIR/fake.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  FAKE_PORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$RUNDIR/fake.port")
+  export LLM_ROUTER_DEMO_URL="http://127.0.0.1:$FAKE_PORT"
+else
+  echo "node is not installed: no demo provider (providers without keys are unavailable)" >&2
+fi
+
+sed -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PORT|g" -e "s|@RUNDIR@|$RUNDIR|g" \
+    -e "s|@BIN@|$ROOT/$BUILD/llm-router|g" -e "s|@CONFIG@|$CONFIG|g" \
+    -e "s|@PROCS@|1|g" -e "s|@ERRORLOG@|/dev/stderr|g" \
+    "$ROOT/lighttpd/llm-router-dev.conf.in" > "$RUNDIR/lighttpd.conf"
+
+echo "LLM Router on http://127.0.0.1:$PORT/v1 (Ctrl-C stops)"
+"$ROOT/$BUILD/llm-router" check-config "$CONFIG" | sed -n '/^providers:/,/^models:/p'
+echo "request log: $("$ROOT/$BUILD/llm-router" check-config "$CONFIG" | sed -n 's/^database: //p')"
+/usr/sbin/lighttpd -D -f "$RUNDIR/lighttpd.conf" &
+LPID=$!
+wait $LPID

@@ -1,0 +1,40 @@
+/* buf.h - one bounded, growable byte buffer used for every body and string build.
+ *
+ * A buf's maximum size is fixed when it is created, so a request body, an upstream reply or an
+ * SSE line can never grow past the limit the caller chose: appends that would cross it fail with
+ * -1 and leave the buffer unchanged. The content is always NUL-terminated (the NUL is not counted
+ * in len), so buf->p can be handed to string functions. Allocation failure aborts (xmalloc).
+ */
+#ifndef ROUTER_BUF_H
+#define ROUTER_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *p;     /* content, NUL-terminated; NULL until the first append */
+	size_t len;  /* bytes used, excluding the NUL */
+	size_t cap;  /* bytes allocated */
+	size_t max;  /* hard limit on len */
+};
+
+#define BUF_UNLIMITED ((size_t)-1 / 2)
+
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+/* Empties the buffer but keeps its allocation (for reuse across requests). */
+void buf_reset(struct buf *b);
+/* Returns 0, or -1 when the result would exceed b->max (b unchanged). */
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_puts(struct buf *b, const char *s);
+int buf_putc(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Removes the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+/* Returns the content as a string ("" when empty); the pointer stays owned by b. */
+const char *buf_str(const struct buf *b);
+/* Transfers the content to the caller (free() it) and leaves b empty. */
+char *buf_steal(struct buf *b);
+
+#endif

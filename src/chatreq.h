@@ -1,0 +1,25 @@
+/* chatreq.h - parsing and validation of a client's Chat Completions request (pure, no I/O). */
+#ifndef ROUTER_CHATREQ_H
+#define ROUTER_CHATREQ_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "errors.h"
+
+/* What the router itself needs from a validated request; strings borrowed from the body. */
+struct chatreq {
+	const char *model;
+	int stream;
+	int include_usage;       /* stream_options.include_usage */
+	const char *task;        /* metadata.task_type, NULL if absent */
+};
+
+/* Parses data as JSON and validates it. On success *body is a new reference the caller owns and
+ * out points into it; on failure returns -1 with a 400 in err. */
+int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *out,
+		  struct rerr *err);
+/* Validates an already parsed body. */
+int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err);
+
+#endif

@@ -1,0 +1,178 @@
+/* config.h - the router's configuration: an immutable struct built from a libconfig file.
+ *
+ * config_load() parses and validates a file against one declarative schema (config.c); every
+ * problem is reported as "FILE:LINE: reason" and an invalid file never yields a struct. A loaded
+ * struct config is never modified: the process holds one current config behind a reference count
+ * (config_acquire/config_release), and a reload builds a new struct and swaps the pointer, so a
+ * request keeps the config it started with while new requests see the new one.
+ *
+ * Secrets are not in the file: each provider names the environment variables that hold its API key
+ * and base URL; the key value is read at load time and is never logged or printed.
+ */
+#ifndef ROUTER_CONFIG_H
+#define ROUTER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "buf.h"
+
+enum provider_api { API_OPENAI, API_ANTHROPIC, API_GEMINI };
+
+struct strv {
+	char **v;
+	size_t n;
+};
+
+struct intv {
+	int64_t *v;
+	size_t n;
+};
+
+struct provider_conf {
+	char *name;
+	enum provider_api api;
+	char *key_env;
+	char *base_url_env;
+	char *base_url_default;
+	char *developer_role;          /* role `developer` messages are sent as ("developer", "system") */
+	int strip_message_name;        /* drop messages[].name (Groq rejects it) */
+	int keep_reasoning_content;    /* send reasoning_content back on tool-call turns (DeepSeek) */
+	char *reasoning_field;         /* upstream name of reasoning text ("reasoning"), "" = none */
+	struct strv unsupported_params;/* client fields this provider cannot honour */
+	int max_n;                     /* largest `n` accepted; 0 = no limit */
+	struct strv headers;           /* extra request headers "Name: value" (no secrets) */
+	/* Resolved at load time from the environment. */
+	char *api_key;                 /* NULL when unavailable */
+	char *base_url;                /* never ends with '/' */
+	int available;
+	int demo;                      /* served by the demo upstream (LLM_ROUTER_DEMO_URL) */
+	char *unavailable_reason;
+};
+
+struct model_conf {
+	char *id;                      /* public id; a pass-through route ends in a star */
+	char *prefix;                  /* pass-through: "openrouter/", else NULL */
+	int provider;                  /* index into config.providers */
+	char *upstream;                /* upstream model id (pass-through: unused) */
+	int64_t in_nusd;               /* price per input token, nano-USD */
+	int64_t out_nusd;              /* price per output token */
+	int64_t cached_in_nusd;        /* price per cached input token */
+	int64_t cache_write_nusd;      /* price per cache-write input token */
+	int reasoning;                 /* OpenAI reasoning-model rules apply */
+	int64_t max_output_tokens;     /* default max_tokens when the client sends none */
+	struct strv unsupported_params;
+	size_t *fallback;              /* model indexes of the fallback chain, in order */
+	size_t n_fallback;
+	int64_t created;               /* unix seconds shown in /v1/models */
+};
+
+struct downgrade {
+	size_t from, to;               /* model indexes */
+};
+
+struct tier_conf {
+	char *id;                      /* "T1" */
+	char *name;                    /* "Strategic" */
+	double daily_budget_usd;
+	int all_models;                /* models = ["*"] */
+	size_t *models;                /* allowed model indexes */
+	size_t n_models;
+	int allow_passthrough;         /* may use the pass-through route */
+	struct downgrade *downgrades;
+	size_t n_downgrades;
+	struct strv agents;
+};
+
+struct task_conf {
+	char *name;
+	size_t model;
+	size_t fallback;
+	int has_fallback;
+};
+
+struct config {
+	int refs;
+	uint64_t generation;
+	char *path;                    /* absolute path of the main file */
+	char *home;                    /* base for relative paths */
+	struct strv sources;           /* every file read (main + @include), for change detection */
+	time_t sources_mtime;          /* newest mtime among sources at load */
+	int64_t loaded_at;             /* unix seconds */
+
+	/* server */
+	int64_t threads;
+	int64_t max_body_bytes;
+	int64_t reload_interval_s;
+	/* log */
+	char *log_level;
+	/* storage */
+	char *db_path;                 /* absolute */
+	char *fallback_jsonl;          /* absolute */
+	int64_t retention_days;
+	int64_t busy_timeout_ms;
+	char *synchronous;
+	int64_t checkpoint_pages;
+	/* upstream */
+	int64_t connect_timeout_ms;
+	int64_t timeout_ms;
+	int64_t stream_idle_timeout_ms;
+	int64_t keepalive_interval_ms;
+	int64_t max_retries;
+	struct intv retry_on;          /* upstream statuses that trigger fallback */
+	int64_t max_response_bytes;
+	char *proxy;
+	char *ca_file;
+	/* params */
+	int strict_params;
+	struct strv reasoning_prefixes;
+	/* demo */
+	char *demo_url_env;
+	/* routing */
+	char *default_tier_name;
+	size_t default_tier;
+	char *auth_mode;               /* "none" | "header" */
+	char *agent_header;            /* e.g. "X-Agent-Name" */
+	/* budget */
+	int64_t warn_percent;
+	int64_t block_percent;
+
+	struct provider_conf *providers;
+	size_t n_providers;
+	struct model_conf *models;
+	size_t n_models;
+	struct tier_conf *tiers;
+	size_t n_tiers;
+	struct task_conf *tasks;
+	size_t n_tasks;
+};
+
+/* Parses and validates `path`. On failure returns NULL and appends one "FILE:LINE: reason" line
+ * per problem to errors. The environment is read for provider keys and base URLs. */
+struct config *config_load(const char *path, struct buf *errors);
+void config_free(struct config *cfg);
+
+/* The path used when none is given: $LLM_ROUTER_CONFIG, else conf/llm-router.conf next to or
+ * above the directory of the executable. Returns a malloc'd string. */
+char *config_default_path(void);
+
+/* Process-wide current configuration. config_global_set takes ownership of cfg. */
+void config_global_set(struct config *cfg);
+/* Returns the current config with a reference held; pair with config_release. */
+struct config *config_acquire(void);
+void config_release(struct config *cfg);
+/* Re-reads the current config's file. On success swaps it in and returns 1; when the file is
+ * broken, keeps the old one, logs why and returns -1; returns 0 when nothing changed on disk and
+ * force is 0. */
+int config_reload(int force);
+
+/* Lookups. config_find_model returns the model for a public id (pass-through routes match their
+ * prefix, and *upstream_out then points into id after the prefix), or NULL. */
+const struct model_conf *config_find_model(const struct config *cfg, const char *id,
+					   const char **upstream_out);
+int config_model_index(const struct config *cfg, const char *id);
+const struct tier_conf *config_tier_for_agent(const struct config *cfg, const char *agent);
+const char *provider_api_name(enum provider_api api);
+
+#endif

@@ -1,0 +1,159 @@
+/* fcgi_io.c - FastCGI (libfcgi FCGX_ API) and plain CGI behind struct http_io.
+ *
+ * Threading: FCGX_Init runs once in main before threads start; each worker owns its FCGX_Request.
+ * FCGX_Accept_r is called under accept_mu. Parameter strings returned by FCGX_GetParam live until
+ * FCGX_Finish_r, which is exactly the lifetime promised by struct http_io.
+ */
+#include "fcgi_io.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+struct fcgi_conn {
+	FCGX_Request rq;
+	struct http_io io;
+	int accepted;
+};
+
+static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int fcgi_io_init(void)
+{
+	return FCGX_Init() == 0 ? 0 : -1;
+}
+
+int fcgi_io_is_fastcgi(void)
+{
+	return !FCGX_IsCGI();
+}
+
+int fcgi_io_listen(const char *spec, int backlog)
+{
+	return FCGX_OpenSocket(spec, backlog);
+}
+
+void fcgi_io_shutdown_pending(void)
+{
+	FCGX_ShutdownPending();
+}
+
+static const char *fcgi_param(void *ctx, const char *name)
+{
+	struct fcgi_conn *c = ctx;
+	return FCGX_GetParam(name, c->rq.envp);
+}
+
+static long fcgi_read(void *ctx, char *p, size_t n)
+{
+	struct fcgi_conn *c = ctx;
+	if (n > (size_t)1 << 30)
+		n = (size_t)1 << 30;
+	int r = FCGX_GetStr(p, (int)n, c->rq.in);
+	if (r == 0 && FCGX_GetError(c->rq.in) != 0)
+		return -1;
+	return r;
+}
+
+static int fcgi_write(void *ctx, const char *p, size_t n)
+{
+	struct fcgi_conn *c = ctx;
+	while (n > 0) {
+		int chunk = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
+		if (FCGX_PutStr(p, chunk, c->rq.out) != chunk)
+			return -1;
+		p += chunk;
+		n -= (size_t)chunk;
+	}
+	return FCGX_GetError(c->rq.out) == 0 ? 0 : -1;
+}
+
+static int fcgi_flush(void *ctx)
+{
+	struct fcgi_conn *c = ctx;
+	return FCGX_FFlush(c->rq.out) == 0 ? 0 : -1;
+}
+
+struct fcgi_conn *fcgi_conn_new(int listen_fd)
+{
+	struct fcgi_conn *c = xcalloc(1, sizeof(*c));
+	FCGX_InitRequest(&c->rq, listen_fd, 0);
+	c->io.param = fcgi_param;
+	c->io.read = fcgi_read;
+	c->io.write = fcgi_write;
+	c->io.flush = fcgi_flush;
+	c->io.ctx = c;
+	return c;
+}
+
+void fcgi_conn_free(struct fcgi_conn *c)
+{
+	if (!c)
+		return;
+	FCGX_Free(&c->rq, 1);
+	free(c);
+}
+
+int fcgi_conn_accept(struct fcgi_conn *c)
+{
+	pthread_mutex_lock(&accept_mu);
+	int rc = FCGX_Accept_r(&c->rq);
+	pthread_mutex_unlock(&accept_mu);
+	c->accepted = rc >= 0;
+	return rc >= 0 ? 0 : -1;
+}
+
+const struct http_io *fcgi_conn_io(struct fcgi_conn *c)
+{
+	return &c->io;
+}
+
+void fcgi_conn_finish(struct fcgi_conn *c)
+{
+	if (c->accepted)
+		FCGX_Finish_r(&c->rq);
+	c->accepted = 0;
+}
+
+/* ---- plain CGI ---- */
+
+static const char *cgi_param(void *ctx, const char *name)
+{
+	(void)ctx;
+	return getenv(name);
+}
+
+static long cgi_read(void *ctx, char *p, size_t n)
+{
+	(void)ctx;
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return (long)r;
+	}
+}
+
+static int cgi_write(void *ctx, const char *p, size_t n)
+{
+	(void)ctx;
+	return fwrite(p, 1, n, stdout) == n ? 0 : -1;
+}
+
+static int cgi_flush(void *ctx)
+{
+	(void)ctx;
+	return fflush(stdout) == 0 ? 0 : -1;
+}
+
+const struct http_io *cgi_io(void)
+{
+	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL };
+	return &io;
+}

@@ -1,0 +1,287 @@
+/* provider.c - what every translator shares: usage normalisation and cost, the record of dropped
+ * parameters, upstream status mapping (provider-protocols.md 10.3) and finish_reason clean-up.
+ * Pure functions; no I/O.
+ */
+#include "provider.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../util.h"
+
+const struct provider_ops *provider_ops_for(enum provider_api api)
+{
+	switch (api) {
+	case API_OPENAI:
+		return &provider_openai;
+	case API_ANTHROPIC:
+	case API_GEMINI:
+		return NULL;
+	}
+	return NULL;
+}
+
+/* ---- usage ---- */
+
+void usage_init(struct usage *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->prompt = u->completion = u->total = -1;
+	u->cached = u->cache_write = u->reasoning = -1;
+}
+
+void usage_clear(struct usage *u)
+{
+	json_decref(u->json);
+	usage_init(u);
+}
+
+static int64_t int_at(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	if (json_is_integer(v))
+		return json_integer_value(v) < 0 ? -1 : json_integer_value(v);
+	if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 9e15)
+		return (int64_t)json_real_value(v);
+	return -1;
+}
+
+int usage_from_openai(struct usage *u, const json_t *usage)
+{
+	if (!json_is_object(usage))
+		return -1;
+	json_t *norm = json_deep_copy(usage);
+	int64_t prompt = int_at(usage, "prompt_tokens");
+	int64_t completion = int_at(usage, "completion_tokens");
+	int64_t total = int_at(usage, "total_tokens");
+	if (prompt < 0 && completion < 0) {
+		json_decref(norm);
+		return -1;
+	}
+	if (prompt < 0) {
+		prompt = 0;
+		json_object_set_new(norm, "prompt_tokens", json_integer(0));
+	}
+	if (completion < 0) {
+		completion = 0;
+		json_object_set_new(norm, "completion_tokens", json_integer(0));
+	}
+	if (total < 0) {
+		total = prompt + completion;
+		json_object_set_new(norm, "total_tokens", json_integer(total));
+	}
+	const json_t *pd = json_object_get(usage, "prompt_tokens_details");
+	const json_t *cd = json_object_get(usage, "completion_tokens_details");
+	int64_t cached = int_at(pd, "cached_tokens");
+	if (cached < 0) {
+		/* DeepSeek reports cache hits beside the details object. */
+		cached = int_at(usage, "prompt_cache_hit_tokens");
+		if (cached >= 0) {
+			json_t *npd = json_object_get(norm, "prompt_tokens_details");
+			if (!json_is_object(npd)) {
+				npd = json_object();
+				json_object_set_new(norm, "prompt_tokens_details", npd);
+			}
+			json_object_set_new(npd, "cached_tokens", json_integer(cached));
+		}
+	}
+	u->have = 1;
+	u->prompt = prompt;
+	u->completion = completion;
+	u->total = total;
+	u->cached = cached;
+	u->cache_write = int_at(pd, "cache_write_tokens");
+	u->reasoning = int_at(cd, "reasoning_tokens");
+	const json_t *cost = json_object_get(usage, "cost");
+	if (json_is_number(cost) && json_number_value(cost) >= 0 && json_number_value(cost) < 1e6) {
+		u->have_cost = 1;
+		u->cost_nusd = llround(json_number_value(cost) * 1e9);
+	}
+	json_decref(u->json);
+	u->json = norm;
+	return 0;
+}
+
+json_t *usage_to_json(const struct usage *u)
+{
+	json_t *j = json_object();
+	int64_t p = u->prompt < 0 ? 0 : u->prompt;
+	int64_t c = u->completion < 0 ? 0 : u->completion;
+	json_object_set_new(j, "prompt_tokens", json_integer(p));
+	json_object_set_new(j, "completion_tokens", json_integer(c));
+	json_object_set_new(j, "total_tokens", json_integer(u->total >= 0 ? u->total : p + c));
+	if (u->cached >= 0 || u->cache_write >= 0) {
+		json_t *pd = json_object();
+		json_object_set_new(pd, "cached_tokens", json_integer(u->cached < 0 ? 0 : u->cached));
+		if (u->cache_write >= 0)
+			json_object_set_new(pd, "cache_write_tokens", json_integer(u->cache_write));
+		json_object_set_new(j, "prompt_tokens_details", pd);
+	}
+	if (u->reasoning >= 0) {
+		json_t *cd = json_object();
+		json_object_set_new(cd, "reasoning_tokens", json_integer(u->reasoning));
+		json_object_set_new(j, "completion_tokens_details", cd);
+	}
+	return j;
+}
+
+int64_t usage_cost_nusd(const struct usage *u, const struct model_conf *m, const char **source)
+{
+	if (u->have_cost) {
+		*source = "provider";
+		return u->cost_nusd;
+	}
+	if (!u->have) {
+		*source = "none";
+		return 0;
+	}
+	int64_t prompt = u->prompt < 0 ? 0 : u->prompt;
+	int64_t cached = u->cached < 0 ? 0 : u->cached;
+	int64_t written = u->cache_write < 0 ? 0 : u->cache_write;
+	int64_t plain = prompt - cached - written;
+	if (plain < 0)
+		plain = 0;
+	int64_t completion = u->completion < 0 ? 0 : u->completion;
+	*source = "pricing";
+	return plain * m->in_nusd + cached * m->cached_in_nusd + written * m->cache_write_nusd +
+	       completion * m->out_nusd;
+}
+
+/* ---- dropped parameters ---- */
+
+void dropped_add(struct buf *dropped, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = buf_str(dropped);
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == n && memcmp(p, name, n) == 0)
+			return;
+		p += len + (comma ? 1 : 0);
+	}
+	if (dropped->len)
+		buf_putc(dropped, ',');
+	buf_puts(dropped, name);
+}
+
+int param_unsupported(const struct xlate_ctx *x, struct buf *dropped, const char *name,
+		      struct rerr *err)
+{
+	if (x->cfg->strict_params)
+		return rerr_set(err, 400, "invalid_request_error", "unsupported_parameter", name,
+				"Unsupported parameter: '%s' is not supported by model %s (provider %s).",
+				name, x->public_model, x->prov->name);
+	dropped_add(dropped, name);
+	return 0;
+}
+
+/* ---- errors ---- */
+
+void redact_secret(char *s, const char *secret)
+{
+	if (!s || !secret)
+		return;
+	size_t n = strlen(secret);
+	if (n < 6)
+		return;
+	char *p = s;
+	while ((p = strstr(p, secret)) != NULL) {
+		memset(p, '*', n);
+		p += n;
+	}
+}
+
+void map_upstream_status(const struct xlate_ctx *x, long status, const char *upstream_msg,
+			 const char *upstream_code, const char *upstream_param, long retry_after,
+			 struct rerr *err)
+{
+	const char *prov = x->prov->name;
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s", upstream_msg && upstream_msg[0] ? upstream_msg : "");
+	redact_secret(msg, x->prov->api_key);
+	const char *sep = msg[0] ? ": " : "";
+	err->should_retry = 0;
+	switch (status) {
+	case 400:
+	case 422:
+		rerr_set(err, 400, "invalid_request_error",
+			 upstream_code && (strcmp(upstream_code, "context_length_exceeded") == 0 ||
+					   strcmp(upstream_code, "unsupported_parameter") == 0 ||
+					   strcmp(upstream_code, "unsupported_value") == 0 ||
+					   strcmp(upstream_code, "invalid_value") == 0)
+				 ? upstream_code
+				 : NULL,
+			 upstream_param, "%s rejected the request (HTTP %ld)%s%s", prov, status, sep, msg);
+		break;
+	case 401:
+	case 403:
+		/* The router's own credential is wrong: never the client's 401, never upstream text
+		 * (it may quote part of the key). */
+		rerr_set(err, 502, "upstream_auth_error", "upstream_authentication_failed", NULL,
+			 "Provider %s refused the router's credentials (HTTP %ld); the operator must check %s.",
+			 prov, status, x->prov->key_env);
+		break;
+	case 402:
+		rerr_set(err, 402, "insufficient_quota", "insufficient_quota", NULL,
+			 "%s: the router's account has insufficient credit (HTTP 402)%s%s", prov, sep, msg);
+		break;
+	case 404:
+		rerr_set(err, 404, "invalid_request_error", "model_not_found", "model",
+			 "%s does not know model '%s' (HTTP 404)%s%s", prov, x->upstream_model, sep, msg);
+		break;
+	case 408:
+	case 504:
+		rerr_set(err, 504, "timeout_error", NULL, NULL, "%s timed out (HTTP %ld)%s%s", prov,
+			 status, sep, msg);
+		break;
+	case 413:
+		rerr_set(err, 413, "invalid_request_error", "request_too_large", NULL,
+			 "%s: request too large (HTTP 413)%s%s", prov, sep, msg);
+		break;
+	case 429:
+		rerr_set(err, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+			 "%s rate limit reached (HTTP 429)%s%s", prov, sep, msg);
+		err->retry_after = retry_after > 0 ? retry_after : 1;
+		err->should_retry = 1;
+		break;
+	case 498:
+	case 503:
+	case 529:
+		rerr_set(err, 503, "overloaded_error", "upstream_overloaded", NULL,
+			 "%s is overloaded (HTTP %ld)%s%s", prov, status, sep, msg);
+		err->retry_after = retry_after > 0 ? retry_after : 1;
+		err->should_retry = 1;
+		break;
+	case 500:
+		rerr_set(err, 500, "server_error", NULL, NULL, "%s internal error (HTTP 500)%s%s", prov,
+			 sep, msg);
+		break;
+	default:
+		if (status >= 500)
+			rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
+				 "%s failed (HTTP %ld)%s%s", prov, status, sep, msg);
+		else
+			rerr_set(err, 400, "invalid_request_error", NULL, upstream_param,
+				 "%s rejected the request (HTTP %ld)%s%s", prov, status, sep, msg);
+		break;
+	}
+}
+
+const char *finish_reason_normalize(const char *raw, int *changed)
+{
+	static const char *const openai[] = { "stop", "length", "tool_calls", "content_filter",
+					      "function_call" };
+	*changed = 0;
+	if (!raw)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(openai); i++) {
+		if (strcmp(raw, openai[i]) == 0)
+			return openai[i];
+	}
+	*changed = 1;
+	if (strcmp(raw, "insufficient_system_resource") == 0 || strcmp(raw, "max_tokens") == 0)
+		return "length";
+	return "stop";
+}

@@ -1,0 +1,106 @@
+/* provider.h - the provider vtable: pure translators between OpenAI's Chat Completions and an
+ * upstream API.
+ *
+ * One struct provider_ops per wire protocol (curl's vtls model): openai.c serves OpenAI and every
+ * OpenAI-compatible provider (DeepSeek, OpenRouter, Groq are configuration rows, not files).
+ * Translators are pure functions - JSON in, JSON out, no I/O - so the fixture tests and fuzz
+ * targets drive them directly. Streams are small state machines fed one upstream SSE event at a
+ * time; each call appends zero or more OpenAI chunk objects to an array, which the relay
+ * (relay.c) stamps with id/model/created and writes to the client.
+ */
+#ifndef ROUTER_PROVIDER_H
+#define ROUTER_PROVIDER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "../buf.h"
+#include "../config.h"
+#include "../errors.h"
+#include "../sse.h"
+#include "../upstream.h"
+
+/* Token usage in OpenAI's semantics: prompt includes cached tokens, completion includes
+ * reasoning tokens. -1 = not reported. */
+struct usage {
+	int have;
+	int64_t prompt, completion, total, cached, cache_write, reasoning;
+	int have_cost;        /* the provider reported the cost itself (OpenRouter) */
+	int64_t cost_nusd;
+	json_t *json;         /* the normalised usage object for the client (owned), or NULL */
+};
+
+void usage_init(struct usage *u);
+void usage_clear(struct usage *u);
+/* Reads an OpenAI-shaped usage object (also DeepSeek's cache counters and OpenRouter's cost)
+ * into u and keeps a normalised copy in u->json. Returns 0, or -1 if it is not a usage object. */
+int usage_from_openai(struct usage *u, const json_t *usage);
+/* Cost in nano-USD from the model's prices (or the provider-reported cost when present). */
+int64_t usage_cost_nusd(const struct usage *u, const struct model_conf *m, const char **source);
+/* A fresh OpenAI usage object built from the counters. */
+json_t *usage_to_json(const struct usage *u);
+
+/* Everything a translator knows about one upstream attempt; all borrowed. */
+struct xlate_ctx {
+	const struct config *cfg;
+	const struct provider_conf *prov;
+	const struct model_conf *model;
+	const char *upstream_model;
+	const char *public_model;
+	const char *id;            /* the router's request id, "chatcmpl-..." */
+	int64_t created;           /* unix seconds */
+	int stream;
+	int include_usage;         /* the client asked for a usage chunk */
+};
+
+enum stream_status { STREAM_MORE = 0, STREAM_DONE = 1, STREAM_ERROR = -1 };
+
+struct provider_ops {
+	const char *api;
+	/* Builds the upstream request from the validated client request (borrowed). Parameters the
+	 * target cannot honour are appended to `dropped` (comma-separated); in strict mode they are
+	 * an error instead. Returns 0 or -1 with err set. */
+	int (*build_request)(const struct xlate_ctx *x, const json_t *client, struct upstream_req *out,
+			     struct buf *dropped, struct rerr *err);
+	/* Translates a 2xx non-streaming reply into a chat.completion (new reference in *out).
+	 * Returns 0 or -1 with err set (502 for an unusable body). */
+	int (*parse_response)(const struct xlate_ctx *x, const char *body, size_t len, json_t **out,
+			      struct usage *u, struct rerr *err);
+	void *(*stream_new)(const struct xlate_ctx *x);
+	/* Feeds one upstream SSE event; appends chunk objects (without id/object/created/model) to
+	 * `chunks`. Returns STREAM_MORE, STREAM_DONE at the upstream's end marker, or STREAM_ERROR
+	 * with err set for an error reported inside the stream. */
+	enum stream_status (*stream_event)(void *st, const struct sse_event *ev, json_t *chunks,
+					   struct usage *u, struct rerr *err);
+	/* The upstream closed the stream. Returns STREAM_DONE if the stream was complete (chunks
+	 * may still be appended), else STREAM_ERROR with err set. */
+	enum stream_status (*stream_eof)(void *st, json_t *chunks, struct usage *u, struct rerr *err);
+	void (*stream_free)(void *st);
+	/* Maps a non-2xx upstream reply to the router's error. */
+	void (*map_error)(const struct xlate_ctx *x, long status, const char *body, size_t len,
+			  long retry_after, struct rerr *err);
+};
+
+const struct provider_ops *provider_ops_for(enum provider_api api);
+
+extern const struct provider_ops provider_openai;
+
+/* ---- helpers shared by the translators (provider.c) ---- */
+
+/* Appends name to the comma-separated list unless already present. */
+void dropped_add(struct buf *dropped, const char *name);
+/* Handles one parameter the target cannot honour: strict mode -> 400 naming it (returns -1);
+ * otherwise records it in `dropped` and returns 0. */
+int param_unsupported(const struct xlate_ctx *x, struct buf *dropped, const char *name,
+		      struct rerr *err);
+/* Upstream status -> router status/type/code per provider-protocols.md 10.3. The message is
+ * prefixed with the provider name; credentials errors never carry upstream text. */
+void map_upstream_status(const struct xlate_ctx *x, long status, const char *upstream_msg,
+			 const char *upstream_code, const char *upstream_param, long retry_after,
+			 struct rerr *err);
+/* Removes every occurrence of the provider's API key from s (in place). */
+void redact_secret(char *s, const char *secret);
+/* The OpenAI finish_reason for a provider value; sets *changed when it differs. */
+const char *finish_reason_normalize(const char *raw, int *changed);
+
+#endif

@@ -1,0 +1,258 @@
+/* relay.c - upstream reply to client response, streaming and not (see relay.h). */
+#include "relay.h"
+
+#include <string.h>
+
+#include "jsonx.h"
+#include "util.h"
+
+/* An upstream SSE event larger than this is treated as a broken stream. */
+#define MAX_EVENT_BYTES (16u << 20)
+
+void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,
+		const struct relay_sink *sink)
+{
+	memset(r, 0, sizeof(*r));
+	r->ops = ops;
+	r->x = x;
+	r->sink = *sink;
+	r->st = ops->stream_new(x);
+	sse_init(&r->sse, MAX_EVENT_BYTES);
+	r->chunks = json_array();
+	buf_init(&r->held, BUF_UNLIMITED);
+	buf_init(&r->frame, BUF_UNLIMITED);
+	rerr_clear(&r->err);
+	usage_init(&r->usage);
+}
+
+void relay_free(struct relay *r)
+{
+	if (r->st)
+		r->ops->stream_free(r->st);
+	sse_free(&r->sse);
+	json_decref(r->chunks);
+	buf_free(&r->held);
+	buf_free(&r->frame);
+	usage_clear(&r->usage);
+}
+
+int relay_started(const struct relay *r)
+{
+	return r->frames_out > 0;
+}
+
+static int sink_write(struct relay *r, const char *p, size_t n)
+{
+	if (r->state == RELAY_CLIENT_GONE)
+		return -1;
+	if (r->sink.write(r->sink.ud, p, n) < 0) {
+		r->state = RELAY_CLIENT_GONE;
+		return -1;
+	}
+	r->frames_out++;
+	return 0;
+}
+
+/* Held frames go out together with the first frame that matters. */
+static int flush_held(struct relay *r)
+{
+	if (!r->held.len)
+		return 0;
+	int rc = sink_write(r, r->held.p, r->held.len);
+	buf_reset(&r->held);
+	return rc;
+}
+
+static int delta_has_content(const json_t *chunk)
+{
+	const json_t *choices = json_object_get(chunk, "choices");
+	size_t i;
+	const json_t *c;
+	json_array_foreach(choices, i, c)
+	{
+		if (!json_is_null(json_object_get(c, "finish_reason")) &&
+		    json_object_get(c, "finish_reason"))
+			return 1;
+		const json_t *d = json_object_get(c, "delta");
+		const char *keys[] = { "content", "tool_calls", "refusal", "reasoning_content",
+				       "function_call", "audio" };
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+			const json_t *v = json_object_get(d, keys[k]);
+			if (!v || json_is_null(v))
+				continue;
+			if (json_is_string(v) && json_string_length(v) == 0)
+				continue;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void note_finish(struct relay *r, const json_t *chunk)
+{
+	const json_t *choices = json_object_get(chunk, "choices");
+	size_t i;
+	const json_t *c;
+	json_array_foreach(choices, i, c)
+	{
+		const char *fr = json_str(c, "finish_reason");
+		if (fr) {
+			size_t n = strlen(fr);
+			if (n >= sizeof(r->finish_reason))
+				n = sizeof(r->finish_reason) - 1;
+			memcpy(r->finish_reason, fr, n);
+			r->finish_reason[n] = '\0';
+		}
+	}
+}
+
+/* Serialises one chunk with the router's id/object/created/model in front. */
+static void frame_chunk(struct relay *r, const json_t *body)
+{
+	const struct xlate_ctx *x = r->x;
+	json_t *c = json_object();
+	json_object_set_new(c, "id", json_string(x->id));
+	json_object_set_new(c, "object", json_string("chat.completion.chunk"));
+	json_object_set_new(c, "created", json_integer(x->created));
+	json_object_set_new(c, "model", json_string(x->public_model));
+	json_object_update(c, (json_t *)body);
+	buf_reset(&r->frame);
+	buf_puts(&r->frame, "data: ");
+	json_to_buf(c, &r->frame);
+	buf_puts(&r->frame, "\n\n");
+	json_decref(c);
+}
+
+static int emit_chunks(struct relay *r)
+{
+	size_t i;
+	json_t *chunk;
+	int rc = 0;
+	json_array_foreach(r->chunks, i, chunk)
+	{
+		if (rc < 0)
+			break;
+		note_finish(r, chunk);
+		frame_chunk(r, chunk);
+		if (!relay_started(r) && !delta_has_content(chunk)) {
+			buf_append(&r->held, r->frame.p, r->frame.len);
+			continue;
+		}
+		if (!r->first_content_us)
+			r->first_content_us = clock_mono_us();
+		if (flush_held(r) < 0 || sink_write(r, r->frame.p, r->frame.len) < 0)
+			rc = -1;
+	}
+	json_array_clear(r->chunks);
+	return rc;
+}
+
+static void finish_ok(struct relay *r)
+{
+	if (flush_held(r) < 0)
+		return;
+	if (r->x->include_usage) {
+		json_t *u = r->usage.json ? json_incref(r->usage.json) : usage_to_json(&r->usage);
+		json_t *body = json_object();
+		json_object_set_new(body, "choices", json_array());
+		json_object_set_new(body, "usage", u);
+		frame_chunk(r, body);
+		json_decref(body);
+		if (sink_write(r, r->frame.p, r->frame.len) < 0)
+			return;
+	}
+	static const char done[] = "data: [DONE]\n\n";
+	if (sink_write(r, done, sizeof(done) - 1) < 0)
+		return;
+	r->state = RELAY_DONE;
+}
+
+static int on_event(void *ud, const struct sse_event *ev)
+{
+	struct relay *r = ud;
+	enum stream_status st = r->ops->stream_event(r->st, ev, r->chunks, &r->usage, &r->err);
+	if (emit_chunks(r) < 0)
+		return -1;
+	if (st == STREAM_DONE) {
+		finish_ok(r);
+		return 1;
+	}
+	if (st == STREAM_ERROR) {
+		r->state = RELAY_FAILED;
+		return 1;
+	}
+	return 0;
+}
+
+int relay_feed(struct relay *r, const char *p, size_t n)
+{
+	if (r->state != RELAY_RUNNING)
+		return -1;
+	int rc = sse_feed(&r->sse, p, n, on_event, r);
+	if (rc == -1 && r->state == RELAY_RUNNING) {
+		rerr_set(&r->err, 502, "server_error", "bad_upstream_response", NULL,
+			 "%s sent a stream event larger than %u bytes", r->x->prov->name, MAX_EVENT_BYTES);
+		r->state = RELAY_FAILED;
+	}
+	return r->state == RELAY_RUNNING ? 0 : -1;
+}
+
+void relay_finish(struct relay *r)
+{
+	if (r->state != RELAY_RUNNING)
+		return;
+	if (sse_finish(&r->sse, on_event, r) != 0 || r->state != RELAY_RUNNING)
+		return;
+	enum stream_status st = r->ops->stream_eof(r->st, r->chunks, &r->usage, &r->err);
+	if (emit_chunks(r) < 0)
+		return;
+	if (st == STREAM_DONE)
+		finish_ok(r);
+	else
+		r->state = RELAY_FAILED;
+}
+
+void relay_fail(struct relay *r, const struct rerr *e)
+{
+	if (r->state != RELAY_RUNNING)
+		return;
+	r->err = *e;
+	r->state = RELAY_FAILED;
+}
+
+void relay_emit_error(struct relay *r)
+{
+	if (r->state == RELAY_CLIENT_GONE || !relay_started(r))
+		return;
+	json_t *env = rerr_envelope(&r->err);
+	buf_reset(&r->frame);
+	buf_puts(&r->frame, "data: ");
+	json_to_buf(env, &r->frame);
+	buf_puts(&r->frame, "\n\ndata: [DONE]\n\n");
+	json_decref(env);
+	sink_write(r, r->frame.p, r->frame.len);
+}
+
+int relay_response(const struct provider_ops *ops, const struct xlate_ctx *x, const char *body,
+		   size_t len, json_t **out, struct usage *u, struct rerr *err)
+{
+	json_t *resp = NULL;
+	if (ops->parse_response(x, body, len, &resp, u, err) < 0)
+		return -1;
+	/* The router's id and the public model name go first, as in OpenAI's own replies. */
+	json_t *c = json_object();
+	json_object_set_new(c, "id", json_string(x->id));
+	json_object_set_new(c, "object", json_string("chat.completion"));
+	json_t *created = json_object_get(resp, "created");
+	json_object_set_new(c, "created",
+			    json_is_integer(created) ? json_incref(created) : json_integer(x->created));
+	json_object_set_new(c, "model", json_string(x->public_model));
+	json_object_del(resp, "id");
+	json_object_del(resp, "object");
+	json_object_del(resp, "created");
+	json_object_del(resp, "model");
+	json_object_update(c, resp);
+	json_decref(resp);
+	*out = c;
+	return 0;
+}

@@ -1,0 +1,56 @@
+/* reqlog.h - one request-log record per call, written to SQLite (store.c) and, when the database
+ * cannot take it, appended to the JSONL fallback file so that no record is lost.
+ *
+ * All strings are borrowed from the request context and must stay valid until reqlog_write
+ * returns. No field may ever hold a secret.
+ */
+#ifndef ROUTER_REQLOG_H
+#define ROUTER_REQLOG_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct store;
+
+struct reqlog {
+	const char *request_id;
+	int64_t ts_start_ms;
+	int64_t ts_end_ms;
+	const char *agent;             /* NULL = anonymous */
+	const char *tier;
+	const char *task;
+	const char *requested_model;
+	const char *model;             /* public id of the model that answered (or was tried last) */
+	const char *provider;
+	const char *upstream_model;
+	int stream;
+	int status;                    /* HTTP status sent to the client */
+	const char *error_type;        /* NULL on success */
+	const char *error_code;
+	const char *error_message;
+	const char *finish_reason;
+	int64_t input_tokens;          /* -1 = unknown */
+	int64_t output_tokens;
+	int64_t cached_tokens;
+	int64_t cache_write_tokens;
+	int64_t reasoning_tokens;
+	int64_t cost_nusd;
+	const char *cost_source;       /* "pricing", "provider", "none" */
+	double latency_ms;
+	double ttft_ms;                /* < 0 = not applicable */
+	double upstream_ms;            /* < 0 = no upstream call */
+	double overhead_ms;
+	const char *dropped_params;    /* comma-separated, NULL = none */
+	const char *upstream_request_id;
+	int attempts;
+	int client_gone;
+};
+
+void reqlog_init(struct reqlog *r);
+/* The record as a JSON object (the JSONL fallback format). */
+json_t *reqlog_to_json(const struct reqlog *r);
+/* Writes the record: to the store when st is not NULL and the insert succeeds, else appended to
+ * the JSONL file at jsonl_path. Returns 0 if the record is safe somewhere, -1 if it was lost. */
+int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r);
+
+#endif

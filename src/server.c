@@ -1,0 +1,239 @@
+/* server.c - responder processes: worker threads, signals, reload, and one request's lifecycle.
+ *
+ * Threads of a FastCGI responder: N workers (server.threads) each looping accept -> handle ->
+ * finish with their own libcurl handle and SQLite connection; one signal thread that owns every
+ * process signal (all other threads block them) and also polls the config file for changes; the
+ * store's WAL checkpointer. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is
+ * accepted (the listening socket is shut down), requests in flight run to completion, then the
+ * process exits 0. SIGHUP re-reads the configuration.
+ *
+ * A request's row in the request log is committed before the last bytes of its response are
+ * flushed, so a client that has seen the end of a response can rely on the row existing.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fcgi_io.h"
+#include "log.h"
+#include "routes.h"
+#include "store.h"
+#include "upstream.h"
+#include "util.h"
+
+/* Retry interval for a database that could not be opened. */
+#define STORE_RETRY_US (10 * 1000000LL)
+
+static int g_listen_fd = -1;
+static int g_stopping;
+
+static void store_opts_from(const struct config *cfg, struct store_opts *o, int background)
+{
+	o->path = cfg->db_path;
+	o->busy_timeout_ms = (long)cfg->busy_timeout_ms;
+	o->synchronous_full = strcmp(cfg->synchronous, "full") == 0;
+	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
+}
+
+static void worker_ensure_store(struct worker *w, const struct config *cfg, int background)
+{
+	if (w->st || clock_mono_us() < w->st_retry_us)
+		return;
+	struct store_opts o;
+	store_opts_from(cfg, &o, background);
+	char err[512];
+	w->st = store_open(&o, err, sizeof(err));
+	if (!w->st) {
+		w->st_retry_us = clock_mono_us() + STORE_RETRY_US;
+		log_error(NULL, "request log database unavailable (rows go to %s): %s",
+			  cfg->fallback_jsonl, err);
+	}
+}
+
+static __thread int t_background_ckpt;
+
+void server_commit_log(struct request_ctx *rc)
+{
+	rc->log.request_id = rc->id;
+	rc->log.ts_start_ms = rc->t0_wall_ms;
+	rc->log.ts_end_ms = clock_wall_ms();
+	rc->log.latency_ms = (double)(clock_mono_us() - rc->t0_us) / 1000.0;
+	rc->log.status = rc->resp.status;
+	rc->log.client_gone = rc->resp.client_gone;
+	worker_ensure_store(rc->w, rc->cfg, t_background_ckpt);
+	reqlog_write(rc->w->st, rc->cfg->fallback_jsonl, &rc->log);
+}
+
+static void handle_one(struct worker *w, const struct http_io *io, int background_ckpt)
+{
+	t_background_ckpt = background_ckpt;
+	struct request_ctx rc;
+	memset(&rc, 0, sizeof(rc));
+	rc.w = w;
+	rc.t0_us = clock_mono_us();
+	rc.t0_wall_ms = clock_wall_ms();
+	rc.cfg = config_acquire();
+	random_id(rc.id, sizeof(rc.id), "chatcmpl-", 29);
+	request_init(&rc.req, io);
+	response_init(&rc.resp, io);
+	resp_header(&rc.resp, "X-Request-Id", "%s", rc.id);
+	reqlog_init(&rc.log);
+
+	routes_dispatch(&rc);
+
+	if (!rc.resp.started) {
+		struct rerr e;
+		rerr_clear(&e);
+		rerr_set(&e, 500, "server_error", NULL, NULL, "The router produced no response.");
+		resp_error(&rc.resp, &e);
+	}
+	resp_flush(&rc.resp);
+	response_free(&rc.resp);
+	request_free(&rc.req);
+	config_release(rc.cfg);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct config *cfg = config_acquire();
+	w->up = upstream_new();
+	worker_ensure_store(w, cfg, 1);
+	config_release(cfg);
+	struct fcgi_conn *c = fcgi_conn_new(g_listen_fd);
+	if (!w->up) {
+		log_error(NULL, "worker %d: cannot create a libcurl handle", w->index);
+	} else {
+		while (!__atomic_load_n(&g_stopping, __ATOMIC_RELAXED)) {
+			if (fcgi_conn_accept(c) < 0) {
+				if (!__atomic_load_n(&g_stopping, __ATOMIC_RELAXED))
+					log_error(NULL, "worker %d: accept failed (%s); worker exits", w->index,
+						  strerror(errno));
+				break;
+			}
+			handle_one(w, fcgi_conn_io(c), 1);
+			fcgi_conn_finish(c);
+		}
+	}
+	fcgi_conn_free(c);
+	upstream_free(w->up);
+	store_close(w->st);
+	return NULL;
+}
+
+static void *signal_main(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	int64_t next_check = clock_mono_us();
+	for (;;) {
+		struct timespec ts = { 1, 0 };
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (__atomic_load_n(&g_stopping, __ATOMIC_RELAXED))
+			break;
+		if (sig == SIGHUP) {
+			log_info(NULL, "SIGHUP: reloading the configuration");
+			config_reload(1);
+		} else if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR1) {
+			log_info(NULL, "signal %d: finishing requests in flight, then exiting", sig);
+			__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
+			fcgi_io_shutdown_pending();
+			/* Wakes the thread blocked in accept(); the others see the stop flag. */
+			shutdown(g_listen_fd, SHUT_RDWR);
+			break;
+		} else if (sig < 0) {
+			struct config *cfg = config_acquire();
+			int64_t every = cfg ? cfg->reload_interval_s : 0;
+			config_release(cfg);
+			int64_t now = clock_mono_us();
+			if (every > 0 && now >= next_check) {
+				next_check = now + every * 1000000;
+				config_reload(0);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void block_process_signals(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+int server_run_fastcgi(int listen_fd)
+{
+	g_listen_fd = listen_fd;
+	signal(SIGPIPE, SIG_IGN);
+	struct config *cfg = config_acquire();
+	size_t nthreads = (size_t)cfg->threads;
+	struct store_opts so;
+	store_opts_from(cfg, &so, 1);
+	if (store_checkpointer_start(&so) < 0)
+		log_warn(NULL, "cannot start the WAL checkpointer thread");
+	config_release(cfg);
+
+	sigset_t old;
+	block_process_signals(&old);
+	pthread_t sig_thread;
+	if (pthread_create(&sig_thread, NULL, signal_main, NULL) != 0) {
+		log_error(NULL, "cannot start the signal thread");
+		return 1;
+	}
+	struct worker *workers = xcalloc(nthreads, sizeof(*workers));
+	pthread_t *threads = xcalloc(nthreads, sizeof(*threads));
+	size_t started = 0;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
+	for (size_t i = 0; i < nthreads; i++) {
+		workers[i].index = (int)i;
+		if (pthread_create(&threads[i], &attr, worker_main, &workers[i]) != 0) {
+			log_error(NULL, "cannot start worker thread %zu", i);
+			break;
+		}
+		started++;
+	}
+	pthread_attr_destroy(&attr);
+	log_info(NULL, "FastCGI responder ready with %zu worker threads", started);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
+	pthread_kill(sig_thread, SIGTERM);
+	pthread_join(sig_thread, NULL);
+	store_checkpointer_stop();
+	free(workers);
+	free(threads);
+	log_info(NULL, "responder stopped");
+	return started ? 0 : 1;
+}
+
+int server_run_cgi(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	struct worker w = { .index = 0 };
+	w.up = upstream_new();
+	if (!w.up)
+		return 1;
+	handle_one(&w, cgi_io(), 0);
+	fflush(stdout);
+	upstream_free(w.up);
+	store_close(w.st);
+	return 0;
+}

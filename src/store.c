@@ -1,0 +1,388 @@
+/* store.c - SQLite connections, schema migrations and background WAL checkpoints.
+ *
+ * Invariants: a struct store is used by one thread only (connections are opened with
+ * SQLITE_OPEN_NOMUTEX); every statement is reset right after it is stepped, so no reader keeps a
+ * snapshot that would block checkpoints; every write is a single short BEGIN IMMEDIATE ... COMMIT
+ * (or an autocommit insert). Migrations run inside BEGIN IMMEDIATE and re-read user_version
+ * there, so several processes starting at once apply each migration exactly once.
+ *
+ * Checkpoints: worker connections have wal_autocheckpoint disabled and a WAL hook that wakes the
+ * checkpointer thread once the WAL holds checkpoint_pages pages; the checkpointer also runs every
+ * few seconds when the WAL is not empty. It uses PASSIVE checkpoints, which never block writers.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+
+enum { ST_INSERT_REQLOG, ST_COUNT };
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_INSERT_REQLOG] =
+		"INSERT INTO request_log (request_id, ts_start_ms, ts_end_ms, agent, tier, task,"
+		" requested_model, model, provider, upstream_model, stream, status, error_type,"
+		" error_code, error_message, finish_reason, input_tokens, output_tokens, cached_tokens,"
+		" cache_write_tokens, reasoning_tokens, cost_nusd, cost_source, latency_ms, ttft_ms,"
+		" upstream_ms, overhead_ms, dropped_params, upstream_request_id, attempts, client_gone)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+		" ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)"
+		" ON CONFLICT(request_id) DO NOTHING",
+};
+
+/* Migration i brings the schema from version i to i+1. Never edit a released entry: append. */
+static const char *const migrations[] = {
+	/* 0 -> 1: the request log. */
+	"CREATE TABLE request_log ("
+	"  id INTEGER PRIMARY KEY,"
+	"  request_id TEXT NOT NULL UNIQUE,"
+	"  ts_start_ms INTEGER NOT NULL,"
+	"  ts_end_ms INTEGER NOT NULL,"
+	"  agent TEXT,"
+	"  tier TEXT,"
+	"  task TEXT,"
+	"  requested_model TEXT,"
+	"  model TEXT,"
+	"  provider TEXT,"
+	"  upstream_model TEXT,"
+	"  stream INTEGER NOT NULL DEFAULT 0,"
+	"  status INTEGER NOT NULL,"
+	"  error_type TEXT,"
+	"  error_code TEXT,"
+	"  error_message TEXT,"
+	"  finish_reason TEXT,"
+	"  input_tokens INTEGER,"
+	"  output_tokens INTEGER,"
+	"  cached_tokens INTEGER,"
+	"  cache_write_tokens INTEGER,"
+	"  reasoning_tokens INTEGER,"
+	"  cost_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  cost_usd REAL GENERATED ALWAYS AS (cost_nusd / 1e9) VIRTUAL,"
+	"  cost_source TEXT,"
+	"  latency_ms REAL,"
+	"  ttft_ms REAL,"
+	"  upstream_ms REAL,"
+	"  overhead_ms REAL,"
+	"  dropped_params TEXT,"
+	"  upstream_request_id TEXT,"
+	"  attempts INTEGER NOT NULL DEFAULT 1,"
+	"  client_gone INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE INDEX request_log_ts ON request_log(ts_start_ms);",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[ST_COUNT];
+};
+
+/* ---- checkpointer state (one per process) ---- */
+
+static pthread_mutex_t ck_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ck_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t ck_thread;
+static int ck_running;
+static int ck_stop;
+static int ck_wanted;
+static long ck_pages = 1000;
+
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+	(void)ud;
+	(void)db;
+	(void)name;
+	if (pages >= __atomic_load_n(&ck_pages, __ATOMIC_RELAXED) &&
+	    !__atomic_load_n(&ck_wanted, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&ck_mu);
+		ck_wanted = 1;
+		pthread_cond_signal(&ck_cond);
+		pthread_mutex_unlock(&ck_mu);
+	}
+	return SQLITE_OK;
+}
+
+static int mkdir_parents(const char *path)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int rc = 0;
+	if (slash && slash != dir) {
+		*slash = '\0';
+		for (char *p = dir + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+				rc = -1;
+			*p = '/';
+		}
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+			rc = -1;
+	}
+	free(dir);
+	return rc;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsz)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errsz, "%s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_version(sqlite3 *db)
+{
+	sqlite3_stmt *s;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static int migrate(sqlite3 *db, char *errbuf, size_t errsz)
+{
+	if (user_version(db) == (int)ARRAY_SIZE(migrations))
+		return 0;
+	if (exec_sql(db, "BEGIN IMMEDIATE", errbuf, errsz) < 0)
+		return -1;
+	int v = user_version(db);
+	if (v < 0 || v > (int)ARRAY_SIZE(migrations)) {
+		snprintf(errbuf, errsz, "database schema version %d is newer than this router (%d)", v,
+			 (int)ARRAY_SIZE(migrations));
+		char ignore[8];
+		exec_sql(db, "ROLLBACK", ignore, sizeof(ignore));
+		return -1;
+	}
+	for (; v < (int)ARRAY_SIZE(migrations); v++) {
+		if (exec_sql(db, migrations[v], errbuf, errsz) < 0) {
+			char ignore[8];
+			exec_sql(db, "ROLLBACK", ignore, sizeof(ignore));
+			return -1;
+		}
+	}
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+	if (exec_sql(db, sql, errbuf, errsz) < 0 || exec_sql(db, "COMMIT", errbuf, errsz) < 0) {
+		char ignore[8];
+		exec_sql(db, "ROLLBACK", ignore, sizeof(ignore));
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3 *open_db(const struct store_opts *o, int worker, char *errbuf, size_t errsz)
+{
+	if (mkdir_parents(o->path) < 0) {
+		snprintf(errbuf, errsz, "cannot create the directory of %s: %s", o->path, strerror(errno));
+		return NULL;
+	}
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(o->path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errsz, "cannot open %s: %s", o->path,
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, (int)o->busy_timeout_ms);
+	char sql[160];
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;",
+		 o->synchronous_full ? "FULL" : "NORMAL");
+	if (exec_sql(db, sql, errbuf, errsz) < 0 || migrate(db, errbuf, errsz) < 0) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	if (worker && o->checkpoint_pages > 0) {
+		/* A background checkpointer runs; keep checkpoints off the request path. */
+		sqlite3_wal_autocheckpoint(db, 0);
+		sqlite3_wal_hook(db, wal_hook, NULL);
+	}
+	return db;
+}
+
+struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz)
+{
+	sqlite3 *db = open_db(o, 1, errbuf, errsz);
+	if (!db)
+		return NULL;
+	struct store *st = xcalloc(1, sizeof(*st));
+	st->db = db;
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(errbuf, errsz, "cannot prepare statement: %s", sqlite3_errmsg(db));
+			store_close(st);
+			return NULL;
+		}
+	}
+	return st;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+int store_schema_version(struct store *st)
+{
+	return user_version(st->db);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_count(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v >= 0)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_ms(sqlite3_stmt *s, int i, double v)
+{
+	if (v >= 0)
+		sqlite3_bind_double(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	sqlite3_stmt *s = st->stmt[ST_INSERT_REQLOG];
+	bind_text(s, 1, r->request_id);
+	sqlite3_bind_int64(s, 2, r->ts_start_ms);
+	sqlite3_bind_int64(s, 3, r->ts_end_ms);
+	bind_text(s, 4, r->agent);
+	bind_text(s, 5, r->tier);
+	bind_text(s, 6, r->task);
+	bind_text(s, 7, r->requested_model);
+	bind_text(s, 8, r->model);
+	bind_text(s, 9, r->provider);
+	bind_text(s, 10, r->upstream_model);
+	sqlite3_bind_int(s, 11, r->stream);
+	sqlite3_bind_int(s, 12, r->status);
+	bind_text(s, 13, r->error_type);
+	bind_text(s, 14, r->error_code);
+	bind_text(s, 15, r->error_message);
+	bind_text(s, 16, r->finish_reason);
+	bind_count(s, 17, r->input_tokens);
+	bind_count(s, 18, r->output_tokens);
+	bind_count(s, 19, r->cached_tokens);
+	bind_count(s, 20, r->cache_write_tokens);
+	bind_count(s, 21, r->reasoning_tokens);
+	sqlite3_bind_int64(s, 22, r->cost_nusd);
+	bind_text(s, 23, r->cost_source);
+	bind_ms(s, 24, r->latency_ms);
+	bind_ms(s, 25, r->ttft_ms);
+	bind_ms(s, 26, r->upstream_ms);
+	bind_ms(s, 27, r->overhead_ms);
+	bind_text(s, 28, r->dropped_params && r->dropped_params[0] ? r->dropped_params : NULL);
+	bind_text(s, 29, r->upstream_request_id && r->upstream_request_id[0] ? r->upstream_request_id
+									     : NULL);
+	sqlite3_bind_int(s, 30, r->attempts);
+	sqlite3_bind_int(s, 31, r->client_gone);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		snprintf(errbuf, errsz, "insert into request_log failed: %s (%s)", sqlite3_errmsg(st->db),
+			 sqlite3_errstr(rc));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- checkpointer ---- */
+
+static void *checkpointer_main(void *arg)
+{
+	struct store_opts *o = arg;
+	char errbuf[256];
+	sqlite3 *db = NULL;
+	pthread_mutex_lock(&ck_mu);
+	while (!ck_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (!ck_stop && !ck_wanted) {
+			if (pthread_cond_timedwait(&ck_cond, &ck_mu, &until) == ETIMEDOUT)
+				break;
+		}
+		if (ck_stop)
+			break;
+		ck_wanted = 0;
+		pthread_mutex_unlock(&ck_mu);
+		if (!db)
+			db = open_db(o, 0, errbuf, sizeof(errbuf));
+		if (db) {
+			int wal_pages = 0, done = 0;
+			int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_pages,
+							   &done);
+			if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+				log_warn(NULL, "WAL checkpoint of %s failed: %s", o->path,
+					 sqlite3_errmsg(db));
+				sqlite3_close(db);
+				db = NULL;
+			}
+		}
+		pthread_mutex_lock(&ck_mu);
+	}
+	pthread_mutex_unlock(&ck_mu);
+	sqlite3_close(db);
+	free((char *)o->path);
+	free(o);
+	return NULL;
+}
+
+int store_checkpointer_start(const struct store_opts *o)
+{
+	struct store_opts *copy = xmalloc(sizeof(*copy));
+	*copy = *o;
+	copy->path = xstrdup(o->path);
+	__atomic_store_n(&ck_pages, o->checkpoint_pages, __ATOMIC_RELAXED);
+	ck_stop = 0;
+	if (pthread_create(&ck_thread, NULL, checkpointer_main, copy) != 0) {
+		free((char *)copy->path);
+		free(copy);
+		return -1;
+	}
+	ck_running = 1;
+	return 0;
+}
+
+void store_checkpointer_stop(void)
+{
+	if (!ck_running)
+		return;
+	pthread_mutex_lock(&ck_mu);
+	ck_stop = 1;
+	pthread_cond_signal(&ck_cond);
+	pthread_mutex_unlock(&ck_mu);
+	pthread_join(ck_thread, NULL);
+	ck_running = 0;
+}

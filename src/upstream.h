@@ -1,0 +1,82 @@
+/* upstream.h - blocking HTTP calls to providers; the only module that uses libcurl.
+ *
+ * Each worker thread owns one struct upstream for its whole life: one libcurl easy handle whose
+ * connection cache keeps TLS/TCP connections to the providers alive between requests. A call is
+ * one blocking upstream_perform(); the response is handed to the caller as it arrives through
+ * callbacks (head once, body pieces, a tick about once a second), any of which can abort the
+ * transfer. Timeouts: connect, a total for non-streaming calls, time to first body byte and
+ * idle time between body bytes for streams.
+ */
+#ifndef ROUTER_UPSTREAM_H
+#define ROUTER_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct upstream_req {
+	char *url;
+	char **headers;      /* "Name: value" lines (may hold the API key: never log them) */
+	size_t n_headers;
+	char *body;
+	size_t body_len;
+	int stream;
+};
+
+void upstream_req_free(struct upstream_req *r);
+void upstream_req_add_header(struct upstream_req *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+struct upstream_opts {
+	long connect_timeout_ms;
+	long timeout_ms;          /* non-stream: whole call; stream: until the first body byte */
+	long idle_timeout_ms;     /* stream: longest silence between body bytes */
+	const char *proxy;        /* "" = no proxy */
+	const char *ca_file;      /* "" = system bundle */
+};
+
+struct upstream_head {
+	long status;
+	const char *content_type;   /* "" if absent */
+	long retry_after;           /* seconds, 0 if absent */
+	const char *request_id;     /* x-request-id / request-id, "" if absent */
+};
+
+struct upstream_cb {
+	int (*on_head)(void *ud, const struct upstream_head *h);   /* 0 = go on, -1 = abort */
+	int (*on_body)(void *ud, const char *p, size_t n);         /* 0 = go on, -1 = abort */
+	int (*on_tick)(void *ud);                                  /* 0 = go on, -1 = abort */
+	void *ud;
+};
+
+enum upstream_fail {
+	UPSTREAM_OK = 0,          /* a complete HTTP response arrived (any status) */
+	UPSTREAM_CONNECT,         /* DNS or TCP/TLS connection failed */
+	UPSTREAM_TIMEOUT,         /* connect, total or first-byte timeout */
+	UPSTREAM_STALLED,         /* stream idle too long */
+	UPSTREAM_ABORTED,         /* a callback asked to stop */
+	UPSTREAM_BROKEN,          /* connection lost or protocol error mid-response */
+};
+
+struct upstream_result {
+	enum upstream_fail fail;
+	long status;
+	long retry_after;
+	char request_id[128];
+	char content_type[128];
+	char error[256];          /* human-readable transport error, no secrets */
+	double total_ms;          /* whole transfer */
+	double connect_ms;
+	int64_t body_bytes;
+};
+
+int upstream_global_init(void);
+void upstream_global_cleanup(void);
+struct upstream *upstream_new(void);
+void upstream_free(struct upstream *u);
+/* Performs the call. Returns 0 when a complete response arrived (inspect res->status), -1 on a
+ * transport failure or abort (res->fail and res->error say which). */
+int upstream_perform(struct upstream *u, const struct upstream_req *req,
+		     const struct upstream_opts *opts, const struct upstream_cb *cb,
+		     struct upstream_result *res);
+
+#endif

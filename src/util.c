@@ -1,0 +1,217 @@
+/* util.c - aborting allocators, clocks, randomness and string helpers (see util.h). */
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "[fatal] llm-router: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom(n * size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom(0);
+	char *p = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+int64_t clock_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t clock_wall_ms(void)
+{
+	static int64_t fake_offset_ms;
+	static int fake_read;
+	if (!__atomic_load_n(&fake_read, __ATOMIC_ACQUIRE)) {
+		const char *f = getenv("LLM_ROUTER_FAKE_NOW");
+		long long v;
+		int64_t off = 0;
+		if (f && parse_ll(f, &v) == 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			off = (int64_t)v * 1000 - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		}
+		__atomic_store_n(&fake_offset_ms, off, __ATOMIC_RELAXED);
+		__atomic_store_n(&fake_read, 1, __ATOMIC_RELEASE);
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+	       __atomic_load_n(&fake_offset_ms, __ATOMIC_RELAXED);
+}
+
+void random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t r = getrandom(p, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "[fatal] llm-router: getrandom failed: %s\n", strerror(errno));
+			abort();
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+void random_id(char *out, size_t outsz, const char *prefix, size_t nrand)
+{
+	static const char alphabet[] =
+		"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	size_t plen = strlen(prefix);
+	if (outsz == 0)
+		return;
+	if (plen + nrand + 1 > outsz)
+		nrand = outsz > plen + 1 ? outsz - plen - 1 : 0;
+	if (plen >= outsz)
+		plen = outsz - 1;
+	memcpy(out, prefix, plen);
+	unsigned char rnd[64];
+	size_t done = 0;
+	while (done < nrand) {
+		size_t chunk = nrand - done < sizeof(rnd) ? nrand - done : sizeof(rnd);
+		random_bytes(rnd, chunk);
+		for (size_t i = 0; i < chunk; i++)
+			out[plen + done + i] = alphabet[rnd[i] % 62];
+		done += chunk;
+	}
+	out[plen + nrand] = '\0';
+}
+
+int parse_ll(const char *s, long long *out)
+{
+	if (!s || !*s)
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end != '\0' || end == s)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int str_has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int str_ieq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++) {
+		char ca = (*a >= 'A' && *a <= 'Z') ? (char)(*a + 32) : *a;
+		char cb = (*b >= 'A' && *b <= 'Z') ? (char)(*b + 32) : *b;
+		if (ca != cb)
+			return 0;
+	}
+	return *a == *b;
+}
+
+int mem_ct_eq(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const unsigned char *x = a, *y = b;
+	size_t n = alen > blen ? alen : blen;
+	unsigned char diff = (unsigned char)(alen != blen);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char cx = i < alen ? x[i] : 0;
+		unsigned char cy = i < blen ? y[i] : 0;
+		diff |= (unsigned char)(cx ^ cy);
+	}
+	return diff == 0;
+}
+
+void utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		unsigned char c = *p;
+		size_t need;
+		unsigned int min;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			need = 1;
+			min = 0x80;
+		} else if ((c & 0xF0) == 0xE0) {
+			need = 2;
+			min = 0x800;
+		} else if ((c & 0xF8) == 0xF0) {
+			need = 3;
+			min = 0x10000;
+		} else {
+			*p++ = '?';
+			continue;
+		}
+		unsigned int cp = c & (0x3F >> need);
+		size_t i;
+		for (i = 1; i <= need; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				break;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		if (i <= need || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+			*p++ = '?';
+			continue;
+		}
+		p += need + 1;
+	}
+}

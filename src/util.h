@@ -1,0 +1,46 @@
+/* util.h - allocation that aborts on out-of-memory, clocks, randomness and small string helpers.
+ *
+ * Out-of-memory is the one failure the router does not try to survive: x*alloc print a line and
+ * abort, so every other error path is kept for real failures (network, provider, database, input).
+ */
+#ifndef ROUTER_UTIL_H
+#define ROUTER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Monotonic clock in microseconds (for latencies). */
+int64_t clock_mono_us(void);
+/* Wall clock in milliseconds since the epoch. Tests may pin it with LLM_ROUTER_FAKE_NOW
+ * (seconds since the epoch, read once) so that day boundaries can be exercised. */
+int64_t clock_wall_ms(void);
+
+/* Fills buf with n cryptographically random bytes (getrandom). */
+void random_bytes(void *buf, size_t n);
+/* Writes prefix followed by `nrand` random base62 characters and a NUL into out (size outsz). */
+void random_id(char *out, size_t outsz, const char *prefix, size_t nrand);
+
+/* Strict decimal parse of the whole string into a long long; returns 0 or -1. */
+int parse_ll(const char *s, long long *out);
+
+/* Replaces every byte that is not part of valid UTF-8 (including a sequence cut short at the end)
+ * with '?', in place, so the string can always be turned into a JSON string. */
+void utf8_sanitize(char *s);
+
+int str_has_prefix(const char *s, const char *prefix);
+/* Case-insensitive ASCII comparison of two strings. */
+int str_ieq(const char *a, const char *b);
+/* Constant-time equality of two byte strings of the given lengths. */
+int mem_ct_eq(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+// Fake LLM provider for tests and `make run`'s demo mode. Loopback only, no dependencies.
+//
+// One HTTP server answers for every provider; the first path segment names the provider the
+// router thinks it is talking to (the router's base URLs are http://127.0.0.1:PORT/<provider>/...):
+//   OpenAI-compatible  POST /<p>/.../chat/completions            (openai, deepseek, groq, openrouter, demo)
+//   Anthropic          POST /<p>/v1/messages
+//   Gemini             POST /<p>/.../models/<model>:generateContent | :streamGenerateContent?alt=sse
+// Each speaks that provider's real wire format (see ../../../shared/provider-protocols.md): usage
+// fields and stream shapes differ per provider (DeepSeek cache counters, Groq x_groq.usage,
+// OpenRouter cost and comments, Anthropic events, Gemini usageMetadata).
+//
+// Control API (for tests):
+//   POST   /_script   {"provider":"openai"?, "steps":[step,...]}  queue scripted replies (FIFO)
+//   GET    /_requests                   every request received: [{provider, path, headers, body, t}]
+//   DELETE /_requests                   forget them (and scripts and events)
+//   GET    /_events                     connection events: [{type:"client_closed", provider, t, ...}]
+// A step: {status, body (object or string), headers, sse: [raw event strings], delay_ms (before the
+// head), chunk_delay_ms, cut_after (events sent before the connection is destroyed), hang (never
+// answer), close (destroy the socket at once), text (reply text for the default generator)}.
+// Without a script the default generator answers "Hello from the fake <provider> (<model>)." and
+// streams it word by word; the request header X-Fake-Chunk-Delay-Ms (forwarded by tests via
+// the body field "fake_chunk_delay_ms") slows the stream down.
+'use strict';
+const http = require('http');
+
+const state = { requests: [], scripts: [], events: [] };
+const startedAt = Date.now();
+
+function now() { return Date.now() - startedAt; }
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+function tokensOf(text) { return Math.max(1, Math.ceil(String(text).length / 4)); }
+
+function promptText(body) {
+  const parts = [];
+  const walk = (v) => {
+    if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      if (typeof v.text === 'string') parts.push(v.text);
+      if (v.content !== undefined) walk(v.content);
+      if (v.parts !== undefined) walk(v.parts);
+    }
+  };
+  walk(body.messages || body.contents || []);
+  if (body.system) walk(body.system);
+  if (body.systemInstruction) walk(body.systemInstruction);
+  return parts.join(' ');
+}
+
+function takeScript(provider) {
+  const i = state.scripts.findIndex((s) => !s.provider || s.provider === provider);
+  if (i < 0) return null;
+  return state.scripts.splice(i, 1)[0].step;
+}
+
+function words(text) { return text.match(/\S+\s*/g) || [text]; }
+
+// ---- OpenAI-compatible ----
+
+function openaiUsage(provider, promptTok, outTok) {
+  const u = { prompt_tokens: promptTok, completion_tokens: outTok, total_tokens: promptTok + outTok };
+  if (provider === 'deepseek') {
+    u.prompt_cache_hit_tokens = Math.floor(promptTok / 2);
+    u.prompt_cache_miss_tokens = promptTok - u.prompt_cache_hit_tokens;
+  } else if (provider === 'openrouter') {
+    u.cost = Number(((promptTok * 3 + outTok * 15) / 1e6).toFixed(9));
+    u.is_byok = false;
+  } else if (provider !== 'groq') {
+    u.prompt_tokens_details = { cached_tokens: 0, audio_tokens: 0 };
+    u.completion_tokens_details = { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 };
+  }
+  return u;
+}
+
+function openaiEvents(provider, body, text) {
+  const id = 'chatcmpl-fake' + Math.random().toString(36).slice(2, 10);
+  const created = Math.floor(Date.now() / 1000);
+  const model = body.model;
+  const base = (extra) => Object.assign({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_fake' }, extra);
+  const events = [];
+  const wantUsage = body.stream_options && body.stream_options.include_usage;
+  const u = (x) => (wantUsage && provider !== 'groq' ? Object.assign(x, { usage: null }) : x);
+  if (provider === 'openrouter') events.push(': OPENROUTER PROCESSING');
+  if (provider === 'deepseek') events.push(': keep-alive');
+  const first = base({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
+  if (provider === 'groq') first.x_groq = { id: 'req_fake' };
+  events.push('data: ' + JSON.stringify(u(first)));
+  for (const w of words(text)) {
+    events.push('data: ' + JSON.stringify(u(base({ choices: [{ index: 0, delta: { content: w }, logprobs: null, finish_reason: null }] }))));
+  }
+  const promptTok = tokensOf(promptText(body));
+  const outTok = tokensOf(text);
+  const last = base({ choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] });
+  if (provider === 'openrouter') { last.choices[0].native_finish_reason = 'stop'; last.provider = 'FakeUpstream'; }
+  if (provider === 'groq') last.x_groq = { id: 'req_fake', usage: Object.assign(openaiUsage(provider, promptTok, outTok), { queue_time: 0.01, prompt_time: 0.002, completion_time: 0.05, total_time: 0.062 }) };
+  events.push('data: ' + JSON.stringify(u(last)));
+  if (wantUsage && provider !== 'groq') {
+    events.push('data: ' + JSON.stringify(base({ choices: [], usage: openaiUsage(provider, promptTok, outTok) })));
+  }
+  events.push('data: [DONE]');
+  return events;
+}
+
+function openaiResponse(provider, body, text) {
+  const promptTok = tokensOf(promptText(body));
+  const outTok = tokensOf(text);
+  const r = {
+    id: 'chatcmpl-fake' + Math.random().toString(36).slice(2, 10),
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null, annotations: [] }, logprobs: null, finish_reason: 'stop' }],
+    usage: openaiUsage(provider, promptTok, outTok),
+    system_fingerprint: 'fp_fake',
+  };
+  if (provider === 'openrouter') { r.provider = 'FakeUpstream'; r.choices[0].native_finish_reason = 'stop'; }
+  return r;
+}
+
+// ---- Anthropic ----
+
+function anthropicEvents(body, text) {
+  const promptTok = tokensOf(promptText(body));
+  const outTok = tokensOf(text);
+  const ev = (name, data) => `event: ${name}\ndata: ${JSON.stringify(data)}`;
+  const events = [
+    ev('message_start', { type: 'message_start', message: { id: 'msg_fake01', type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: promptTok, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 } } }),
+    ev('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
+    ev('ping', { type: 'ping' }),
+  ];
+  for (const w of words(text)) events.push(ev('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } }));
+  events.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+  events.push(ev('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: outTok } }));
+  events.push(ev('message_stop', { type: 'message_stop' }));
+  return events;
+}
+
+function anthropicResponse(body, text) {
+  return {
+    id: 'msg_fake01', type: 'message', role: 'assistant', model: body.model,
+    content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null,
+    usage: { input_tokens: tokensOf(promptText(body)), cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: tokensOf(text) },
+  };
+}
+
+// ---- Gemini ----
+
+function geminiEvents(body, text, model) {
+  const promptTok = tokensOf(promptText(body));
+  const ws = words(text);
+  return ws.map((w, i) => {
+    const last = i === ws.length - 1;
+    const c = { content: { parts: [{ text: w }], role: 'model' }, index: 0 };
+    if (last) c.finishReason = 'STOP';
+    const usage = { promptTokenCount: promptTok, totalTokenCount: promptTok + (last ? tokensOf(text) : 0) };
+    if (last) usage.candidatesTokenCount = tokensOf(text);
+    return 'data: ' + JSON.stringify({ candidates: [c], usageMetadata: usage, modelVersion: model, responseId: 'fakeResponse01' });
+  });
+}
+
+function geminiResponse(body, text, model) {
+  const p = tokensOf(promptText(body));
+  const o = tokensOf(text);
+  return {
+    candidates: [{ content: { parts: [{ text }], role: 'model' }, finishReason: 'STOP', index: 0 }],
+    usageMetadata: { promptTokenCount: p, candidatesTokenCount: o, totalTokenCount: p + o },
+    modelVersion: model, responseId: 'fakeResponse01',
+  };
+}
+
+// ---- serving ----
+
+function classify(url) {
+  const [path] = url.split('?');
+  const seg = path.split('/').filter(Boolean);
+  const provider = seg[0] || '';
+  if (path.endsWith('/chat/completions')) return { provider, api: 'openai' };
+  if (path.endsWith('/v1/messages')) return { provider, api: 'anthropic' };
+  const m = path.match(/\/models\/([^/:]+):(generateContent|streamGenerateContent)$/);
+  if (m) return { provider, api: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' };
+  return { provider, api: null };
+}
+
+async function sendStream(req, res, info, events, step) {
+  const chunkDelay = step.chunk_delay_ms || 0;
+  res.writeHead(step.status || 200, Object.assign({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'x-request-id': 'req_fake_upstream' }, step.headers || {}));
+  let closed = false;
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      closed = true;
+      state.events.push({ type: 'client_closed', provider: info.provider, t: now(), wall: Date.now() });
+    }
+  });
+  for (let i = 0; i < events.length; i++) {
+    if (closed) return;
+    if (step.cut_after !== undefined && i >= step.cut_after) { req.socket.destroy(); return; }
+    if (i > 0 && chunkDelay) await sleep(chunkDelay);
+    if (closed) return;
+    res.write(events[i] + '\n\n');
+  }
+  if (step.stall_after_ms) await sleep(step.stall_after_ms);
+  if (!closed) res.end();
+}
+
+async function handle(req, res, raw) {
+  const info = classify(req.url);
+  let body = {};
+  try { body = raw.length ? JSON.parse(raw) : {}; } catch (e) { body = { _unparsed: raw.toString() }; }
+  state.requests.push({ provider: info.provider, api: info.api, method: req.method, path: req.url, headers: req.headers, body, t: now() });
+  if (!info.api) {
+    res.writeHead(404, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'fake provider: unknown path ' + req.url, type: 'invalid_request_error' } }));
+    return;
+  }
+  const step = takeScript(info.provider) || {};
+  if (step.hang) return;                       // never answer
+  if (step.delay_ms) await sleep(step.delay_ms);
+  if (step.close) { req.socket.destroy(); return; }
+  const stream = info.api === 'gemini' ? info.stream : body.stream === true;
+  const model = info.model || body.model;
+  const text = step.text || `Hello from the fake ${info.provider} (${model}).`;
+  if (step.sse) { await sendStream(req, res, info, step.sse, step); return; }
+  if (step.body !== undefined || (step.status && step.status >= 300)) {
+    const b = step.body === undefined ? { error: { message: 'scripted failure', type: 'server_error' } } : step.body;
+    const payload = typeof b === 'string' ? b : JSON.stringify(b);
+    res.writeHead(step.status || 200, Object.assign({ 'Content-Type': 'application/json', 'x-request-id': 'req_fake_upstream' }, step.headers || {}));
+    res.end(payload);
+    return;
+  }
+  const chunkDelay = step.chunk_delay_ms !== undefined ? step.chunk_delay_ms : Number(req.headers['x-fake-chunk-delay-ms'] || body.fake_chunk_delay_ms || 0);
+  const s = Object.assign({}, step, { chunk_delay_ms: chunkDelay });
+  if (stream) {
+    const events = info.api === 'openai' ? openaiEvents(info.provider, body, text)
+      : info.api === 'anthropic' ? anthropicEvents(body, text) : geminiEvents(body, text, model);
+    await sendStream(req, res, info, events, s);
+    return;
+  }
+  const reply = info.api === 'openai' ? openaiResponse(info.provider, body, text)
+    : info.api === 'anthropic' ? anthropicResponse(body, text) : geminiResponse(body, text, model);
+  res.writeHead(200, { 'Content-Type': 'application/json', 'x-request-id': 'req_fake_upstream' });
+  res.end(JSON.stringify(reply));
+}
+
+function control(req, res, raw) {
+  const send = (code, obj) => { res.writeHead(code, { 'Content-Type': 'application/json' }); res.end(JSON.stringify(obj)); };
+  if (req.url === '/_requests' && req.method === 'GET') return send(200, state.requests);
+  if (req.url === '/_events' && req.method === 'GET') return send(200, state.events);
+  if (req.url === '/_requests' && req.method === 'DELETE') {
+    state.requests = []; state.scripts = []; state.events = [];
+    return send(200, { ok: true });
+  }
+  if (req.url === '/_script' && req.method === 'POST') {
+    const s = JSON.parse(raw.toString() || '{}');
+    for (const step of s.steps || []) state.scripts.push({ provider: s.provider, step });
+    return send(200, { queued: state.scripts.length });
+  }
+  return send(404, { error: 'unknown control path' });
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const raw = Buffer.concat(chunks);
+    if (req.url.startsWith('/_')) return control(req, res, raw);
+    handle(req, res, raw).catch((e) => {
+      try { res.writeHead(500); res.end(String(e)); } catch (_) { /* socket gone */ }
+    });
+  });
+});
+server.keepAliveTimeout = 65000;
+
+const port = Number(process.env.FAKE_PORT || process.argv[2] || 0);
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+process.on('SIGINT', () => server.close(() => process.exit(0)));
