@@ -56,17 +56,20 @@ void api_models_list(struct request_ctx *rc)
 
 void api_models_get(struct request_ctx *rc)
 {
-	const char *id = rc->req.path + strlen("/v1/models/");
-	const struct model_conf *m = config_find_model(rc->cfg, id, NULL);
+	/* Clients percent-encode the id ("openrouter%2Fopenai%2Fgpt-4o"). */
+	char *id = url_decode(rc->req.path + strlen("/v1/models/"));
+	const struct model_conf *m = id ? config_find_model(rc->cfg, id, NULL) : NULL;
 	if (!m) {
 		struct rerr e;
 		rerr_clear(&e);
 		rerr_set(&e, 404, "invalid_request_error", "model_not_found", "model",
-			 "The model '%s' does not exist.", id);
+			 "The model '%s' does not exist.", id ? id : rc->req.path);
 		resp_error(&rc->resp, &e);
+		free(id);
 		return;
 	}
 	json_t *o = model_object(rc->cfg, m, id);
 	resp_json(&rc->resp, 200, o);
 	json_decref(o);
+	free(id);
 }

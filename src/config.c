@@ -143,6 +143,8 @@ static const struct field provider_fields[] = {
 	{ "keep_reasoning_content", F_BOOL, P(keep_reasoning_content), "false", 0, 0, NULL },
 	{ "reasoning_field", F_STR, P(reasoning_field), "", 0, 0, NULL },
 	{ "unsupported_params", F_STRV, P(unsupported_params), "", 0, 0, NULL },
+	{ "reject_params", F_STRV, P(reject_params), "", 0, 0, NULL },
+	{ "custom_tools", F_BOOL, P(custom_tools), "false", 0, 0, NULL },
 	{ "max_n", F_INT, P(max_n), "0", 0, 128, NULL },
 	{ "headers", F_STRV, P(headers), "", 0, 0, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
@@ -1056,6 +1058,7 @@ void config_free(struct config *cfg)
 		free(p->developer_role);
 		free(p->reasoning_field);
 		strv_free(&p->unsupported_params);
+		strv_free(&p->reject_params);
 		strv_free(&p->headers);
 		if (p->api_key) {
 			explicit_bzero(p->api_key, strlen(p->api_key));

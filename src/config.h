@@ -40,7 +40,9 @@ struct provider_conf {
 	int strip_message_name;        /* drop messages[].name (Groq rejects it) */
 	int keep_reasoning_content;    /* send reasoning_content back on tool-call turns (DeepSeek) */
 	char *reasoning_field;         /* upstream name of reasoning text ("reasoning"), "" = none */
-	struct strv unsupported_params;/* client fields this provider cannot honour */
+	struct strv unsupported_params;/* client fields this provider ignores: dropped, reported */
+	struct strv reject_params;     /* client fields that change the result: refused with 400 */
+	int custom_tools;              /* accepts tools[].type "custom" (OpenAI only) */
 	int max_n;                     /* largest `n` accepted; 0 = no limit */
 	struct strv headers;           /* extra request headers "Name: value" (no secrets) */
 	/* Resolved at load time from the environment. */

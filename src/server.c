@@ -181,6 +181,10 @@ int server_run_fastcgi(int listen_fd)
 {
 	g_listen_fd = listen_fd;
 	signal(SIGPIPE, SIG_IGN);
+	/* Before any thread exists: every thread inherits the mask, so only the signal thread ever
+	 * sees these signals (libfcgi installed handlers for some of them). */
+	sigset_t old;
+	block_process_signals(&old);
 	struct config *cfg = config_acquire();
 	size_t nthreads = (size_t)cfg->threads;
 	struct store_opts so;
@@ -189,8 +193,6 @@ int server_run_fastcgi(int listen_fd)
 		log_warn(NULL, "cannot start the WAL checkpointer thread");
 	config_release(cfg);
 
-	sigset_t old;
-	block_process_signals(&old);
 	pthread_t sig_thread;
 	if (pthread_create(&sig_thread, NULL, signal_main, NULL) != 0) {
 		log_error(NULL, "cannot start the signal thread");

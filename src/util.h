@@ -37,6 +37,10 @@ int parse_ll(const char *s, long long *out);
  * with '?', in place, so the string can always be turned into a JSON string. */
 void utf8_sanitize(char *s);
 
+/* Decodes %XX escapes of a URL path segment into a new string; NULL if an escape is malformed
+ * or decodes to a NUL byte. */
+char *url_decode(const char *s);
+
 int str_has_prefix(const char *s, const char *prefix);
 /* Case-insensitive ASCII comparison of two strings. */
 int str_ieq(const char *a, const char *b);

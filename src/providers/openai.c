@@ -19,6 +19,7 @@
 struct oa_stream {
 	const struct xlate_ctx *x;
 	int finished;          /* a choice carried a finish_reason */
+	unsigned char role_sent[16];   /* bit per choice index < 128: its role went out */
 };
 
 /* A parameter whose value is its default (or null/false) can go without notice. */
@@ -121,6 +122,42 @@ static int openai_build(const struct xlate_ctx *x, const json_t *client, struct 
 	}
 	if (x->model->reasoning && apply_reasoning_rules(x, body, dropped, err) < 0)
 		goto out;
+	/* metadata.task_type is the router's own routing hint, not the provider's business. */
+	json_t *md = json_object_get(body, "metadata");
+	if (json_is_object(md) && json_object_get(md, "task_type")) {
+		json_t *nmd = json_copy(md);
+		json_object_del(nmd, "task_type");
+		if (json_object_size(nmd))
+			json_object_set_new(body, "metadata", nmd);
+		else {
+			json_decref(nmd);
+			json_object_del(body, "metadata");
+		}
+	}
+	for (size_t i = 0; i < x->prov->reject_params.n; i++) {
+		const char *name = x->prov->reject_params.v[i];
+		json_t *v = json_object_get(body, name);
+		if (v && !json_is_null(v) && !json_is_false(v)) {
+			rerr_set(err, 400, "invalid_request_error", "unsupported_parameter", name,
+				 "Unsupported parameter: '%s' is not supported by model %s (provider %s).",
+				 name, x->public_model, x->prov->name);
+			goto out;
+		}
+	}
+	if (!x->prov->custom_tools) {
+		size_t ti;
+		json_t *t;
+		json_array_foreach(json_object_get(body, "tools"), ti, t)
+		{
+			const char *type = json_string_value(json_object_get(t, "type"));
+			if (type && strcmp(type, "custom") == 0) {
+				rerr_set(err, 400, "invalid_request_error", "unsupported_parameter", "tools",
+					 "Unsupported value: custom tools (tools[%zu].type \"custom\") are only supported by OpenAI models, not by %s.",
+					 ti, x->public_model);
+				goto out;
+			}
+		}
+	}
 	const struct strv *lists[] = { &x->prov->unsupported_params, &x->model->unsupported_params };
 	for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
 		for (size_t i = 0; i < lists[l]->n; i++) {
@@ -294,6 +331,17 @@ static enum stream_status openai_stream_event(void *st, const struct sse_event *
 		}
 		if (fr)
 			s->finished = 1;
+		json_t *idx = json_object_get(c, "index");
+		json_t *delta = json_object_get(c, "delta");
+		if (json_is_integer(idx) && json_integer_value(idx) >= 0 && json_integer_value(idx) < 128 &&
+		    json_object_get(delta, "role")) {
+			/* The role goes out once per choice (some upstreams repeat it on every delta). */
+			size_t k = (size_t)json_integer_value(idx);
+			unsigned char bit = (unsigned char)(1u << (k % 8));
+			if (s->role_sent[k / 8] & bit)
+				json_object_del(delta, "role");
+			s->role_sent[k / 8] |= bit;
+		}
 		normalize_choice(x, c, "delta");
 	}
 	json_array_append_new(chunks, chunk);
@@ -329,7 +377,18 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	}
 	if (!msg && json_is_string(json_object_get(j, "message")))
 		msg = json_string_value(json_object_get(j, "message"));
-	map_upstream_status(x, status, msg, code, param, retry_after, err);
+	const json_t *meta = json_object_get(e, "metadata");
+	if (status == 403 && (json_object_get(meta, "reasons") || json_object_get(meta, "flagged_input") ||
+			      (msg && (strcasestr(msg, "moderation") || strcasestr(msg, "flagged"))))) {
+		/* A moderation verdict on the client's input (OpenRouter), not a credentials problem. */
+		char m[600];
+		snprintf(m, sizeof(m), "%s", msg ? msg : "input flagged by moderation");
+		redact_secret(m, x->prov->api_key);
+		rerr_set(err, 403, "permission_error", "content_flagged", NULL, "%s: %s", x->prov->name, m);
+		err->should_retry = 0;
+	} else {
+		map_upstream_status(x, status, msg, code, param, retry_after, err);
+	}
 	json_decref(j);
 }
 

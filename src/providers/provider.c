@@ -193,6 +193,19 @@ void redact_secret(char *s, const char *secret)
 	}
 }
 
+/* Upstream codes the router keeps, as static strings (struct rerr holds no pointer into a
+ * parsed upstream body). */
+static const char *known_code(const char *code)
+{
+	static const char *const keep[] = { "context_length_exceeded", "unsupported_parameter",
+					    "unsupported_value", "invalid_value" };
+	for (size_t i = 0; code && i < ARRAY_SIZE(keep); i++) {
+		if (strcmp(code, keep[i]) == 0)
+			return keep[i];
+	}
+	return NULL;
+}
+
 void map_upstream_status(const struct xlate_ctx *x, long status, const char *upstream_msg,
 			 const char *upstream_code, const char *upstream_param, long retry_after,
 			 struct rerr *err)
@@ -206,14 +219,7 @@ void map_upstream_status(const struct xlate_ctx *x, long status, const char *ups
 	switch (status) {
 	case 400:
 	case 422:
-		rerr_set(err, 400, "invalid_request_error",
-			 upstream_code && (strcmp(upstream_code, "context_length_exceeded") == 0 ||
-					   strcmp(upstream_code, "unsupported_parameter") == 0 ||
-					   strcmp(upstream_code, "unsupported_value") == 0 ||
-					   strcmp(upstream_code, "invalid_value") == 0)
-				 ? upstream_code
-				 : NULL,
-			 upstream_param, "%s rejected the request (HTTP %ld)%s%s", prov, status, sep, msg);
+		rerr_set(err, 400, "invalid_request_error", known_code(upstream_code), upstream_param, "%s rejected the request (HTTP %ld)%s%s", prov, status, sep, msg);
 		break;
 	case 401:
 	case 403:

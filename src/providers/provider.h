@@ -94,7 +94,8 @@ void dropped_add(struct buf *dropped, const char *name);
 int param_unsupported(const struct xlate_ctx *x, struct buf *dropped, const char *name,
 		      struct rerr *err);
 /* Upstream status -> router status/type/code per provider-protocols.md 10.3. The message is
- * prefixed with the provider name; credentials errors never carry upstream text. */
+ * prefixed with the provider name; credentials errors never carry upstream text. The strings
+ * passed in are copied or matched against static ones: they may be freed afterwards. */
 void map_upstream_status(const struct xlate_ctx *x, long status, const char *upstream_msg,
 			 const char *upstream_code, const char *upstream_param, long retry_after,
 			 struct rerr *err);
