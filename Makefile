@@ -61,11 +61,13 @@ $(BUILD)/fake_upstream: tests/bench/fake_upstream.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -pthread -o $@
 
 deps:
-	@tests/tools/deps.sh
+	@tests/tools/deps.sh $(DEPS)
 
+run: DEPS = run
 run: deps all
 	@PORT=$(PORT) BUILD=$(BUILD) lighttpd/run.sh
 
+test: DEPS = test
 test: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/test_unit $(BUILD)/test_fixtures
 	@$(MAKE) --no-print-directory test-unit test-fixtures test-integration
@@ -79,6 +81,7 @@ test-fixtures: $(BUILD)/test_fixtures
 test-integration: $(BUILD)/llm-router
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
 
+asan: DEPS = asan
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="-O1 -g" \
 		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
@@ -87,15 +90,19 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures ../shared/specs/samples
 	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan tests/tools/run-integration.sh
 
+valgrind: DEPS = valgrind
 valgrind: deps all
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) ROUTER_SANITIZER=valgrind tests/tools/run-integration.sh
 
+fuzz: DEPS = fuzz
 fuzz: deps
 	@FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh
 
+fuzz-long: DEPS = fuzz
 fuzz-long: deps
 	@FUZZ_RUNS=2000000 tests/fuzz/run.sh
 
+bench: DEPS = bench
 bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream
 	@BUILD=$(BUILD) tests/bench/bench.sh
 

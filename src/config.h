@@ -43,7 +43,7 @@ struct provider_conf {
 	struct strv unsupported_params;/* client fields this provider ignores: dropped, reported */
 	struct strv reject_params;     /* client fields that change the result: refused with 400 */
 	int custom_tools;              /* accepts tools[].type "custom" (OpenAI only) */
-	int max_n;                     /* largest `n` accepted; 0 = no limit */
+	int64_t max_n;                 /* largest `n` accepted; 0 = no limit */
 	struct strv headers;           /* extra request headers "Name: value" (no secrets) */
 	/* Resolved at load time from the environment. */
 	char *api_key;                 /* NULL when unavailable */

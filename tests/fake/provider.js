@@ -195,7 +195,12 @@ async function sendStream(req, res, info, events, step) {
   });
   for (let i = 0; i < events.length; i++) {
     if (closed) return;
-    if (step.cut_after !== undefined && i >= step.cut_after) { req.socket.destroy(); return; }
+    if (step.cut_after !== undefined && i >= step.cut_after) {
+      // Let what was written reach the client first, then drop the connection.
+      await sleep(50);
+      req.socket.destroy();
+      return;
+    }
     if (i > 0 && chunkDelay) await sleep(chunkDelay);
     if (closed) return;
     res.write(events[i] + '\n\n');

@@ -123,11 +123,15 @@ async function startRouter(opts = {}) {
   }
 
   const errorlog = path.join(work, 'error.log');
+  const routerlog = path.join(work, 'router.log');
+  const readLogs = () => [errorlog, routerlog].map((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')).join('');
   const lconf = [
     `server.document-root = "${path.join(work, 'www')}"`,
     'server.bind = "127.0.0.1"',
     `server.port = ${port}`,
     `server.errorlog = "${errorlog}"`,
+    // The responders' stderr (the router's log lines) goes to the breakage log.
+    `server.breakagelog = "${routerlog}"`,
     'server.modules += ( "mod_fastcgi" )',
     'server.stream-response-body = 2',
     `server.max-request-size = ${opts.maxRequestKb || 65536}`,
@@ -150,20 +154,21 @@ async function startRouter(opts = {}) {
   try {
     await waitFor(async () => {
       if (exited) throw new Error(`lighttpd exited ${JSON.stringify(exited)}: ${lstderr}`);
+      if (/child exited: 78/.test(readLogs())) throw new Error('the router refused its configuration');
       const r = await fetch(baseURL + '/models');
       return r.status === 200;
     }, 20000 * SLOW, 'the router to answer /v1/models');
   } catch (e) {
     lighttpd.kill('SIGKILL');
-    const log = fs.existsSync(errorlog) ? fs.readFileSync(errorlog, 'utf8') : '';
-    throw new Error(`${e.message}\nerror log:\n${log}`);
+    throw new Error(`${e.message}\nerror log:\n${readLogs()}`);
   }
 
   const router = {
     work, port, baseURL, confPath, env, lighttpd,
     dbPath: path.join(work, 'data/llm_logs.db'),
     jsonlPath: path.join(work, 'data/llm_logs_fallback.jsonl'),
-    errorLog: () => (fs.existsSync(errorlog) ? fs.readFileSync(errorlog, 'utf8') : ''),
+    // lighttpd's error log followed by the router's own log lines.
+    errorLog: readLogs,
     // Runs SQL with the sqlite3 shell and returns the rows as objects.
     db(sql) {
       const out = execFileSync('sqlite3', ['-json', '-cmd', '.timeout 5000', router.dbPath, sql], { encoding: 'utf8' });
@@ -205,8 +210,10 @@ function sanitizerReports(work) {
       if (/ERROR SUMMARY: [1-9]|definitely lost: [1-9]|indirectly lost: [1-9]|Invalid (read|write)|uninitialised/.test(t)) out.push(`${f}:\n${t.slice(0, 6000)}`);
     }
   }
-  const log = fs.existsSync(path.join(work, 'error.log')) ? fs.readFileSync(path.join(work, 'error.log'), 'utf8') : '';
-  if (/runtime error:|AddressSanitizer|LeakSanitizer/.test(log)) out.push('error.log:\n' + log.slice(-6000));
+  for (const f of ['error.log', 'router.log']) {
+    const log = fs.existsSync(path.join(work, f)) ? fs.readFileSync(path.join(work, f), 'utf8') : '';
+    if (/runtime error:|AddressSanitizer|LeakSanitizer/.test(log)) out.push(`${f}:\n` + log.slice(-6000));
+  }
   return out.join('\n');
 }
 
