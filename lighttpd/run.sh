@@ -22,11 +22,17 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if command -v node >/dev/null 2>&1; then
+  rm -f "$RUNDIR/fake.port"
   node "$ROOT/tests/fake/provider.js" 0 > "$RUNDIR/fake.port" &
   FAKE_PID=$!
+  FAKE_PORT=
   i=0
-  while [ ! -s "$RUNDIR/fake.port" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  FAKE_PORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$RUNDIR/fake.port")
+  while [ -z "$FAKE_PORT" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+    FAKE_PORT=$(sed -n 's/.*"port":\([0-9][0-9]*\).*/\1/p' "$RUNDIR/fake.port" 2>/dev/null)
+  done
+  [ -n "$FAKE_PORT" ] || { echo "the demo provider did not start" >&2; exit 1; }
   export LLM_ROUTER_DEMO_URL="http://127.0.0.1:$FAKE_PORT"
 else
   echo "node is not installed: no demo provider (providers without keys are unavailable)" >&2
