@@ -21,8 +21,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
+# CFLAGS is the caller's (optimisation, debug info); the language level and warnings always apply.
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 $(WARN) -pthread
+ALL_CFLAGS = -std=c11 $(WARN) -pthread $(CFLAGS)
 CPPFLAGS += -D_GNU_SOURCE $(PKG_CFLAGS)
 LDLIBS += $(PKG_LIBS) -pthread -lm
 SANFLAGS :=
@@ -40,25 +41,25 @@ all: $(BUILD)/llm-router
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/llm-router: $(OBJS)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/test_unit: $(TEST_SRCS) $(LIB_OBJS)
-	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/test_fixtures: tests/fixtures/runner.c $(LIB_OBJS)
-	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(SANFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/fcgi_fixed: tests/bench/fcgi_fixed.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -lfcgi -pthread -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -lfcgi -pthread -o $@
 
 $(BUILD)/bare_relay: tests/bench/bare_relay.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/fake_upstream: tests/bench/fake_upstream.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -pthread -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -pthread -o $@
 
 deps:
 	@tests/tools/deps.sh $(DEPS)

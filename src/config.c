@@ -614,10 +614,14 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 		if (!p->base_url_default)
 			continue;
 		strip_trailing_slash(p->base_url_default);
-		if (!str_has_prefix(p->base_url_default, "https://") &&
-		    !str_has_prefix(p->base_url_default, "http://"))
-			cfg_error(ld, ps, "providers.%s.base_url must start with http:// or https://",
-				  p->name);
+		const char *scheme_end = str_has_prefix(p->base_url_default, "https://") ? "https://"
+					 : str_has_prefix(p->base_url_default, "http://") ? "http://"
+											    : NULL;
+		if (!scheme_end) {
+			cfg_error(ld, config_setting_get_member(ps, "base_url"),
+				  "providers.%s.base_url must start with http:// or https://", p->name);
+			continue;
+		}
 		const char *key = p->key_env && p->key_env[0] ? getenv(p->key_env) : NULL;
 		const char *url = p->base_url_env && p->base_url_env[0] ? getenv(p->base_url_env) : NULL;
 		if (key && key[0]) {
@@ -627,7 +631,7 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 		} else if (demo_url) {
 			/* Demo mode: the project's fake provider answers for every provider without a
 			 * key, under /<provider>/<path of the public base URL>. */
-			const char *path = strchr(p->base_url_default + strlen("https://"), '/');
+			const char *path = strchr(p->base_url_default + strlen(scheme_end), '/');
 			p->base_url = xasprintf("%s/%s%s", demo_url, p->name, path ? path : "");
 			p->api_key = xstrdup("demo-key-not-secret");
 			p->available = 1;
@@ -847,7 +851,7 @@ static void load_tiers(struct loader *ld, config_setting_t *g)
 		for (size_t a = 0; a < t->agents.n; a++) {
 			for (size_t j = 0; j + 1 < cfg->n_tiers; j++) {
 				if (strv_contains(&cfg->tiers[j].agents, t->agents.v[a]))
-					cfg_error(ld, ts, "agent \"%s\" is in tiers %s and %s", t->agents.v[a],
+					cfg_error(ld, config_setting_get_member(ts, "agents"), "agent \"%s\" is in tiers %s and %s", t->agents.v[a],
 						  cfg->tiers[j].id, t->id);
 			}
 		}
@@ -987,7 +991,10 @@ struct config *config_load(const char *path, struct buf *errors)
 		cfg_error(&ld, config_setting_get_member(root, "providers"), "no provider is configured");
 	if (cfg->n_models == 0 && config_setting_get_member(root, "models"))
 		cfg_error(&ld, config_setting_get_member(root, "models"), "no model is configured");
-	if (cfg->default_tier_name) {
+	config_setting_t *tiers_set = config_setting_get_member(root, "tiers");
+	if (tiers_set && cfg->n_tiers == 0)
+		cfg_error(&ld, tiers_set, "no tier is configured");
+	if (cfg->default_tier_name && cfg->n_tiers) {
 		int found = 0;
 		for (size_t i = 0; i < cfg->n_tiers; i++) {
 			if (strcmp(cfg->tiers[i].id, cfg->default_tier_name) == 0) {
@@ -995,8 +1002,12 @@ struct config *config_load(const char *path, struct buf *errors)
 				found = 1;
 			}
 		}
-		if (!found && cfg->n_tiers)
-			cfg_error(&ld, config_setting_get_member(root, "routing"),
+		config_setting_t *routing = config_setting_get_member(root, "routing");
+		config_setting_t *dt = routing && config_setting_is_group(routing)
+					       ? config_setting_get_member(routing, "default_tier")
+					       : NULL;
+		if (!found)
+			cfg_error(&ld, dt ? dt : routing,
 				  "routing.default_tier \"%s\" is not a configured tier",
 				  cfg->default_tier_name);
 	}

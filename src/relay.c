@@ -201,7 +201,13 @@ void relay_finish(struct relay *r)
 {
 	if (r->state != RELAY_RUNNING)
 		return;
-	if (sse_finish(&r->sse, on_event, r) != 0 || r->state != RELAY_RUNNING)
+	int rc = sse_finish(&r->sse, on_event, r);
+	if (rc == -1 && r->state == RELAY_RUNNING) {
+		rerr_set(&r->err, 502, "server_error", "bad_upstream_response", NULL,
+			 "%s sent a stream event larger than %u bytes", r->x->prov->name, MAX_EVENT_BYTES);
+		r->state = RELAY_FAILED;
+	}
+	if (rc != 0 || r->state != RELAY_RUNNING)
 		return;
 	enum stream_status st = r->ops->stream_eof(r->st, r->chunks, &r->usage, &r->err);
 	if (emit_chunks(r) < 0)

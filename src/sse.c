@@ -8,7 +8,7 @@ void sse_init(struct sse_parser *p, size_t max_event)
 	memset(p, 0, sizeof(*p));
 	buf_init(&p->line, max_event);
 	buf_init(&p->data, max_event);
-	buf_init(&p->event, 256);
+	buf_init(&p->event, max_event);
 	buf_init(&p->other, max_event);
 }
 

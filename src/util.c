@@ -138,7 +138,8 @@ void random_id(char *out, size_t outsz, const char *prefix, size_t nrand)
 
 int parse_ll(const char *s, long long *out)
 {
-	if (!s || !*s)
+	/* strtoll would skip leading white space: the whole string must be the number. */
+	if (!s || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')))
 		return -1;
 	char *end;
 	errno = 0;

@@ -211,9 +211,17 @@ void map_upstream_status(const struct xlate_ctx *x, long status, const char *ups
 			 struct rerr *err)
 {
 	const char *prov = x->prov->name;
+	/* Redact the whole upstream text before it is cut to size, so that no part of a key that
+	 * straddles the cut survives. */
+	char *full = xstrdup(upstream_msg ? upstream_msg : "");
+	redact_secret(full, x->prov->api_key);
 	char msg[600];
-	snprintf(msg, sizeof(msg), "%s", upstream_msg && upstream_msg[0] ? upstream_msg : "");
-	redact_secret(msg, x->prov->api_key);
+	snprintf(msg, sizeof(msg), "%s", full);
+	free(full);
+	char param[96];
+	snprintf(param, sizeof(param), "%s", upstream_param ? upstream_param : "");
+	redact_secret(param, x->prov->api_key);
+	upstream_param = upstream_param ? param : NULL;
 	const char *sep = msg[0] ? ": " : "";
 	err->should_retry = 0;
 	switch (status) {

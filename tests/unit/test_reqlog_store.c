@@ -1,0 +1,576 @@
+/* test_reqlog_store.c - the SQLite request log (schema, insert, idempotency) and the JSONL
+ * fallback of reqlog_write. Rows are read back with sqlite3 directly. */
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "log.h"
+#include "reqlog.h"
+#include "store.h"
+
+static struct store *open_store(const char *path, char *err, size_t errsz)
+{
+	struct store_opts o = {
+		.path = path,
+		.busy_timeout_ms = 0,
+		.synchronous_full = 0,
+		.checkpoint_pages = 1000,
+	};
+	return store_open(&o, err, errsz);
+}
+
+/* A record with every field set. */
+static void full_record(struct reqlog *r, const char *id)
+{
+	reqlog_init(r);
+	r->request_id = id;
+	r->ts_start_ms = 1767225600123;
+	r->ts_end_ms = 1767225601456;
+	r->agent = "devops_agent";
+	r->tier = "T2";
+	r->task = "code";
+	r->requested_model = "gpt-4o";
+	r->model = "gpt-4o";
+	r->provider = "openai";
+	r->upstream_model = "gpt-4o-2024-08-06";
+	r->stream = 1;
+	r->status = 200;
+	r->error_type = "rate_limit_error";
+	r->error_code = "rate_limit_exceeded";
+	r->error_message = "openai rate limit reached (HTTP 429)";
+	r->finish_reason = "stop";
+	r->input_tokens = 19;
+	r->output_tokens = 10;
+	r->cached_tokens = 5;
+	r->cache_write_tokens = 2;
+	r->reasoning_tokens = 3;
+	r->cost_nusd = 123456789;
+	r->cost_source = "pricing";
+	r->latency_ms = 1333.5;
+	r->ttft_ms = 210.25;
+	r->upstream_ms = 1300.0;
+	r->overhead_ms = 0.75;
+	r->dropped_params = "logprobs,top_logprobs";
+	r->upstream_request_id = "req_abc";
+	r->attempts = 2;
+	r->client_gone = 1;
+}
+
+static sqlite3 *open_raw(const char *path)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static long long query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	long long v = -12345;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return v;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static char *query_text(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	char *v = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return NULL;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		v = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return v;
+}
+
+TEST(store_open_creates_directory_and_schema)
+{
+	char *path = test_path("deep/er/llm_logs.db");
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	if (!st)
+		printf("       store_open: %s\n", err);
+	REQUIRE_NOT_NULL(st);
+	CHECK_INT_EQ(store_schema_version(st), STORE_SCHEMA_VERSION);
+	store_close(st);
+
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	char *mode = query_text(db, "PRAGMA journal_mode");
+	CHECK_STR_EQ(mode, "wal");
+	free(mode);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='request_log'"), 1);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND name='request_log_ts'"), 1);
+	/* The columns a reader relies on. */
+	static const char *const cols[] = {
+		"request_id", "ts_start_ms", "ts_end_ms", "agent", "tier", "task", "requested_model",
+		"model", "provider", "upstream_model", "stream", "status", "error_type", "error_code",
+		"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
+		"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
+		"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
+		"attempts", "client_gone",
+	};
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		test_case("column %s", cols[i]);
+		char sql[256];
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pragma_table_xinfo('request_log') WHERE name='%s'",
+			 cols[i]);
+		CHECK_INT_EQ(query_int(db, sql), 1);
+	}
+	sqlite3_close(db);
+	free(path);
+}
+
+TEST(store_reopen_keeps_schema_and_rows)
+{
+	char *path = test_path("llm_logs.db");
+	char err[512];
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	full_record(&r, "chatcmpl-reopen");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+	/* A second open (another worker, a restart) finds the schema and runs no migration. */
+	st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	CHECK_INT_EQ(store_schema_version(st), STORE_SCHEMA_VERSION);
+	struct store *st2 = open_store(path, err, sizeof(err));
+	CHECK_NOT_NULL(st2);
+	store_close(st2);
+	store_close(st);
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_log"), 1);
+	sqlite3_close(db);
+	free(path);
+}
+
+TEST(store_refuses_a_newer_schema)
+{
+	char *path = test_path("newer.db");
+	sqlite3 *db = NULL;
+	REQUIRE_INT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 5);
+	CHECK_INT_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	CHECK_NULL(st);
+	store_close(st);
+	CHECK_CONTAINS(err, "newer");
+	free(path);
+}
+
+TEST(store_insert_and_read_back_every_column)
+{
+	char *path = test_path("llm_logs.db");
+	char err[512];
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	full_record(&r, "chatcmpl-full");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	sqlite3_stmt *s;
+	REQUIRE_INT_EQ(sqlite3_prepare_v2(db,
+		"SELECT request_id, ts_start_ms, ts_end_ms, agent, tier, task, requested_model, model,"
+		" provider, upstream_model, stream, status, error_type, error_code, error_message,"
+		" finish_reason, input_tokens, output_tokens, cached_tokens, cache_write_tokens,"
+		" reasoning_tokens, cost_nusd, cost_source, latency_ms, ttft_ms, upstream_ms, overhead_ms,"
+		" dropped_params, upstream_request_id, attempts, client_gone, cost_usd"
+		" FROM request_log", -1, &s, NULL), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_step(s), SQLITE_ROW);
+#define TXT(i) ((const char *)sqlite3_column_text(s, (i)))
+	CHECK_STR_EQ(TXT(0), "chatcmpl-full");
+	CHECK_INT_EQ(sqlite3_column_int64(s, 1), 1767225600123);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 2), 1767225601456);
+	CHECK_STR_EQ(TXT(3), "devops_agent");
+	CHECK_STR_EQ(TXT(4), "T2");
+	CHECK_STR_EQ(TXT(5), "code");
+	CHECK_STR_EQ(TXT(6), "gpt-4o");
+	CHECK_STR_EQ(TXT(7), "gpt-4o");
+	CHECK_STR_EQ(TXT(8), "openai");
+	CHECK_STR_EQ(TXT(9), "gpt-4o-2024-08-06");
+	CHECK_INT_EQ(sqlite3_column_int(s, 10), 1);
+	CHECK_INT_EQ(sqlite3_column_int(s, 11), 200);
+	CHECK_STR_EQ(TXT(12), "rate_limit_error");
+	CHECK_STR_EQ(TXT(13), "rate_limit_exceeded");
+	CHECK_STR_EQ(TXT(14), "openai rate limit reached (HTTP 429)");
+	CHECK_STR_EQ(TXT(15), "stop");
+	CHECK_INT_EQ(sqlite3_column_int64(s, 16), 19);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 17), 10);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 18), 5);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 19), 2);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 20), 3);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 21), 123456789);
+	CHECK_STR_EQ(TXT(22), "pricing");
+	CHECK_DBL_EQ(sqlite3_column_double(s, 23), 1333.5);
+	CHECK_DBL_EQ(sqlite3_column_double(s, 24), 210.25);
+	CHECK_DBL_EQ(sqlite3_column_double(s, 25), 1300.0);
+	CHECK_DBL_EQ(sqlite3_column_double(s, 26), 0.75);
+	CHECK_STR_EQ(TXT(27), "logprobs,top_logprobs");
+	CHECK_STR_EQ(TXT(28), "req_abc");
+	CHECK_INT_EQ(sqlite3_column_int(s, 29), 2);
+	CHECK_INT_EQ(sqlite3_column_int(s, 30), 1);
+	CHECK_DBL_EQ(sqlite3_column_double(s, 31), 0.123456789);
+#undef TXT
+	CHECK_INT_EQ(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(path);
+}
+
+TEST(store_unknown_values_are_null)
+{
+	char *path = test_path("llm_logs.db");
+	char err[512];
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	reqlog_init(&r);
+	r.request_id = "chatcmpl-sparse";
+	r.status = 400;
+	r.dropped_params = "";          /* empty list = none */
+	r.upstream_request_id = "";
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	static const char *const null_cols[] = {
+		"agent", "tier", "task", "model", "provider", "error_type", "finish_reason",
+		"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
+		"reasoning_tokens", "ttft_ms", "upstream_ms", "dropped_params", "upstream_request_id",
+	};
+	for (size_t i = 0; i < sizeof(null_cols) / sizeof(null_cols[0]); i++) {
+		test_case("column %s", null_cols[i]);
+		char sql[160];
+		snprintf(sql, sizeof(sql), "SELECT %s IS NULL FROM request_log", null_cols[i]);
+		CHECK_INT_EQ(query_int(db, sql), 1);
+	}
+	test_case(NULL);
+	char *src = query_text(db, "SELECT cost_source FROM request_log");
+	CHECK_STR_EQ(src, "none");
+	free(src);
+	CHECK_INT_EQ(query_int(db, "SELECT status FROM request_log"), 400);
+	CHECK_INT_EQ(query_int(db, "SELECT cost_nusd FROM request_log"), 0);
+	sqlite3_close(db);
+	free(path);
+}
+
+TEST(store_insert_is_idempotent_per_request_id)
+{
+	char *path = test_path("llm_logs.db");
+	char err[512];
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	full_record(&r, "chatcmpl-dup");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	/* A retried write of the same request (e.g. after a crash between commit and reply) is a
+	 * no-op, not an error, and does not overwrite the first row. */
+	r.status = 502;
+	r.cost_nusd = 1;
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	struct reqlog other;
+	full_record(&other, "chatcmpl-other");
+	CHECK_INT_EQ(store_insert_reqlog(st, &other, err, sizeof(err)), 0);
+	store_close(st);
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_log"), 2);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_log WHERE request_id='chatcmpl-dup'"), 1);
+	CHECK_INT_EQ(query_int(db, "SELECT status FROM request_log WHERE request_id='chatcmpl-dup'"), 200);
+	CHECK_INT_EQ(query_int(db, "SELECT cost_nusd FROM request_log WHERE request_id='chatcmpl-dup'"), 123456789);
+	sqlite3_close(db);
+	free(path);
+}
+
+/* ---- reqlog_to_json ---- */
+
+static const char *const json_keys[] = {
+	"request_id", "ts_start_ms", "ts_end_ms", "agent", "tier", "task", "requested_model",
+	"model", "provider", "upstream_model", "stream", "status", "error_type", "error_code",
+	"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
+	"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
+	"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
+	"attempts", "client_gone",
+};
+
+TEST(reqlog_to_json_has_every_field)
+{
+	struct reqlog r;
+	full_record(&r, "chatcmpl-json");
+	json_t *o = reqlog_to_json(&r);
+	REQUIRE_NOT_NULL(o);
+	CHECK_INT_EQ(json_object_size(o), sizeof(json_keys) / sizeof(json_keys[0]));
+	for (size_t i = 0; i < sizeof(json_keys) / sizeof(json_keys[0]); i++) {
+		test_case("key %s", json_keys[i]);
+		CHECK_NOT_NULL(json_object_get(o, json_keys[i]));
+	}
+	test_case(NULL);
+	json_error_t e;
+	json_t *want = json_loads(
+		"{\"request_id\":\"chatcmpl-json\",\"ts_start_ms\":1767225600123,\"ts_end_ms\":1767225601456,"
+		"\"agent\":\"devops_agent\",\"tier\":\"T2\",\"task\":\"code\",\"requested_model\":\"gpt-4o\","
+		"\"model\":\"gpt-4o\",\"provider\":\"openai\",\"upstream_model\":\"gpt-4o-2024-08-06\","
+		"\"stream\":1,\"status\":200,\"error_type\":\"rate_limit_error\","
+		"\"error_code\":\"rate_limit_exceeded\",\"error_message\":\"openai rate limit reached (HTTP 429)\","
+		"\"finish_reason\":\"stop\",\"input_tokens\":19,\"output_tokens\":10,\"cached_tokens\":5,"
+		"\"cache_write_tokens\":2,\"reasoning_tokens\":3,\"cost_nusd\":123456789,\"cost_source\":\"pricing\","
+		"\"latency_ms\":1333.5,\"ttft_ms\":210.25,\"upstream_ms\":1300.0,\"overhead_ms\":0.75,"
+		"\"dropped_params\":\"logprobs,top_logprobs\",\"upstream_request_id\":\"req_abc\","
+		"\"attempts\":2,\"client_gone\":1}",
+		0, &e);
+	REQUIRE_NOT_NULL(want);
+	CHECK(json_equal(o, want));
+	json_decref(want);
+	json_decref(o);
+}
+
+TEST(reqlog_to_json_unknowns_are_null_and_no_secret_field)
+{
+	struct reqlog r;
+	reqlog_init(&r);
+	r.request_id = "chatcmpl-x";
+	json_t *o = reqlog_to_json(&r);
+	static const char *const nulls[] = { "agent", "input_tokens", "ttft_ms", "upstream_ms",
+					     "dropped_params", "upstream_request_id", "error_type" };
+	for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
+		test_case("%s", nulls[i]);
+		CHECK(json_is_null(json_object_get(o, nulls[i])));
+	}
+	test_case(NULL);
+	CHECK_STR_EQ(json_string_value(json_object_get(o, "cost_source")), "none");
+	/* No key of the record can carry credentials. */
+	const char *key;
+	json_t *v;
+	json_object_foreach(o, key, v)
+	{
+		test_case("key %s", key);
+		CHECK_NOT_CONTAINS(key, "key");
+		CHECK_NOT_CONTAINS(key, "auth");
+		CHECK_NOT_CONTAINS(key, "secret");
+		CHECK_NOT_CONTAINS(key, "header");
+	}
+	json_decref(o);
+}
+
+/* ---- reqlog_write ---- */
+
+/* Every line of the file: a complete JSON object; returns the number of lines (-1 if any is
+ * broken or the file does not end with a newline). */
+static int count_jsonl(const char *path, const char *want_id)
+{
+	size_t len = 0;
+	char *data = test_read_file(path, &len);
+	if (!data)
+		return -1;
+	int lines = 0;
+	char *p = data;
+	while (*p) {
+		char *nl = strchr(p, '\n');
+		if (!nl) {
+			lines = -1;
+			break;
+		}
+		json_error_t e;
+		json_t *o = json_loadb(p, (size_t)(nl - p), 0, &e);
+		if (!json_is_object(o) || json_object_size(o) != sizeof(json_keys) / sizeof(json_keys[0]) ||
+		    (want_id && strcmp(json_string_value(json_object_get(o, "request_id")), want_id) != 0)) {
+			json_decref(o);
+			lines = -1;
+			break;
+		}
+		json_decref(o);
+		lines++;
+		p = nl + 1;
+	}
+	free(data);
+	return lines;
+}
+
+TEST(reqlog_write_without_store_appends_jsonl)
+{
+	log_set_level(LOG_ERROR);
+	char *jl = test_path("fallback.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-jsonl");
+	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-jsonl"), 2);
+	/* The line is exactly reqlog_to_json. */
+	char *data = test_read_file(jl, NULL);
+	REQUIRE_NOT_NULL(data);
+	char *nl = strchr(data, '\n');
+	REQUIRE_NOT_NULL(nl);
+	json_error_t e;
+	json_t *line = json_loadb(data, (size_t)(nl - data), 0, &e);
+	json_t *want = reqlog_to_json(&r);
+	CHECK(json_equal(line, want));
+	json_decref(line);
+	json_decref(want);
+	free(data);
+	free(jl);
+}
+
+TEST(reqlog_write_with_a_working_store_skips_jsonl)
+{
+	log_set_level(LOG_ERROR);
+	char *db = test_path("llm_logs.db");
+	char *jl = test_path("fallback.jsonl");
+	char err[512];
+	struct store *st = open_store(db, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	full_record(&r, "chatcmpl-db");
+	CHECK_INT_EQ(reqlog_write(st, jl, &r), 0);
+	CHECK_INT_EQ(access(jl, F_OK), -1);
+	store_close(st);
+	free(db);
+	free(jl);
+}
+
+TEST(reqlog_write_falls_back_when_the_database_is_locked)
+{
+	log_set_level(LOG_ERROR);
+	char *db = test_path("llm_logs.db");
+	char *jl = test_path("fallback.jsonl");
+	char err[512];
+	struct store *st = open_store(db, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	/* Another connection holds the write lock; the store's busy timeout is 0. */
+	sqlite3 *other = open_raw(db);
+	REQUIRE_NOT_NULL(other);
+	CHECK_INT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	struct reqlog r;
+	full_record(&r, "chatcmpl-locked");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), -1);
+	CHECK(err[0] != '\0');
+	CHECK_INT_EQ(reqlog_write(st, jl, &r), 0);
+	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-locked"), 1);
+	sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(other);
+	/* Once the lock is gone the store takes rows again. */
+	full_record(&r, "chatcmpl-after");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+	free(db);
+	free(jl);
+}
+
+/* Whether this process can create files in a directory with mode 0555 (root can). */
+static int can_write_readonly_dirs(const char *dir)
+{
+	char probe[4096];
+	snprintf(probe, sizeof(probe), "%s/.probe", dir);
+	int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	unlink(probe);
+	return 1;
+}
+
+TEST(reqlog_write_falls_back_when_the_store_cannot_be_opened)
+{
+	log_set_level(LOG_ERROR);
+	char *ro = test_path("readonly");
+	REQUIRE_INT_EQ(mkdir(ro, 0755), 0);
+	REQUIRE_INT_EQ(chmod(ro, 0555), 0);
+	char dbpath[4096];
+	snprintf(dbpath, sizeof(dbpath), "%s/llm_logs.db", ro);
+	if (can_write_readonly_dirs(ro)) {
+		/* Privileged: permissions do not stop us. A path below a regular file cannot be
+		 * created by anyone. */
+		char *file = test_path("plainfile");
+		test_write_file(file, "x", 1);
+		snprintf(dbpath, sizeof(dbpath), "%s/sub/llm_logs.db", file);
+		free(file);
+	}
+	char err[512] = "";
+	struct store *st = open_store(dbpath, err, sizeof(err));
+	CHECK_NULL(st);
+	CHECK(err[0] != '\0');
+	char *jl = test_path("fallback.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-ro");
+	CHECK_INT_EQ(reqlog_write(st, jl, &r), 0);
+	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-ro"), 1);
+	store_close(st);
+	chmod(ro, 0755);
+	free(jl);
+	free(ro);
+}
+
+TEST(reqlog_write_reports_a_lost_record)
+{
+	log_set_level(LOG_ERROR);
+	char *jl = test_path("missing-dir/fallback.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-lost");
+	/* The error line goes to stderr: keep the test output clean. */
+	fflush(stderr);
+	int saved = dup(2);
+	int devnull = open("/dev/null", O_WRONLY);
+	if (devnull >= 0) {
+		dup2(devnull, 2);
+		close(devnull);
+	}
+	int rc = reqlog_write(NULL, jl, &r);
+	if (saved >= 0) {
+		dup2(saved, 2);
+		close(saved);
+	}
+	CHECK_INT_EQ(rc, -1);
+	free(jl);
+}
+
+TEST(reqlog_write_concurrent_appends_stay_whole_lines)
+{
+	log_set_level(LOG_ERROR);
+	char *jl = test_path("fallback.jsonl");
+	/* Long records (a 3 KB error message) from four processes at once. */
+	static char msg[3000];
+	memset(msg, 'm', sizeof(msg) - 1);
+	enum { PROCS = 4, EACH = 40 };
+	pid_t pids[PROCS];
+	for (int p = 0; p < PROCS; p++) {
+		fflush(stdout);
+		pids[p] = fork();
+		if (pids[p] == 0) {
+			struct reqlog r;
+			full_record(&r, "chatcmpl-conc");
+			r.error_message = msg;
+			int bad = 0;
+			for (int i = 0; i < EACH; i++)
+				bad += reqlog_write(NULL, jl, &r) != 0;
+			_exit(bad ? 1 : 0);
+		}
+	}
+	for (int p = 0; p < PROCS; p++) {
+		int status = 0;
+		waitpid(pids[p], &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-conc"), PROCS * EACH);
+	free(jl);
+}
