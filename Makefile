@@ -77,7 +77,7 @@ test-unit: $(BUILD)/test_unit
 	$(BUILD)/test_unit
 
 test-fixtures: $(BUILD)/test_fixtures
-	$(BUILD)/test_fixtures tests/fixtures ../shared/specs/samples
+	$(BUILD)/test_fixtures tests/fixtures tests/specs/samples
 
 test-integration: $(BUILD)/llm-router
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
@@ -88,7 +88,7 @@ asan: deps
 		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		all build-asan/test_unit build-asan/test_fixtures
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 build-asan/test_unit
-	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures ../shared/specs/samples
+	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures tests/specs/samples
 	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan tests/tools/run-integration.sh
 
 valgrind: DEPS = valgrind

@@ -8,7 +8,7 @@ const Ajv2020 = require('ajv/dist/2020').default;
 const addFormats = require('ajv-formats').default;
 
 const SPEC = process.env.OPENAI_OPENAPI ||
-  path.resolve(__dirname, '../../../../shared/specs/openai-openapi.yaml');
+  path.resolve(__dirname, '../../specs/openai-openapi.yaml');
 
 let ajv = null;
 
