@@ -43,6 +43,7 @@ struct attempt {
 	int64_t t_last_byte_us;
 	int64_t t_last_write_us;
 	double overhead_ms;
+	int called;                /* the upstream call was made */
 	char upstream_request_id[128];
 };
 
@@ -184,6 +185,7 @@ static void run_nonstream(struct attempt *a)
 		.ca_file = cfg->ca_file,
 	};
 	a->t_up_start_us = clock_mono_us();
+	a->called = 1;
 	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
 	a->t_last_byte_us = clock_mono_us();
 	if (rc < 0) {
@@ -226,6 +228,7 @@ static void run_stream(struct attempt *a)
 		.ca_file = cfg->ca_file,
 	};
 	a->t_up_start_us = clock_mono_us();
+	a->called = 1;
 	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
 	struct relay *r = &a->relay;
 	if (!a->relaying) {
@@ -269,8 +272,8 @@ static void fill_log(struct attempt *a, const struct usage *u)
 	l->attempts = 1;
 	l->dropped_params = a->dropped.len ? a->dropped.p : NULL;
 	l->upstream_request_id = a->upstream_request_id;
-	l->upstream_ms = a->ures.total_ms;
-	l->overhead_ms = a->overhead_ms;
+	if (a->called)
+		l->upstream_ms = a->ures.total_ms;
 	if (u->have) {
 		l->input_tokens = u->prompt;
 		l->output_tokens = u->completion;

@@ -122,8 +122,13 @@ out:
 int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r)
 {
 	char err[512] = "database not open";
-	if (st && store_insert_reqlog(st, r, err, sizeof(err)) == 0)
-		return 0;
+	if (st) {
+		if (store_insert_reqlog(st, r, err, sizeof(err)) == 0)
+			return 0;
+	} else if (store_writer_running()) {
+		if (store_writer_log(r, err, sizeof(err)) == 0)
+			return 0;
+	}
 	char err2[512];
 	if (append_jsonl(jsonl_path, r, err2, sizeof(err2)) == 0) {
 		log_warn(r->request_id, "request log row written to %s because the database failed: %s",

@@ -49,8 +49,9 @@ struct reqlog {
 void reqlog_init(struct reqlog *r);
 /* The record as a JSON object (the JSONL fallback format). */
 json_t *reqlog_to_json(const struct reqlog *r);
-/* Writes the record: to the store when st is not NULL and the insert succeeds, else appended to
- * the JSONL file at jsonl_path. Returns 0 if the record is safe somewhere, -1 if it was lost. */
+/* Writes the record: through st when it is not NULL, else through the process's writer thread
+ * (store_writer_log) when it runs; when that fails, appends it to the JSONL file at jsonl_path.
+ * Returns 0 if the record is safe somewhere, -1 if it was lost. */
 int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r);
 
 #endif

@@ -1,9 +1,9 @@
 /* server.c - responder processes: worker threads, signals, reload, and one request's lifecycle.
  *
  * Threads of a FastCGI responder: N workers (server.threads) each looping accept -> handle ->
- * finish with their own libcurl handle and SQLite connection; one signal thread that owns every
- * process signal (all other threads block them) and also polls the config file for changes; the
- * store's WAL checkpointer. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is
+ * finish with their own libcurl handle; one signal thread that owns every process signal (all
+ * other threads block them) and also polls the config file for changes; the store's writer and
+ * WAL checkpointer (store.h), through which the workers commit their request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is
  * accepted (the listening socket is shut down), requests in flight run to completion, then the
  * process exits 0. SIGHUP re-reads the configuration.
  *
@@ -41,12 +41,13 @@ static void store_opts_from(const struct config *cfg, struct store_opts *o, int 
 	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
 }
 
-static void worker_ensure_store(struct worker *w, const struct config *cfg, int background)
+/* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
+static void worker_ensure_store(struct worker *w, const struct config *cfg)
 {
-	if (w->st || clock_mono_us() < w->st_retry_us)
+	if (w->st || store_writer_running() || clock_mono_us() < w->st_retry_us)
 		return;
 	struct store_opts o;
-	store_opts_from(cfg, &o, background);
+	store_opts_from(cfg, &o, 0);
 	char err[512];
 	w->st = store_open(&o, err, sizeof(err));
 	if (!w->st) {
@@ -56,30 +57,32 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg, int 
 	}
 }
 
-static __thread int t_background_ckpt;
-
 void server_commit_log(struct request_ctx *rc)
 {
 	rc->log.request_id = rc->id;
 	rc->log.ts_start_ms = rc->t0_wall_ms;
 	rc->log.ts_end_ms = clock_wall_ms();
 	rc->log.latency_ms = (double)(clock_mono_us() - rc->t0_us) / 1000.0;
+	/* The router's share: everything but the upstream's time (the row's own commit excepted). */
+	rc->log.overhead_ms = rc->log.upstream_ms >= 0 ? rc->log.latency_ms - rc->log.upstream_ms
+						       : rc->log.latency_ms;
+	if (rc->log.overhead_ms < 0)
+		rc->log.overhead_ms = 0;
 	rc->log.status = rc->resp.status;
 	rc->log.client_gone = rc->resp.client_gone;
-	worker_ensure_store(rc->w, rc->cfg, t_background_ckpt);
+	worker_ensure_store(rc->w, rc->cfg);
 	reqlog_write(rc->w->st, rc->cfg->fallback_jsonl, &rc->log);
 }
 
-static void handle_one(struct worker *w, const struct http_io *io, int background_ckpt)
+static void handle_one(struct worker *w, const struct http_io *io)
 {
-	t_background_ckpt = background_ckpt;
 	struct request_ctx rc;
 	memset(&rc, 0, sizeof(rc));
 	rc.w = w;
 	rc.t0_us = clock_mono_us();
 	rc.t0_wall_ms = clock_wall_ms();
 	rc.cfg = config_acquire();
-	random_id(rc.id, sizeof(rc.id), "chatcmpl-", 29);
+	request_id_new(rc.id, sizeof(rc.id), "chatcmpl-", 21);
 	request_init(&rc.req, io);
 	response_init(&rc.resp, io);
 	resp_header(&rc.resp, "X-Request-Id", "%s", rc.id);
@@ -93,7 +96,8 @@ static void handle_one(struct worker *w, const struct http_io *io, int backgroun
 		rerr_set(&e, 500, "server_error", NULL, NULL, "The router produced no response.");
 		resp_error(&rc.resp, &e);
 	}
-	resp_flush(&rc.resp);
+	/* No flush here: finishing the request flushes the rest together with FastCGI's end record
+	 * in one write (the CGI path flushes stdout itself). */
 	response_free(&rc.resp);
 	request_free(&rc.req);
 	config_release(rc.cfg);
@@ -102,10 +106,7 @@ static void handle_one(struct worker *w, const struct http_io *io, int backgroun
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct config *cfg = config_acquire();
 	w->up = upstream_new();
-	worker_ensure_store(w, cfg, 1);
-	config_release(cfg);
 	struct fcgi_conn *c = fcgi_conn_new(g_listen_fd);
 	if (!w->up) {
 		log_error(NULL, "worker %d: cannot create a libcurl handle", w->index);
@@ -117,7 +118,7 @@ static void *worker_main(void *arg)
 						  strerror(errno));
 				break;
 			}
-			handle_one(w, fcgi_conn_io(c), 1);
+			handle_one(w, fcgi_conn_io(c));
 			fcgi_conn_finish(c);
 		}
 	}
@@ -189,8 +190,10 @@ int server_run_fastcgi(int listen_fd)
 	size_t nthreads = (size_t)cfg->threads;
 	struct store_opts so;
 	store_opts_from(cfg, &so, 1);
-	if (store_checkpointer_start(&so) < 0)
-		log_warn(NULL, "cannot start the WAL checkpointer thread");
+	if (store_writer_start(&so) < 0) {
+		log_error(NULL, "cannot start the database writer thread");
+		return 1;
+	}
 	config_release(cfg);
 
 	pthread_t sig_thread;
@@ -219,7 +222,7 @@ int server_run_fastcgi(int listen_fd)
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
-	store_checkpointer_stop();
+	store_writer_stop();
 	free(workers);
 	free(threads);
 	log_info(NULL, "responder stopped");
@@ -233,7 +236,7 @@ int server_run_cgi(void)
 	w.up = upstream_new();
 	if (!w.up)
 		return 1;
-	handle_one(&w, cgi_io(), 0);
+	handle_one(&w, cgi_io());
 	fflush(stdout);
 	upstream_free(w.up);
 	store_close(w.st);

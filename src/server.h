@@ -17,7 +17,7 @@
 struct worker {
 	int index;
 	struct upstream *up;
-	struct store *st;            /* NULL while the database cannot be opened */
+	struct store *st;            /* direct connection, plain CGI only (FastCGI: the writer) */
 	int64_t st_retry_us;         /* when to try to open it again */
 };
 

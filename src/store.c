@@ -1,4 +1,4 @@
-/* store.c - SQLite connections, schema migrations and background WAL checkpoints.
+/* store.c - SQLite connections, schema migrations, the writer thread and WAL checkpoints.
  *
  * Invariants: a struct store is used by one thread only (connections are opened with
  * SQLITE_OPEN_NOMUTEX); every statement is reset right after it is stepped, so no reader keeps a
@@ -6,9 +6,15 @@
  * (or an autocommit insert). Migrations run inside BEGIN IMMEDIATE and re-read user_version
  * there, so several processes starting at once apply each migration exactly once.
  *
- * Checkpoints: worker connections have wal_autocheckpoint disabled and a WAL hook that wakes the
- * checkpointer thread once the WAL holds checkpoint_pages pages; the checkpointer also runs every
- * few seconds when the WAL is not empty. It uses PASSIVE checkpoints, which never block writers.
+ * The writer: request threads queue a job on their own stack and sleep until the writer thread
+ * marks it done; the writer takes every queued job at once and commits them in one transaction
+ * (group commit). A job is never touched after it is marked done (its owner may return at once).
+ * (Measured: a dedicated thread beats handing the commit to one of the waiting request threads.)
+ *
+ * Checkpoints: the writer's connection has wal_autocheckpoint disabled and a WAL hook that wakes
+ * the checkpointer thread once the WAL holds checkpoint_pages pages; the checkpointer also runs
+ * every few seconds. It uses PASSIVE checkpoints, which never block writers, and a RESTART
+ * checkpoint only when the WAL has passed the hard cap.
  */
 #include "store.h"
 
@@ -85,6 +91,11 @@ struct store {
 
 /* ---- checkpointer state (one per process) ---- */
 
+/* A WAL past this many times checkpoint_pages gets a RESTART checkpoint. */
+#define WAL_CAP_FACTOR 16
+/* Retry interval for a database that could not be opened. */
+#define REOPEN_US (5 * 1000000LL)
+
 static pthread_mutex_t ck_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ck_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t ck_thread;
@@ -93,12 +104,24 @@ static int ck_stop;
 static int ck_wanted;
 static long ck_pages = 1000;
 
+/* Frames in the WAL at which the checkpointer is woken next. A background checkpoint that copies
+ * every frame still leaves the WAL in place when the next commit has already begun, so waking it
+ * after each commit past a fixed size would checkpoint (and fsync) at every commit: the threshold
+ * moves one checkpoint_pages past what the last checkpoint saw, and falls back once the WAL has
+ * started over. */
+static long ck_threshold = 1000;
+static int ck_last_pages;          /* writer thread only */
+
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 {
 	(void)ud;
 	(void)db;
 	(void)name;
-	if (pages >= __atomic_load_n(&ck_pages, __ATOMIC_RELAXED) &&
+	long base = __atomic_load_n(&ck_pages, __ATOMIC_RELAXED);
+	if (pages < ck_last_pages)
+		__atomic_store_n(&ck_threshold, base, __ATOMIC_RELAXED);
+	ck_last_pages = pages;
+	if (pages >= __atomic_load_n(&ck_threshold, __ATOMIC_RELAXED) &&
 	    !__atomic_load_n(&ck_wanted, __ATOMIC_RELAXED)) {
 		pthread_mutex_lock(&ck_mu);
 		ck_wanted = 1;
@@ -207,6 +230,13 @@ static sqlite3 *open_db(const struct store_opts *o, int worker, char *errbuf, si
 	if (exec_sql(db, sql, errbuf, errsz) < 0 || migrate(db, errbuf, errsz) < 0) {
 		sqlite3_close(db);
 		return NULL;
+	}
+	if (o->checkpoint_pages > 0) {
+		/* A WAL that starts over is reused in place (appending to a file that was truncated
+		 * allocates blocks on the request path); only a WAL past the cap is cut back to it. */
+		snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%lld",
+			 (long long)o->checkpoint_pages * 4096 * WAL_CAP_FACTOR);
+		exec_sql(db, sql, errbuf, errsz);
 	}
 	if (worker && o->checkpoint_pages > 0) {
 		/* A background checkpointer runs; keep checkpoints off the request path. */
@@ -343,6 +373,16 @@ static void *checkpointer_main(void *arg)
 			int wal_pages = 0, done = 0;
 			int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_pages,
 							   &done);
+			if (rc == SQLITE_OK)
+				__atomic_store_n(&ck_threshold, (long)wal_pages + o->checkpoint_pages,
+						 __ATOMIC_RELAXED);
+			if (rc == SQLITE_OK && wal_pages >= WAL_CAP_FACTOR * o->checkpoint_pages) {
+				/* Commits that never stop keep a background checkpoint from ever reaching the
+				 * end of the WAL, so it would grow without bound: make writers wait for one
+				 * checkpoint that lets the next commit start the WAL over. */
+				rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, &wal_pages,
+							       &done);
+			}
 			if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
 				log_warn(NULL, "WAL checkpoint of %s failed: %s", o->path,
 					 sqlite3_errmsg(db));
@@ -359,12 +399,13 @@ static void *checkpointer_main(void *arg)
 	return NULL;
 }
 
-int store_checkpointer_start(const struct store_opts *o)
+static int checkpointer_start(const struct store_opts *o)
 {
 	struct store_opts *copy = xmalloc(sizeof(*copy));
 	*copy = *o;
 	copy->path = xstrdup(o->path);
 	__atomic_store_n(&ck_pages, o->checkpoint_pages, __ATOMIC_RELAXED);
+	__atomic_store_n(&ck_threshold, o->checkpoint_pages, __ATOMIC_RELAXED);
 	ck_stop = 0;
 	if (pthread_create(&ck_thread, NULL, checkpointer_main, copy) != 0) {
 		free((char *)copy->path);
@@ -375,7 +416,7 @@ int store_checkpointer_start(const struct store_opts *o)
 	return 0;
 }
 
-void store_checkpointer_stop(void)
+static void checkpointer_stop(void)
 {
 	if (!ck_running)
 		return;
@@ -385,4 +426,162 @@ void store_checkpointer_stop(void)
 	pthread_mutex_unlock(&ck_mu);
 	pthread_join(ck_thread, NULL);
 	ck_running = 0;
+}
+
+/* ---- the writer ---- */
+
+struct wjob {
+	const struct reqlog *r;
+	struct wjob *next;
+	int done;
+	int rc;
+	char err[256];
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t work;          /* jobs queued or stop requested */
+	pthread_cond_t done;          /* a batch finished */
+	struct wjob *head, *tail;
+	int stop;
+	int running;
+	pthread_t thread;
+	struct store_opts opts;
+	struct store *st;             /* writer thread only */
+	int64_t retry_us;             /* writer thread only */
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER };
+
+static int step_sql(struct store *st, const char *sql, char *errbuf, size_t errsz)
+{
+	return exec_sql(st->db, sql, errbuf, errsz);
+}
+
+/* Commits a batch in one transaction; on any failure every job of the batch fails. */
+static void commit_batch(struct wjob *batch)
+{
+	char err[256] = "";
+	int ok = 0;
+	if (!W.st && clock_mono_us() >= W.retry_us) {
+		W.st = store_open(&W.opts, err, sizeof(err));
+		if (!W.st) {
+			W.retry_us = clock_mono_us() + REOPEN_US;
+			log_error(NULL, "request log database unavailable: %s", err);
+		}
+	}
+	if (!W.st) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "the database is unavailable (retrying every %lld s)",
+				 REOPEN_US / 1000000);
+	} else if (step_sql(W.st, "BEGIN IMMEDIATE", err, sizeof(err)) == 0) {
+		ok = 1;
+		for (struct wjob *j = batch; j && ok; j = j->next)
+			ok = store_insert_reqlog(W.st, j->r, err, sizeof(err)) == 0;
+		if (ok)
+			ok = step_sql(W.st, "COMMIT", err, sizeof(err)) == 0;
+		if (!ok) {
+			char ignore[64];
+			step_sql(W.st, "ROLLBACK", ignore, sizeof(ignore));
+		}
+	}
+	if (!ok && W.st) {
+		int code = sqlite3_extended_errcode(W.st->db) & 0xff;
+		if (code != SQLITE_BUSY && code != SQLITE_LOCKED) {
+			/* Read-only, I/O error, corruption, vanished file: reopen later. */
+			store_close(W.st);
+			W.st = NULL;
+			W.retry_us = clock_mono_us() + REOPEN_US;
+		}
+	}
+	for (struct wjob *j = batch; j; j = j->next) {
+		j->rc = ok ? 0 : -1;
+		if (!ok)
+			snprintf(j->err, sizeof(j->err), "%s", err);
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&W.mu);
+	for (;;) {
+		while (!W.head && !W.stop)
+			pthread_cond_wait(&W.work, &W.mu);
+		if (!W.head)
+			break;
+		struct wjob *batch = W.head;
+		W.head = W.tail = NULL;
+		pthread_mutex_unlock(&W.mu);
+		commit_batch(batch);
+		pthread_mutex_lock(&W.mu);
+		for (struct wjob *j = batch; j;) {
+			struct wjob *next = j->next;
+			j->done = 1;
+			j = next;
+		}
+		pthread_cond_broadcast(&W.done);
+	}
+	pthread_mutex_unlock(&W.mu);
+	store_close(W.st);
+	W.st = NULL;
+	return NULL;
+}
+
+int store_writer_start(const struct store_opts *o)
+{
+	W.opts = *o;
+	W.opts.path = xstrdup(o->path);
+	W.stop = 0;
+	W.retry_us = 0;
+	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		free((char *)W.opts.path);
+		return -1;
+	}
+	__atomic_store_n(&W.running, 1, __ATOMIC_RELEASE);
+	if (o->checkpoint_pages > 0 && checkpointer_start(o) < 0)
+		log_warn(NULL, "cannot start the WAL checkpointer thread");
+	return 0;
+}
+
+void store_writer_stop(void)
+{
+	if (!__atomic_load_n(&W.running, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&W.mu);
+	W.stop = 1;
+	pthread_cond_signal(&W.work);
+	pthread_mutex_unlock(&W.mu);
+	pthread_join(W.thread, NULL);
+	__atomic_store_n(&W.running, 0, __ATOMIC_RELEASE);
+	free((char *)W.opts.path);
+	W.opts.path = NULL;
+	checkpointer_stop();
+}
+
+int store_writer_running(void)
+{
+	return __atomic_load_n(&W.running, __ATOMIC_ACQUIRE);
+}
+
+int store_writer_log(const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	struct wjob job = { .r = r };
+	pthread_mutex_lock(&W.mu);
+	if (W.stop) {
+		pthread_mutex_unlock(&W.mu);
+		snprintf(errbuf, errsz, "the database writer has stopped");
+		return -1;
+	}
+	if (W.tail)
+		W.tail->next = &job;
+	else
+		W.head = &job;
+	W.tail = &job;
+	pthread_cond_signal(&W.work);
+	while (!job.done)
+		pthread_cond_wait(&W.done, &W.mu);
+	pthread_mutex_unlock(&W.mu);
+	if (job.rc < 0)
+		snprintf(errbuf, errsz, "%s", job.err);
+	return job.rc;
 }

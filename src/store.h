@@ -1,10 +1,16 @@
-/* store.h - the SQLite database: schema, migrations, per-thread connections, WAL checkpoints.
+/* store.h - the SQLite database: schema, migrations, the writer, WAL checkpoints.
  *
- * The only module that uses sqlite3. Each worker thread opens its own connection (struct store)
- * with prepared statements that live as long as the thread. The database runs in WAL mode with
- * automatic checkpoints disabled on worker connections: a background checkpointer thread per
- * process (store_checkpointer_start) runs them, woken when the WAL grows past the configured size,
- * so no request ever waits for a checkpoint's fsync. Every write is one short transaction.
+ * The only module that uses sqlite3. The worker threads of a FastCGI responder process write
+ * through one writer thread (store_writer_start) that owns the process's write connection: a
+ * worker hands its row over and returns once it is committed; rows of concurrent requests share
+ * one transaction (group commit). So the worker threads never contend for the database lock among
+ * themselves, and the commit cost is shared under load. A checkpointer thread with its own connection runs the WAL
+ * checkpoints in the background, so no request waits for a checkpoint's fsync; only when the WAL
+ * passes a hard cap (16 x checkpoint_pages, because a continuous stream of commits never lets a
+ * background checkpoint reset it) does a checkpoint make writers pause for one sync.
+ *
+ * A plain CGI process, the command-line tool and the tests use a direct connection (store_open)
+ * with SQLite's own automatic checkpoints.
  */
 #ifndef ROUTER_STORE_H
 #define ROUTER_STORE_H
@@ -18,7 +24,7 @@ struct store_opts {
 	const char *path;
 	long busy_timeout_ms;
 	int synchronous_full;
-	long checkpoint_pages;
+	long checkpoint_pages;   /* 0: SQLite's automatic checkpoints (direct connections) */
 };
 
 /* Current schema version (PRAGMA user_version). */
@@ -33,8 +39,15 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);
 
-/* Starts / stops this process's background checkpointer. */
-int store_checkpointer_start(const struct store_opts *o);
-void store_checkpointer_stop(void);
+/* Starts this process's writer and checkpointer threads. The database is opened lazily (and
+ * reopened after failures), so this succeeds even when it cannot be opened yet. */
+int store_writer_start(const struct store_opts *o);
+/* Commits what is queued, then stops both threads. */
+void store_writer_stop(void);
+int store_writer_running(void);
+/* Commits one request-log row through the writer, in one transaction with the rows of concurrent
+ * requests, and returns once it is committed to the WAL (0), or -1 with a message in errbuf when
+ * the database failed (the caller then keeps the row elsewhere). r is borrowed until it returns. */
+int store_writer_log(const struct reqlog *r, char *errbuf, size_t errsz);
 
 #endif

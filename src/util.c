@@ -136,6 +136,21 @@ void random_id(char *out, size_t outsz, const char *prefix, size_t nrand)
 	out[plen + nrand] = '\0';
 }
 
+void request_id_new(char *out, size_t outsz, const char *prefix, size_t nrand)
+{
+	static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	char t[9];
+	uint64_t ms = (uint64_t)clock_wall_ms();
+	for (int i = 7; i >= 0; i--) {
+		t[i] = digits[ms % 62];
+		ms /= 62;
+	}
+	t[8] = '\0';
+	char pre[64];
+	snprintf(pre, sizeof(pre), "%s%s", prefix, t);
+	random_id(out, outsz, pre, nrand);
+}
+
 int parse_ll(const char *s, long long *out)
 {
 	/* strtoll would skip leading white space: the whole string must be the number. */

@@ -30,6 +30,10 @@ void random_bytes(void *buf, size_t n);
 /* Writes prefix followed by `nrand` random base62 characters and a NUL into out (size outsz). */
 void random_id(char *out, size_t outsz, const char *prefix, size_t nrand);
 
+/* A request id: prefix, the time in milliseconds (8 base62 digits, so ids sort by time and the
+ * database index on them grows at its end) and `nrand` random base62 characters. */
+void request_id_new(char *out, size_t outsz, const char *prefix, size_t nrand);
+
 /* Strict decimal parse of the whole string into a long long; returns 0 or -1. */
 int parse_ll(const char *s, long long *out);
 
