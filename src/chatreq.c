@@ -82,8 +82,11 @@ static int check_kind(const json_t *body, const char *key, json_type t, const ch
 	return 0;
 }
 
-static int check_text_parts(const json_t *content, const char *where, int allow_refusal,
-			    struct rerr *err)
+/* Which content parts a role may send. */
+enum part_set { PARTS_TEXT, PARTS_ASSISTANT, PARTS_USER };
+
+static int check_parts(const json_t *content, const char *where, enum part_set set,
+		       struct rerr *err)
 {
 	size_t i;
 	const json_t *part;
@@ -99,48 +102,28 @@ static int check_text_parts(const json_t *content, const char *where, int allow_
 		if (strcmp(type, "text") == 0) {
 			if (!json_is_string(json_object_get(part, "text")))
 				return rerr_invalid(err, p, "'%s.text' must be a string.", p);
-		} else if (allow_refusal && strcmp(type, "refusal") == 0) {
+		} else if (set == PARTS_ASSISTANT && strcmp(type, "refusal") == 0) {
 			if (!json_is_string(json_object_get(part, "refusal")))
 				return rerr_invalid(err, p, "'%s.refusal' must be a string.", p);
-		} else {
-			return rerr_invalid(err, p, "Invalid value for '%s.type': '%s' is not allowed here.",
-					    p, type);
-		}
-	}
-	return 0;
-}
-
-static int check_user_parts(const json_t *content, const char *where, struct rerr *err)
-{
-	size_t i;
-	const json_t *part;
-	char p[224];
-	json_array_foreach(content, i, part)
-	{
-		snprintf(p, sizeof(p), "%.150s[%zu]", where, i);
-		if (!json_is_object(part))
-			return bad_type(err, p, "an object", part);
-		const char *type = json_string_value(json_object_get(part, "type"));
-		if (!type)
-			return rerr_invalid(err, p, "Missing required parameter: '%s.type'.", p);
-		if (strcmp(type, "text") == 0) {
-			if (!json_is_string(json_object_get(part, "text")))
-				return rerr_invalid(err, p, "'%s.text' must be a string.", p);
-		} else if (strcmp(type, "image_url") == 0) {
+		} else if (set == PARTS_USER && strcmp(type, "image_url") == 0) {
 			const json_t *iu = json_object_get(part, "image_url");
 			if (!json_is_object(iu) || !json_is_string(json_object_get(iu, "url")))
 				return rerr_invalid(err, p, "'%s.image_url.url' must be a string.", p);
-		} else if (strcmp(type, "input_audio") == 0) {
+		} else if (set == PARTS_USER && strcmp(type, "input_audio") == 0) {
 			const json_t *ia = json_object_get(part, "input_audio");
 			if (!json_is_object(ia) || !json_is_string(json_object_get(ia, "data")) ||
 			    !json_is_string(json_object_get(ia, "format")))
 				return rerr_invalid(err, p,
 						    "'%s.input_audio' needs string 'data' and 'format'.", p);
-		} else if (strcmp(type, "file") == 0) {
+		} else if (set == PARTS_USER && strcmp(type, "file") == 0) {
 			if (!json_is_object(json_object_get(part, "file")))
 				return rerr_invalid(err, p, "'%s.file' must be an object.", p);
+		} else if (set == PARTS_USER) {
+			return rerr_invalid(err, p,
+					    "Invalid value for '%s.type': '%s' is not a known content part type.",
+					    p, type);
 		} else {
-			return rerr_invalid(err, p, "Invalid value for '%s.type': '%s' is not a known content part type.",
+			return rerr_invalid(err, p, "Invalid value for '%s.type': '%s' is not allowed here.",
 					    p, type);
 		}
 	}
@@ -204,7 +187,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 		if (!content)
 			return rerr_invalid(err, p, "Missing required parameter: '%s'.", p);
 		if (json_is_array(content)) {
-			if (check_text_parts(content, p, 0, err) < 0)
+			if (check_parts(content, p, PARTS_TEXT, err) < 0)
 				return -1;
 		} else if (!json_is_string(content)) {
 			return bad_type(err, p, "a string or an array of text parts", content);
@@ -221,7 +204,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 		if (!content)
 			return rerr_invalid(err, p, "Missing required parameter: '%s'.", p);
 		if (json_is_array(content))
-			return check_user_parts(content, p, err);
+			return check_parts(content, p, PARTS_USER, err);
 		if (!json_is_string(content))
 			return bad_type(err, p, "a string or an array of content parts", content);
 		return 0;
@@ -232,7 +215,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 			return -1;
 		if (content) {
 			if (json_is_array(content))
-				return check_text_parts(content, p, 1, err);
+				return check_parts(content, p, PARTS_ASSISTANT, err);
 			if (!json_is_string(content))
 				return bad_type(err, p, "a string, an array of parts or null", content);
 		} else if (!tcs && !opt(m, "function_call") && !opt(m, "refusal") && !opt(m, "audio")) {

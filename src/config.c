@@ -1167,6 +1167,16 @@ void config_release(struct config *cfg)
 		config_free(cfg);
 }
 
+void config_log_errors(const struct buf *errors, const char *what)
+{
+	const char *p = buf_str(errors);
+	while (*p) {
+		size_t n = strcspn(p, "\n");
+		log_error(NULL, "%s: %.*s", what, (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 int config_reload(int force)
 {
 	struct config *cur = config_acquire();
@@ -1184,14 +1194,7 @@ int config_reload(int force)
 		pthread_mutex_lock(&current_mu);
 		cur->sources_mtime = newest_mtime(&cur->sources);
 		pthread_mutex_unlock(&current_mu);
-		char *p = errors.p;
-		while (p && *p) {
-			char *nl = strchr(p, '\n');
-			if (nl)
-				*nl = '\0';
-			log_error(NULL, "config reload rejected, keeping the previous configuration: %s", p);
-			p = nl ? nl + 1 : NULL;
-		}
+		config_log_errors(&errors, "config reload rejected, keeping the previous configuration");
 		buf_free(&errors);
 		config_release(cur);
 		return -1;

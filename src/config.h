@@ -154,6 +154,8 @@ struct config {
  * per problem to errors. The environment is read for provider keys and base URLs. */
 struct config *config_load(const char *path, struct buf *errors);
 void config_free(struct config *cfg);
+/* Logs each "FILE:LINE: reason" line of errors as one error, prefixed with what. */
+void config_log_errors(const struct buf *errors, const char *what);
 
 /* The path used when none is given: $LLM_ROUTER_CONFIG, else conf/llm-router.conf next to or
  * above the directory of the executable. Returns a malloc'd string. */

@@ -2,9 +2,9 @@
  *
  * Non-streaming: the upstream body is collected (bounded by upstream.max_response_bytes), then
  * translated and sent with Content-Length. Streaming: the upstream status is known from the head
- * callback; a 2xx body is fed to the relay as it arrives and each client event is flushed at once
- * (headers go out with the first event that carries content), a non-2xx body is collected and
- * mapped to an error. While the client is connected and the upstream silent, a ": keep-alive"
+ * callback; a 2xx body is fed to the relay as it arrives and the client events made from each piece
+ * are flushed as soon as that piece is relayed (headers go out with the first event that carries
+ * content), a non-2xx body is collected and mapped to an error. While the client is connected and the upstream silent, a ": keep-alive"
  * comment is flushed every upstream.keepalive_interval_ms; a failed write means the client left
  * and the upstream transfer is aborted at once.
  *
@@ -44,6 +44,8 @@ struct attempt {
 	int64_t t_last_write_us;
 	double overhead_ms;
 	int called;                /* the upstream call was made */
+	int unflushed;             /* stream frames written since the last flush */
+	int final_pending;         /* the last frame written ends the stream */
 	char upstream_request_id[128];
 };
 
@@ -115,7 +117,17 @@ static int on_body(void *ud, const char *p, size_t n)
 	struct attempt *a = ud;
 	a->t_last_byte_us = clock_mono_us();
 	if (a->relaying) {
-		if (relay_feed(&a->relay, p, n) == 0)
+		int rc = relay_feed(&a->relay, p, n);
+		/* Every event of this piece went out together: one flush, unless the last frame is the
+		 * end of the stream, which waits for the log row (stream_sink). */
+		if (a->unflushed && !a->final_pending) {
+			a->unflushed = 0;
+			if (resp_flush(&a->rc->resp) < 0) {
+				a->relay.state = RELAY_CLIENT_GONE;
+				return -1;
+			}
+		}
+		if (rc == 0)
 			return 0;
 		/* After the end of the stream, let the rest of the body drain so the connection can be
 		 * reused; stop at once when the client left or the stream failed. */
@@ -164,11 +176,12 @@ static int stream_sink(void *ud, const char *p, size_t n)
 	if (resp_write(resp, p, n) < 0)
 		return -1;
 	a->t_last_write_us = clock_mono_us();
+	a->unflushed = 1;
 	/* The final frame stays buffered until the log row is committed (server_commit_log). */
 	static const char done[] = "data: [DONE]\n\n";
-	if (n >= sizeof(done) - 1 && memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0)
-		return 0;
-	return resp_flush(resp);
+	a->final_pending = n >= sizeof(done) - 1 &&
+			   memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0;
+	return 0;
 }
 
 /* ---- the call ---- */
@@ -257,6 +270,8 @@ static void run_stream(struct attempt *a)
 		else
 			send_error(a, &a->err);
 	}
+	if (a->unflushed && !a->final_pending && resp_flush(&a->rc->resp) < 0)
+		r->state = RELAY_CLIENT_GONE;
 	if (r->first_content_us)
 		a->rc->log.ttft_ms = (double)(r->first_content_us - a->rc->t0_us) / 1000.0;
 	if (r->finish_reason[0])

@@ -35,14 +35,7 @@ static int load_global_config(void)
 	buf_init(&errors, 1 << 20);
 	struct config *cfg = config_load(path, &errors);
 	if (!cfg) {
-		char *p = errors.p;
-		while (p && *p) {
-			char *nl = strchr(p, '\n');
-			if (nl)
-				*nl = '\0';
-			log_error(NULL, "configuration error: %s", p);
-			p = nl ? nl + 1 : NULL;
-		}
+		config_log_errors(&errors, "configuration error");
 		buf_free(&errors);
 		free(path);
 		return -1;

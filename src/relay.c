@@ -106,16 +106,23 @@ static void note_finish(struct relay *r, const json_t *chunk)
 	}
 }
 
-/* Serialises one chunk with the router's id/object/created/model in front. */
-static void frame_chunk(struct relay *r, const json_t *body)
+/* Serialises one chunk with the router's id/object/created/model. A chunk that already has an
+ * "id" member (a relayed OpenAI chunk) gets the values in place; otherwise they go in front. */
+static void frame_chunk(struct relay *r, json_t *body)
 {
 	const struct xlate_ctx *x = r->x;
-	json_t *c = json_object();
+	json_t *c = body;
+	if (json_object_get(body, "id")) {
+		json_incref(c);
+	} else {
+		c = json_object();
+		json_object_set_new(c, "id", json_null());
+		json_object_update(c, body);
+	}
 	json_object_set_new(c, "id", json_string(x->id));
 	json_object_set_new(c, "object", json_string("chat.completion.chunk"));
 	json_object_set_new(c, "created", json_integer(x->created));
 	json_object_set_new(c, "model", json_string(x->public_model));
-	json_object_update(c, (json_t *)body);
 	buf_reset(&r->frame);
 	buf_puts(&r->frame, "data: ");
 	json_to_buf(c, &r->frame);

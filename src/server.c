@@ -128,15 +128,21 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* The signals only the signal thread receives. */
+static void process_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGHUP);
+}
+
 static void *signal_main(void *arg)
 {
 	(void)arg;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGHUP);
+	process_signals(&set);
 	int64_t next_check = clock_mono_us();
 	for (;;) {
 		struct timespec ts = { 1, 0 };
@@ -170,11 +176,7 @@ static void *signal_main(void *arg)
 static void block_process_signals(sigset_t *old)
 {
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGHUP);
+	process_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, old);
 }
 

@@ -315,9 +315,9 @@ static enum stream_status openai_stream_event(void *st, const struct sse_event *
 		json_decref(chunk);
 		return STREAM_MORE;
 	}
-	static const char *const stamped[] = { "id", "object", "created", "model", "usage" };
-	for (size_t i = 0; i < ARRAY_SIZE(stamped); i++)
-		json_object_del(chunk, stamped[i]);
+	/* Usage goes out in the relay's own final chunk; id, object, created and model are
+	 * overwritten by the relay. */
+	json_object_del(chunk, "usage");
 	size_t i;
 	json_t *c;
 	json_array_foreach(choices, i, c)

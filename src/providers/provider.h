@@ -67,8 +67,8 @@ struct provider_ops {
 	int (*parse_response)(const struct xlate_ctx *x, const char *body, size_t len, json_t **out,
 			      struct usage *u, struct rerr *err);
 	void *(*stream_new)(const struct xlate_ctx *x);
-	/* Feeds one upstream SSE event; appends chunk objects (without id/object/created/model) to
-	 * `chunks`. Returns STREAM_MORE, STREAM_DONE at the upstream's end marker, or STREAM_ERROR
+	/* Feeds one upstream SSE event; appends chunk objects to `chunks` (the relay sets their
+	 * id/object/created/model, in place if they have an "id" member). Returns STREAM_MORE, STREAM_DONE at the upstream's end marker, or STREAM_ERROR
 	 * with err set for an error reported inside the stream. */
 	enum stream_status (*stream_event)(void *st, const struct sse_event *ev, json_t *chunks,
 					   struct usage *u, struct rerr *err);

@@ -1,0 +1,668 @@
+#!/usr/bin/env bash
+# bench.sh - benchmarks of the router next to its baselines, measured in the same run (`make bench`).
+#
+# Targets (each answers POST /v1/chat/completions with an OpenAI chat completion):
+#   fake    the fake upstream (tests/bench/fake_upstream.c) called directly: the floor
+#   fixed   lighttpd + fcgi_fixed, a threaded FastCGI responder returning a fixed body: the cost of
+#           the web server and the FastCGI hop alone (no upstream)
+#   bare    lighttpd + bare_relay, a threaded FastCGI responder relaying to the fake upstream with a
+#           per-thread keep-alive libcurl handle and nothing else: the ceiling of this design
+#   router  lighttpd + llm-router (model gpt-4o-mini on the openai provider, whose base URL points at
+#           the fake upstream), with its normal configuration: request log, budgets and all
+#
+# For each mode (non-stream, and stream with stream_options.include_usage) and each target:
+#   latency     wrk -t1 -c1 --latency: p50 and p99. "Added" latency is the target's minus the fake
+#               upstream's own, measured in the same round.
+#   throughput  wrk -t1 -c$BENCH_CONNECTIONS (64): requests per second at saturation.
+#   +20 ms      the same load against a second instance of the target whose upstream is a second fake
+#               that answers $BENCH_DELAY_MS (20) ms after each request: what the design sustains
+#               when upstream calls take time (64 connections cannot exceed 64 / 20 ms = 3,200 req/s;
+#               a responder that blocks one of its 8 threads per call, 8 / 20 ms = 400 req/s).
+#   memory      VmRSS (/proc/PID/status) of every responder process (children of lighttpd) and of
+#               lighttpd, read after all the load.
+# Rounds interleave the targets (round 1: every target, round 2: every target, ...) and the tables
+# show medians over BENCH_ROUNDS rounds. Ratios compare each target with the bare relay: throughput
+# target/bare, latency target-added / bare-added. Before every measured run sync(1) writes back what
+# earlier runs left dirty (request logs), so that the writeback is not charged to the next target.
+# Each target runs as long-lived instances started once (warmed up for 1 s per mode), not restarted
+# between rounds; the router's request log keeps growing over the run as it would in service.
+#
+# Placement on a 2-core machine: the system under test (lighttpd and its FastCGI responders) is
+# pinned to CPU $BENCH_SUT_CPU (0); wrk and the fake upstreams share CPU $BENCH_LOAD_CPU (1).
+# Responders run $BENCH_THREADS (8) threads ("max-procs" => 1).
+#
+# Every wrk run must be all 2xx with no socket errors, and the router's SQLite request log must
+# hold a row per request; otherwise the script stops with an error. Results are printed and written
+# to bench-results/bench-<timestamp>.md.
+#
+# Environment:
+#   BUILD                build directory holding llm-router, fcgi_fixed, bare_relay, fake_upstream
+#   BENCH_ROUNDS=3       rounds (medians are over these)
+#   BENCH_DURATION=5s    length of one wrk run
+#   BENCH_ONLY=          targets to run, e.g. "router" or "bare,router" (the fake upstream always
+#                        runs: added latency is measured against it); default: all
+#   BENCH_MODES="nonstream stream"
+#   BENCH_CONNECTIONS=64 BENCH_THREADS=8 BENCH_DELAY_MS=20 BENCH_SUT_CPU=0 BENCH_LOAD_CPU=1
+#   BENCH_KEEP_TMP=1     keep the temporary directory (configs, logs, request-log databases)
+#
+# Adding a scenario: write target_<name>_label, target_<name>_start (and optionally
+# target_<name>_upstream=0 / target_<name>_verify), then add <name> to ALL_TARGETS; see the router
+# target below. A scenario needing another router configuration (another provider, a failing first
+# model, budgets off) edits its own copy of the configuration in its start function.
+#
+# Variables named by string (target_<t>_label, FAKE_<name>, P50_<t>) are read via get_var.
+# shellcheck disable=SC2034,SC2154,SC2015
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) BIN=$BUILD ;; *) BIN=$ROOT/$BUILD ;; esac
+ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-5s}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-8}
+DELAY_MS=${BENCH_DELAY_MS:-20}
+SUT_CPU=${BENCH_SUT_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+MODES=${BENCH_MODES:-nonstream stream}
+LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
+WRK=${WRK:-wrk}
+MODEL=gpt-4o-mini
+API_KEY=bench-key
+
+ALL_TARGETS="fake fixed bare router"
+
+die() {
+	echo "bench: FAILED: $*" >&2
+	exit 1
+}
+note() { echo "bench: $*" >&2; }
+
+for tool in "$WRK" "$LIGHTTPD" taskset curl; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
+done
+for b in llm-router fcgi_fixed bare_relay fake_upstream; do
+	[ -x "$BIN/$b" ] || die "$BIN/$b is missing (run: make BUILD=$BUILD bench)"
+done
+NCPU=$(nproc)
+[ "$SUT_CPU" -lt "$NCPU" ] && [ "$LOAD_CPU" -lt "$NCPU" ] || die "CPUs $SUT_CPU and $LOAD_CPU are not both present ($NCPU online)"
+
+TARGETS=
+if [ -n "${BENCH_ONLY:-}" ]; then
+	for t in $(echo "$BENCH_ONLY" | tr ',' ' '); do
+		case " $ALL_TARGETS " in *" $t "*) ;; *) die "unknown target '$t' in BENCH_ONLY (known: $ALL_TARGETS)" ;; esac
+	done
+	for t in $ALL_TARGETS; do
+		case ",$(echo "$BENCH_ONLY" | tr ' ' ','),fake," in *",$t,"*) TARGETS="$TARGETS $t" ;; esac
+	done
+else
+	TARGETS=$ALL_TARGETS
+fi
+TARGETS=${TARGETS# }
+
+# The system under test sees only what the benchmark sets: no real provider keys, no demo URL.
+unset LLM_ROUTER_DEMO_URL LLM_ROUTER_CONFIG LLM_ROUTER_HOME OPENAI_BASE_URL ANTHROPIC_API_KEY \
+	GEMINI_API_KEY DEEPSEEK_API_KEY OPENROUTER_API_KEY GROQ_API_KEY OPENAI_API_KEY
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/llm-router-bench.XXXXXX")
+RES=$TMP/results
+mkdir -p "$RES"
+PIDS=()
+
+cleanup() {
+	local rc=$? p
+	trap - EXIT INT TERM
+	# lighttpd leaves its FastCGI responders running when it stops: they are signalled by PID, and
+	# killed if still there two seconds later.
+	for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		local alive=0
+		for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do
+			kill -0 "$p" 2>/dev/null && alive=1
+		done
+		[ $alive = 0 ] && break
+		sleep 0.2
+	done
+	for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	if [ "${BENCH_KEEP_TMP:-0}" = 1 ] || [ $rc -ne 0 ]; then
+		note "temporary files kept in $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers ----
+
+# A TCP port nobody listens on (the start functions retry if it is taken meanwhile).
+free_port() {
+	local used p hex
+	used=$(awk 'FNR > 1 { sub(/.*:/, "", $2); print $2 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 40000))
+		printf -v hex '%04X' "$p"
+		grep -qx "$hex" <<<"$used" || {
+			echo "$p"
+			return
+		}
+	done
+	die "no free TCP port found"
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+children_of() {
+	local d
+	if command -v ps >/dev/null 2>&1; then
+		ps --ppid "$1" -o pid= | tr -d ' '
+		return 0
+	fi
+	for d in /proc/[0-9]*; do
+		[ "$(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null)" = "$1" ] && echo "${d#/proc/}"
+	done
+	return 0
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# record KEY VALUE / get KEY: medians over rounds
+record() { echo "$2" >>"$RES/$1"; }
+get() { [ -s "$RES/$1" ] && median <"$RES/$1" || echo ""; }
+last() { [ -s "$RES/$1" ] && tail -n 1 "$RES/$1" || echo ""; }
+
+# Instance state: URL_<inst>, DIR_<inst>, LPID_<inst> (inst names are [a-z_]).
+set_var() { printf -v "$1" '%s' "$2"; }
+get_var() { local n=$1; echo "${!n:-}"; }
+
+# ---- fake upstreams ----
+
+start_fake() { # start_fake NAME [fake_upstream args...]; sets FAKE_<NAME> to http://127.0.0.1:PORT
+	local name=$1 out=$TMP/fake-$1.port
+	shift
+	taskset -c "$LOAD_CPU" "$BIN/fake_upstream" --port 0 "$@" >"$out" 2>"$TMP/fake-$name.log" &
+	PIDS+=($!)
+	set_var "FAKEPID_$name" $!
+	for _ in $(seq 100); do
+		[ -s "$out" ] && break
+		sleep 0.05
+	done
+	local port
+	port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$out")
+	[ -n "$port" ] || die "fake upstream $name did not start: $(cat "$TMP/fake-$name.log")"
+	set_var "FAKE_$name" "http://127.0.0.1:$port"
+}
+
+# ---- lighttpd + FastCGI responder ----
+
+# start_lighttpd INST BIN_PATH [NAME=VALUE ...]: lighttpd on a free port on the SUT CPU with
+# BIN_PATH as its only FastCGI application (mounted at /v1), environment as given.
+start_lighttpd() {
+	local inst=$1 bin=$2 dir=$TMP/$1
+	shift 2
+	mkdir -p "$dir"
+	local env="" kv
+	for kv in "$@"; do
+		env="$env${env:+, }\"${kv%%=*}\" => \"${kv#*=}\""
+	done
+	local port lpid
+	for _ in 1 2 3 4 5; do
+		port=$(free_port)
+		cat >"$dir/lighttpd.conf" <<EOF
+server.document-root = "$dir"
+server.bind = "127.0.0.1"
+server.port = $port
+server.errorlog = "$dir/error.log"
+server.modules += ( "mod_fastcgi" )
+server.stream-response-body = 2
+fastcgi.server = ( "/v1" => ((
+  "bin-path" => "$bin",
+  "socket" => "$dir/fcgi.sock",
+  "max-procs" => 1,
+  "check-local" => "disable",
+  "bin-environment" => ( $env ),
+  "read-timeout" => 180
+)) )
+EOF
+		: >"$dir/error.log"
+		taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/lighttpd.out" 2>&1 &
+		lpid=$!
+		PIDS+=("$lpid")
+		local up=0
+		for _ in $(seq 100); do
+			kill -0 "$lpid" 2>/dev/null || break
+			if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+				up=1
+				break
+			fi
+			sleep 0.05
+		done
+		if [ $up = 1 ]; then
+			sleep 0.2
+			children_of "$lpid" >"$dir/responder.pids"
+			[ -s "$dir/responder.pids" ] || die "$inst: lighttpd runs but no FastCGI responder was spawned; $dir/error.log: $(tail -n 5 "$dir/error.log")"
+			set_var "LPID_$inst" "$lpid"
+			set_var "DIR_$inst" "$dir"
+			set_var "URL_$inst" "http://127.0.0.1:$port/v1/chat/completions"
+			return
+		fi
+		kill "$lpid" 2>/dev/null || true
+		wait "$lpid" 2>/dev/null || true
+		grep -qi "address already in use" "$dir/lighttpd.out" "$dir/error.log" 2>/dev/null ||
+			die "$inst: lighttpd did not start: $(tail -n 5 "$dir/lighttpd.out" "$dir/error.log")"
+	done
+	die "$inst: lighttpd found no free port"
+}
+
+# ---- targets ----
+# target_<t>_label: a row title. target_<t>_start INST UPSTREAM: start instance INST whose upstream
+# is the fake at UPSTREAM (http://127.0.0.1:PORT), setting URL_<INST> (and DIR_/LPID_ for lighttpd).
+# target_<t>_upstream=0: the target calls no upstream (no +20 ms run). target_<t>_verify INST:
+# optional check after the runs that the target really did its work.
+
+target_fake_label="fake upstream called directly"
+target_fake_start() { set_var "URL_$1" "$2/openai/v1/chat/completions"; }
+
+target_fixed_label="lighttpd + FastCGI responder returning a fixed body"
+target_fixed_upstream=0
+target_fixed_start() { start_lighttpd "$1" "$BIN/fcgi_fixed" "FCGI_THREADS=$THREADS"; }
+
+target_bare_label="lighttpd + bare relay (per-thread keep-alive libcurl)"
+target_bare_start() {
+	start_lighttpd "$1" "$BIN/bare_relay" "FCGI_THREADS=$THREADS" \
+		"BARE_RELAY_UPSTREAM=$2/openai/v1/chat/completions" "OPENAI_API_KEY=$API_KEY"
+}
+
+target_router_label="lighttpd + llm-router"
+# The shipped configuration with: server.threads = $THREADS, daily budgets raised so that budget
+# accounting stays on but never refuses a benchmark request, relative data paths under the
+# instance's directory (LLM_ROUTER_HOME).
+router_config() { # router_config DIR -> writes DIR/llm-router.conf
+	sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $THREADS;/" \
+		-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
+		"$ROOT/conf/llm-router.conf" >"$1/llm-router.conf"
+	grep -q "^[[:space:]]*threads = $THREADS;" "$1/llm-router.conf" ||
+		die "could not set server.threads in the router configuration copy"
+}
+target_router_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"OPENAI_API_KEY=$API_KEY" "OPENAI_BASE_URL=$2/openai/v1")
+	env "${env[@]}" "$BIN/llm-router" check-config "$dir/llm-router.conf" >"$dir/check-config.out" 2>&1 ||
+		die "router configuration rejected: $(cat "$dir/check-config.out")"
+	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
+}
+target_router_verify() {
+	local inst=$1 dir db rows ok sent
+	dir=$(get_var "DIR_$inst")
+	db=$dir/data/llm_logs.db
+	[ -s "$db" ] || die "$inst: the request log $db does not exist"
+	if command -v sqlite3 >/dev/null 2>&1; then
+		read -r rows ok < <(sqlite3 -separator ' ' "file:$db?mode=ro" \
+			"SELECT count(*), coalesce(sum(status = 200), 0) FROM request_log" 2>/dev/null) || true
+	elif command -v python3 >/dev/null 2>&1; then
+		read -r rows ok < <(python3 -c 'import sqlite3,sys
+c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(*c.execute("SELECT count(*), coalesce(sum(status = 200), 0) FROM request_log").fetchone())' "$db") || true
+	else
+		note "$inst: neither sqlite3 nor python3 is installed; request log rows not counted"
+		return
+	fi
+	sent=$(get_var "SENT_$inst")
+	[ -n "${rows:-}" ] || die "$inst: cannot read the request log $db"
+	[ "$rows" -gt 0 ] || die "$inst: the request log $db has no rows"
+	[ "$ok" -ge "${sent:-0}" ] ||
+		die "$inst: the request log has $ok rows with status 200, fewer than the $sent answers counted by wrk"
+	local wal=0
+	[ -f "$db-wal" ] && wal=$(stat -c %s "$db-wal")
+	echo "$inst: $rows request-log rows ($ok with status 200) for $sent answers counted by wrk (database $(($(stat -c %s "$db") / 1048576)) MB, WAL file $((wal / 1048576)) MB)" >>"$TMP/checks.txt"
+}
+
+target_var() { get_var "target_$1_$2"; }
+has_upstream() { [ "$(target_var "$1" upstream)" != 0 ]; }
+
+# ---- wrk ----
+
+cat >"$TMP/post.lua" <<'EOF'
+-- POST the body in $BENCH_BODY_FILE; at the end print one machine-readable line.
+local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "bench-key")
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%.0f p99_us=%.0f connect=%d read=%d write=%d status=%d timeout=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}' \
+	"$MODEL" >"$TMP/body-nonstream.json"
+printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}' \
+	"$MODEL" >"$TMP/body-stream.json"
+
+# settle: write back dirty pages (the request logs written by the previous target) so that their
+# writeback does not land in the next target's measurement.
+settle() {
+	sync
+	sleep 0.2
+}
+
+# cpu_ticks -> "BUSY TOTAL OURS" in clock ticks, to tell whether other work on the machine
+# overlapped a run. BUSY: user + nice + system + steal time of all CPUs (irq and softirq time, which
+# is mostly the benchmark's own loopback traffic, is left out); TOTAL: all CPU time that passed;
+# OURS: CPU time of the benchmark's live processes plus everything it ran and reaped (wrk, curl...).
+cpu_ticks() {
+	local p
+	{
+		head -n 1 /proc/stat
+		for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do
+			[ -r "/proc/$p/stat" ] && echo "P $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null)"
+		done
+		echo "S $(sed 's/.*) //' "/proc/$$/stat")"
+	} | awk '
+		$1 == "cpu" { busy = $2 + $3 + $4 + $9; for (i = 2; i <= 9; i++) total += $i }
+		$1 == "P" { ours += $13 + $14 }               # utime, stime
+		$1 == "S" { ours += $13 + $14 + $15 + $16 }   # and the reaped children: cutime, cstime
+		END { print busy, total, ours }'
+}
+
+# run_wrk INST MODE CONNECTIONS DURATION: sets W_RPS, W_P50, W_P99 (ms) and W_OTHER; dies on any
+# non-2xx answer or socket error. Runs in the calling shell (not in $(...)) so that it can stop the
+# script and count the answers per instance.
+run_wrk() {
+	local inst=$1 mode=$2 c=$3 d=$4 url out line kv
+	local requests=0 duration_us=1 p50_us=0 p99_us=0 connect=0 read=0 write=0 status=0 timeout=0
+	url=$(get_var "URL_$inst")
+	out=$TMP/wrk-$inst-$mode-c$c.out
+	local before after
+	before=$(cpu_ticks)
+	BENCH_BODY_FILE=$TMP/body-$mode.json BENCH_API_KEY=$API_KEY \
+		taskset -c "$LOAD_CPU" "$WRK" -t1 -c"$c" -d"$d" --timeout 10s --latency -s "$TMP/post.lua" "$url" >"$out" 2>&1 ||
+		die "wrk failed against $inst ($mode): $(cat "$out")"
+	after=$(cpu_ticks)
+	# Share of all CPUs used by anything but the benchmark during the run, in percent.
+	W_OTHER=$(awk -v a="$before" -v b="$after" 'BEGIN { split(a, x); split(b, y)
+		f = (y[1] - x[1]) - (y[3] - x[3]); if (f < 0) f = 0
+		printf "%.0f", (y[2] > x[2] ? 100 * f / (y[2] - x[2]) : 0) }')
+	line=$(grep '^BENCH ' "$out") || die "wrk printed no result against $inst ($mode): $(cat "$out")"
+	for kv in ${line#BENCH }; do
+		case ${kv%%=*} in
+		requests | duration_us | p50_us | p99_us | connect | read | write | status | timeout)
+			[[ ${kv#*=} =~ ^[0-9]+$ ]] && printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+		esac
+	done
+	[ "$status" = 0 ] || die "$inst ($mode, $c connections): $status answers were not 2xx ($(grep -i 'non-2xx' "$out" | tr -s ' '))"
+	[ $((connect + read + write + timeout)) = 0 ] ||
+		die "$inst ($mode, $c connections): socket errors: connect $connect, read $read, write $write, timeout $timeout"
+	[ "$requests" -gt 0 ] || die "$inst ($mode, $c connections): no request completed"
+	set_var "SENT_$inst" $(($(get_var "SENT_$inst" | sed 's/^$/0/') + requests))
+	W_RPS=$(awk -v n="$requests" -v us="$duration_us" 'BEGIN { printf "%.1f", n / (us / 1e6) }')
+	W_P50=$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')
+	W_P99=$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')
+}
+
+# smoke INST MODE: one request by curl; the answer must be a 200 with the expected shape.
+smoke() {
+	local inst=$1 mode=$2 url out code
+	url=$(get_var "URL_$inst")
+	out=$TMP/smoke-$inst-$mode
+	code=$(curl -s -N -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 \
+		-H 'Content-Type: application/json' -H "Authorization: Bearer $API_KEY" \
+		--data-binary "@$TMP/body-$mode.json" "$url") || true
+	[ "$code" = 200 ] || die "$inst ($mode): smoke request got HTTP $code: $(head -c 600 "$out.body" 2>/dev/null)"
+	if [ "$mode" = stream ]; then
+		grep -q '"chat.completion.chunk"' "$out.body" && grep -q '^data: \[DONE\]' "$out.body" &&
+			grep -q '"usage":{' "$out.body" ||
+			die "$inst ($mode): the stream lacks chunks, usage or [DONE]: $(head -c 600 "$out.body")"
+	else
+		grep -q '"chat.completion"' "$out.body" && grep -q '"usage"' "$out.body" ||
+			die "$inst ($mode): not a chat.completion: $(head -c 600 "$out.body")"
+	fi
+	set_var "SENT_$inst" $(($(get_var "SENT_$inst" | sed 's/^$/0/') + 1))
+}
+
+# sample_rss INST: record the responders' VmRSS (each, and their sum) and lighttpd's, in kB.
+sample_rss() {
+	local inst=$1 lpid dir p each="" sum=0 r n=0
+	lpid=$(get_var "LPID_$inst")
+	[ -n "$lpid" ] || return 0
+	dir=$(get_var "DIR_$inst")
+	children_of "$lpid" >"$dir/responder.now"
+	sort -u "$dir/responder.now" "$dir/responder.pids" -o "$dir/responder.pids"
+	for p in $(cat "$dir/responder.now"); do
+		r=$(rss_kb "$p")
+		each="$each${each:+ }$r"
+		sum=$((sum + r))
+		n=$((n + 1))
+	done
+	record "$inst.rss_each" "$each"
+	record "$inst.rss_sum" "$sum"
+	record "$inst.nproc" "$n"
+	record "$inst.rss_lighttpd" "$(rss_kb "$lpid")"
+}
+
+# ---- run ----
+
+T_START=$(date +%s)
+# How busy the machine is before anything starts (percent of all CPUs over one second).
+cpu_busy() {
+	local a b
+	a=$(head -n 1 /proc/stat)
+	sleep 1
+	b=$(head -n 1 /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN { n = split(a, x); split(b, y); t = 0
+		for (i = 2; i <= n; i++) t += y[i] - x[i]
+		idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }'
+}
+BUSY_BEFORE=$(cpu_busy)
+if [ "$BUSY_BEFORE" -gt 10 ]; then
+	note "WARNING: the CPUs were $BUSY_BEFORE % busy before the run: other work on this machine makes the numbers noisy"
+fi
+STAMP=$(date +%Y%m%d-%H%M%S)
+echo "bench: system under test (lighttpd + FastCGI responders) pinned to CPU $SUT_CPU; wrk and the fake upstreams pinned to CPU $LOAD_CPU ($NCPU CPUs online)"
+echo "bench: targets: $TARGETS; modes: $MODES; $ROUNDS rounds of $DURATION per run; $CONNS connections; $THREADS responder threads; upstream delay $DELAY_MS ms"
+
+start_fake fast
+start_fake slow --delay-ms "$DELAY_MS"
+
+INSTANCES=
+for t in $TARGETS; do
+	"target_${t}_start" "$t" "$FAKE_fast"
+	INSTANCES="$INSTANCES $t"
+	if has_upstream "$t"; then
+		"target_${t}_start" "${t}_slow" "$FAKE_slow"
+		INSTANCES="$INSTANCES ${t}_slow"
+	fi
+done
+for inst in $INSTANCES; do
+	for mode in $MODES; do smoke "$inst" "$mode"; done
+done
+DBDIR_FS=$(stat -f -c %T "$TMP")
+echo "bench: all targets answer; request logs and temporary files on $TMP ($DBDIR_FS)"
+
+# Warm-up: one second of load per instance and mode, not recorded.
+for inst in $INSTANCES; do
+	for mode in $MODES; do run_wrk "$inst" "$mode" "$CONNS" 1s; done
+done
+
+for round in $(seq "$ROUNDS"); do
+	echo "bench: round $round/$ROUNDS"
+	for mode in $MODES; do
+		for t in $TARGETS; do
+			settle
+			run_wrk "$t" "$mode" 1 "$DURATION"
+			p50=$W_P50 p99=$W_P99 other=$W_OTHER
+			record other "$W_OTHER $round $t $mode c1"
+			record "$t.$mode.p50" "$p50"
+			record "$t.$mode.p99" "$p99"
+			set_var "P50_$t" "$p50"
+			set_var "P99_$t" "$p99"
+			settle
+			run_wrk "$t" "$mode" "$CONNS" "$DURATION"
+			rps=$W_RPS
+			record other "$W_OTHER $round $t $mode c$CONNS"
+			[ "$W_OTHER" -gt "$other" ] && other=$W_OTHER
+			record "$t.$mode.rps" "$rps"
+			slow="-"
+			if has_upstream "$t"; then
+				settle
+				run_wrk "${t}_slow" "$mode" "$CONNS" "$DURATION"
+				slow=$W_RPS
+				record other "$W_OTHER $round ${t}_slow $mode c$CONNS"
+				[ "$W_OTHER" -gt "$other" ] && other=$W_OTHER
+				record "$t.$mode.rps_slow" "$slow"
+			fi
+			printf '  %-7s %-9s c1: p50 %7.3f ms, p99 %7.3f ms   c%s: %8.0f req/s   c%s +%s ms: %4s req/s   other CPU use: %s %%\n' \
+				"$t" "$mode" "$p50" "$p99" "$CONNS" "$rps" "$CONNS" "$DELAY_MS" "${slow%.*}" "$other"
+		done
+		for t in $TARGETS; do
+			[ "$t" = fake ] && continue
+			has_upstream "$t" || continue
+			record "$t.$mode.add50" "$(awk -v a="$(get_var "P50_$t")" -v b="$P50_fake" 'BEGIN { print a - b }')"
+			record "$t.$mode.add99" "$(awk -v a="$(get_var "P99_$t")" -v b="$P99_fake" 'BEGIN { print a - b }')"
+		done
+	done
+	for inst in $INSTANCES; do sample_rss "$inst"; done
+	record fake.rss_fast "$(rss_kb "$FAKEPID_fast")"
+	record fake.rss_slow "$(rss_kb "$FAKEPID_slow")"
+done
+
+for t in $TARGETS; do
+	if declare -F "target_${t}_verify" >/dev/null; then
+		"target_${t}_verify" "$t"
+		has_upstream "$t" && "target_${t}_verify" "${t}_slow"
+	fi
+done
+
+# ---- report ----
+
+fmt() { # fmt VALUE DECIMALS -> value or an em dash
+	[ -n "$1" ] && awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }' || printf '—'
+}
+ratio() { # ratio A B -> A/B with 2 decimals, or an em dash
+	if [ -n "$1" ] && [ -n "$2" ] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+		awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+	else
+		printf '—'
+	fi
+}
+mb() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { printf "%.1f", v / 1024 }' || printf '—'; }
+has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+REPORT=$TMP/report.md
+{
+	echo "# LLM Router benchmark, $(date '+%Y-%m-%d %H:%M:%S')"
+	echo
+	echo "Medians of $ROUNDS interleaved rounds, $DURATION per run. lighttpd and its FastCGI responders pinned to CPU $SUT_CPU;"
+	echo "wrk and the fake upstreams on CPU $LOAD_CPU. Responders: $THREADS threads, one process. Model $MODEL (openai provider)."
+	echo "Latency: wrk -t1 -c1; added = target minus the fake upstream called directly, same round."
+	echo "Throughput: wrk -t1 -c$CONNS; \"+${DELAY_MS} ms\": upstream answering ${DELAY_MS} ms after each request (ceilings: $CONNS connections / ${DELAY_MS} ms = $((CONNS * 1000 / DELAY_MS)) req/s;"
+	echo "a responder blocking one of its $THREADS threads per request: $THREADS / ${DELAY_MS} ms = $((THREADS * 1000 / DELAY_MS)) req/s)."
+	echo "Ratios: against the bare relay (throughput target/bare; latency target-added / bare-added)."
+	echo "CPU busy before the run: $BUSY_BEFORE %. Request logs on $DBDIR_FS. $(uname -sr); $(lighttpd -v 2>&1 | head -n 1); $(curl --version | head -n 1 | cut -d' ' -f1-2)."
+	for mode in $MODES; do
+		echo
+		case $mode in
+		nonstream) echo "## Non-stream" ;;
+		stream) echo "## Stream (stream_options.include_usage)" ;;
+		*) echo "## $mode" ;;
+		esac
+		echo
+		echo "| target | p50 ms | p99 ms | added p50 ms | added p99 ms | added vs bare relay (p50 / p99) | req/s @$CONNS | vs bare relay | req/s @$CONNS, upstream +${DELAY_MS} ms | vs bare relay |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		for t in $TARGETS; do
+			p50=$(get "$t.$mode.p50") p99=$(get "$t.$mode.p99")
+			a50=$(get "$t.$mode.add50") a99=$(get "$t.$mode.add99")
+			rps=$(get "$t.$mode.rps") rpss=$(get "$t.$mode.rps_slow")
+			b50=$(get "bare.$mode.add50") b99=$(get "bare.$mode.add99")
+			brps=$(get "bare.$mode.rps") brpss=$(get "bare.$mode.rps_slow")
+			if [ -n "$a50" ] && [ "$t" != bare ] && has_target bare; then
+				lr="$(ratio "$a50" "$b50") / $(ratio "$a99" "$b99")"
+			else
+				lr="—"
+			fi
+			rr=$([ "$t" != bare ] && has_target bare && ratio "$rps" "$brps" || printf '—')
+			rrs=$([ "$t" != bare ] && has_target bare && ratio "$rpss" "$brpss" || printf '—')
+			echo "| $(target_var "$t" label) | $(fmt "$p50" 3) | $(fmt "$p99" 3) | $(fmt "$a50" 3) | $(fmt "$a99" 3) | $lr | $(fmt "$rps" 0) | $rr | $(fmt "$rpss" 0) | $rrs |"
+		done
+	done
+	echo
+	echo "## Memory (VmRSS after all the load, MB)"
+	echo
+	echo "| target | responder processes | responders, each | responders, total | lighttpd | upstream +${DELAY_MS} ms: responders total / lighttpd |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for t in $TARGETS; do
+		[ "$t" = fake ] && continue
+		each=$(last "$t.rss_each")
+		each_mb=$(for k in $each; do mb "$k"; printf ' '; done)
+		slow="—"
+		has_upstream "$t" && slow="$(mb "$(last "${t}_slow.rss_sum")") / $(mb "$(last "${t}_slow.rss_lighttpd")")"
+		echo "| $(target_var "$t" label) | $(last "$t.nproc") | ${each_mb% } | $(mb "$(last "$t.rss_sum")") | $(mb "$(last "$t.rss_lighttpd")") | $slow |"
+	done
+	echo
+	echo "Fake upstreams (load CPU): $(mb "$(last fake.rss_fast)") MB, with --delay-ms $DELAY_MS: $(mb "$(last fake.rss_slow)") MB."
+	if has_target router && has_target bare; then
+		echo
+		echo "## Router against the aim (docs: PERFORMANCE.md)"
+		echo
+		for mode in $MODES; do
+			l50=$(ratio "$(get "router.$mode.add50")" "$(get "bare.$mode.add50")")
+			l99=$(ratio "$(get "router.$mode.add99")" "$(get "bare.$mode.add99")")
+			tr=$(ratio "$(get "router.$mode.rps")" "$(get "bare.$mode.rps")")
+			trs=$(ratio "$(get "router.$mode.rps_slow")" "$(get "bare.$mode.rps_slow")")
+			verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN { if (v == "—") print "n/a"; else if ((op == "le" && v <= lim) || (op == "ge" && v >= lim)) print "meets"; else print "MISSES" }'; }
+			echo "- $mode: added latency router/bare p50 $l50, p99 $l99 (aim ≤ 1.5: $(verdict "$l50" 1.5 le) / $(verdict "$l99" 1.5 le)); throughput router/bare $tr (aim ≥ 0.70: $(verdict "$tr" 0.70 ge)), with upstream +${DELAY_MS} ms $trs"
+		done
+		rss=$(last router.rss_sum)
+		echo "- memory: router responders $(mb "$rss") MB in $(last router.nproc) process(es) (aim ≤ 16 MB per $THREADS-thread responder: $(awk -v v="$rss" -v n="$(last router.nproc)" 'BEGIN { print (v / 1024 <= 16 * n) ? "meets" : "MISSES" }'))"
+	fi
+	if [ -s "$TMP/checks.txt" ]; then
+		echo
+		echo "Checks: every run all 2xx, no socket errors."
+		sed 's/^/- /' "$TMP/checks.txt"
+	fi
+	echo
+	read -r other_med other_max other_n other_where < <(sort -n -k1,1 "$RES/other" | awk '
+		{ v[NR] = $1; if ($1 > 5) n++; w = $2 "/" $3 "/" $4 "/" $5 }
+		END { print v[int((NR + 1) / 2)], v[NR], n + 0, w }')
+	if [ "$other_max" -gt 0 ]; then
+		echo "CPU used by other processes during the measured runs: median $other_med %, at most $other_max % (round/target/mode/connections $other_where)."
+	else
+		echo "CPU used by other processes during the measured runs: none."
+	fi
+	if [ "$other_n" -gt 0 ]; then
+		echo "**Other work took more than 5 % of the CPUs in $other_n of $(wc -l <"$RES/other") measured runs: those runs are disturbed (see the per-round lines); the medians absorb a disturbed round, not more.**"
+	fi
+	echo
+	echo "Run time: $(($(date +%s) - T_START)) s."
+} >"$REPORT"
+
+echo
+cat "$REPORT"
+
+for t in $TARGETS; do
+	[ "$t" = fake ] && continue
+	for inst in $t ${t}_slow; do
+		dir=$(get_var "DIR_$inst")
+		[ -n "$dir" ] && [ -s "$dir/error.log" ] || continue
+		n=$(grep -ciE 'error|warn' "$dir/error.log" || true)
+		if [ "$n" -gt 0 ]; then
+			echo
+			echo "bench: $inst: $n error/warning lines in its lighttpd error log, the first ones:"
+			grep -iE 'error|warn' "$dir/error.log" | head -n 5
+		fi
+	done
+done
+
+mkdir -p "$ROOT/bench-results"
+cp "$REPORT" "$ROOT/bench-results/bench-$STAMP.md"
+echo
+echo "bench: written to bench-results/bench-$STAMP.md; took $(($(date +%s) - T_START)) s"
