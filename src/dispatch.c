@@ -20,6 +20,8 @@
 #include "log.h"
 #include "providers/provider.h"
 #include "relay.h"
+#include "store.h"
+#include "toolstate.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -37,6 +39,7 @@ struct attempt {
 	struct buf body;           /* non-2xx or non-streaming upstream body */
 	struct relay relay;
 	json_t *response;          /* non-streaming reply sent to the client */
+	json_t *tool_state;        /* state of this turn's tool calls to keep (toolstate.h) */
 	int relaying;              /* stream with a 2xx head: body goes to the relay */
 	long status;
 	int64_t t_up_start_us;
@@ -278,6 +281,13 @@ static void run_stream(struct attempt *a)
 		a->rc->log.finish_reason = r->finish_reason;
 }
 
+static json_t *lookup_state(void *ud, const char *tool_call_id)
+{
+	struct request_ctx *rc = ud;
+	struct store *st = server_reader(rc);
+	return st ? store_tool_state(st, tool_call_id) : NULL;
+}
+
 static void fill_log(struct attempt *a, const struct usage *u)
 {
 	struct reqlog *l = &a->rc->log;
@@ -297,6 +307,14 @@ static void fill_log(struct attempt *a, const struct usage *u)
 		l->reasoning_tokens = u->reasoning;
 	}
 	l->cost_nusd = usage_cost_nusd(u, a->call->model, &l->cost_source);
+	const json_t *turn = NULL;
+	if (a->response)
+		turn = json_object_get(json_array_get(json_object_get(a->response, "choices"), 0), "message");
+	else if (a->relay.ops)
+		turn = relay_turn(&a->relay);
+	if (turn && !a->err.status)
+		a->tool_state = toolstate_from_message(turn, a->x.prov);
+	l->tool_state = a->tool_state;
 	if (a->err.status) {
 		l->error_type = a->err.type;
 		l->error_code = a->err.code;
@@ -351,7 +369,12 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 		goto out;
 	}
 	a.t_up_start_us = clock_mono_us();
-	if (a.ops->build_request(&a.x, call->body, &a.ureq, &a.dropped, &a.err) < 0) {
+	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
+	json_t *restored = toolstate_restore(call->body, p, lookup_state, rc);
+	int built = a.ops->build_request(&a.x, restored ? restored : call->body, &a.ureq, &a.dropped,
+					 &a.err);
+	json_decref(restored);
+	if (built < 0) {
 		send_error(&a, &a.err);
 		goto out;
 	}
@@ -371,6 +394,7 @@ out:
 	if (relay_ready)
 		relay_free(&a.relay);
 	json_decref(a.response);
+	json_decref(a.tool_state);
 	usage_clear(&a.usage);
 	upstream_req_free(&a.ureq);
 	buf_free(&a.body);

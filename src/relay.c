@@ -21,6 +21,7 @@ void relay_init(struct relay *r, const struct provider_ops *ops, const struct xl
 	r->chunks = json_array();
 	buf_init(&r->held, BUF_UNLIMITED);
 	buf_init(&r->frame, BUF_UNLIMITED);
+	buf_init(&r->reasoning, BUF_UNLIMITED);
 	rerr_clear(&r->err);
 	usage_init(&r->usage);
 }
@@ -33,6 +34,8 @@ void relay_free(struct relay *r)
 	json_decref(r->chunks);
 	buf_free(&r->held);
 	buf_free(&r->frame);
+	buf_free(&r->reasoning);
+	json_decref(r->turn);
 	usage_clear(&r->usage);
 }
 
@@ -88,6 +91,54 @@ static int delta_has_content(const json_t *chunk)
 	return 0;
 }
 
+/* Collects, from choice 0's delta, what toolstate_from_message may keep. */
+static void note_turn(struct relay *r, const json_t *chunk)
+{
+	const json_t *c0 = json_array_get(json_object_get(chunk, "choices"), 0);
+	const json_t *d = json_object_get(c0, "delta");
+	if (!json_is_object(d) || json_integer_value(json_object_get(c0, "index")) != 0)
+		return;
+	const json_t *calls = json_object_get(d, "tool_calls");
+	const json_t *blocks = json_object_get(d, "thinking_blocks");
+	const char *reasoning = json_str(d, "reasoning_content");
+	if (reasoning && r->x->prov->keep_reasoning_content)
+		buf_puts(&r->reasoning, reasoning);
+	if (!json_array_size(calls) && !json_array_size(blocks))
+		return;
+	if (!r->turn) {
+		r->turn = json_object();
+		json_object_set_new(r->turn, "tool_calls", json_array());
+		json_object_set_new(r->turn, "thinking_blocks", json_array());
+	}
+	json_array_extend(json_object_get(r->turn, "thinking_blocks"), (json_t *)blocks);
+	json_t *acc = json_object_get(r->turn, "tool_calls");
+	size_t i;
+	const json_t *tc;
+	json_array_foreach(calls, i, tc)
+	{
+		const json_t *idx = json_object_get(tc, "index");
+		if (!json_is_integer(idx) || json_integer_value(idx) < 0 || json_integer_value(idx) > 4096)
+			continue;
+		size_t k = (size_t)json_integer_value(idx);
+		while (json_array_size(acc) <= k)
+			json_array_append_new(acc, json_object());
+		json_t *slot = json_array_get(acc, k);
+		if (json_str(tc, "id"))
+			json_object_set(slot, "id", json_object_get(tc, "id"));
+		if (json_object_get(tc, "extra_content"))
+			json_object_set(slot, "extra_content", json_object_get(tc, "extra_content"));
+	}
+}
+
+const json_t *relay_turn(struct relay *r)
+{
+	if (!r->turn)
+		return NULL;
+	if (r->reasoning.len)
+		json_object_set_new(r->turn, "reasoning_content", json_string(buf_str(&r->reasoning)));
+	return r->turn;
+}
+
 static void note_finish(struct relay *r, const json_t *chunk)
 {
 	const json_t *choices = json_object_get(chunk, "choices");
@@ -117,6 +168,9 @@ static void frame_chunk(struct relay *r, json_t *body)
 	} else {
 		c = json_object();
 		json_object_set_new(c, "id", json_null());
+		json_object_set_new(c, "object", json_null());
+		json_object_set_new(c, "created", json_null());
+		json_object_set_new(c, "model", json_null());
 		json_object_update(c, body);
 	}
 	json_object_set_new(c, "id", json_string(x->id));
@@ -140,6 +194,7 @@ static int emit_chunks(struct relay *r)
 		if (rc < 0)
 			break;
 		note_finish(r, chunk);
+		note_turn(r, chunk);
 		frame_chunk(r, chunk);
 		if (!relay_started(r) && !delta_has_content(chunk)) {
 			buf_append(&r->held, r->frame.p, r->frame.len);

@@ -40,6 +40,10 @@ struct relay {
 	int64_t frames_out;           /* frames written to the sink */
 	int64_t first_content_us;     /* clock_mono_us() of the first content frame, 0 = none */
 	char finish_reason[32];
+	/* What of choice 0 may have to be kept for the next turn (toolstate.h): tool call ids and
+	 * their extra_content, thinking blocks, and reasoning text when the provider needs it back. */
+	json_t *turn;
+	struct buf reasoning;
 };
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,
@@ -56,6 +60,9 @@ void relay_fail(struct relay *r, const struct rerr *e);
 int relay_started(const struct relay *r);
 /* After a failure with relay_started(): writes the error event and [DONE] to the client. */
 void relay_emit_error(struct relay *r);
+
+/* The streamed assistant message as far as toolstate_from_message needs it (borrowed), or NULL. */
+const json_t *relay_turn(struct relay *r);
 
 /* Non-streaming: translates a 2xx body and stamps id/object/model. Returns 0 with *out set, or
  * -1 with err set. */

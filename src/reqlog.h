@@ -44,6 +44,9 @@ struct reqlog {
 	const char *upstream_request_id;
 	int attempts;
 	int client_gone;
+	/* Not part of the row: tool-call state to keep for the conversation's next turn
+	 * (toolstate.h), written in the same transaction; NULL for none. */
+	const json_t *tool_state;
 };
 
 void reqlog_init(struct reqlog *r);

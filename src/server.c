@@ -57,6 +57,25 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg)
 	}
 }
 
+struct store *server_reader(struct request_ctx *rc)
+{
+	struct worker *w = rc->w;
+	worker_ensure_store(w, rc->cfg);
+	if (w->st)
+		return w->st;
+	if (!w->reader && clock_mono_us() >= w->reader_retry_us) {
+		struct store_opts o;
+		store_opts_from(rc->cfg, &o, 0);
+		char err[512];
+		w->reader = store_open(&o, err, sizeof(err));
+		if (!w->reader) {
+			w->reader_retry_us = clock_mono_us() + STORE_RETRY_US;
+			log_warn(NULL, "cannot open the database for reading: %s", err);
+		}
+	}
+	return w->reader;
+}
+
 void server_commit_log(struct request_ctx *rc)
 {
 	rc->log.request_id = rc->id;
@@ -125,6 +144,7 @@ static void *worker_main(void *arg)
 	fcgi_conn_free(c);
 	upstream_free(w->up);
 	store_close(w->st);
+	store_close(w->reader);
 	return NULL;
 }
 

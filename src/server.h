@@ -19,6 +19,8 @@ struct worker {
 	struct upstream *up;
 	struct store *st;            /* direct connection, plain CGI only (FastCGI: the writer) */
 	int64_t st_retry_us;         /* when to try to open it again */
+	struct store *reader;        /* read connection of this thread (FastCGI), opened on demand */
+	int64_t reader_retry_us;
 };
 
 struct request_ctx {
@@ -36,6 +38,10 @@ struct request_ctx {
  * after writing its response and before returning, while the strings the record borrows are
  * alive; the response's last bytes are flushed only afterwards. */
 void server_commit_log(struct request_ctx *rc);
+
+/* A connection this worker may read the database with (tool-call state), or NULL while the
+ * database cannot be opened. */
+struct store *server_reader(struct request_ctx *rc);
 
 /* Serves FastCGI requests on listen_fd with the configured number of worker threads until
  * SIGTERM/SIGINT/SIGUSR1; in-flight requests finish first. Returns the process exit code. */

@@ -29,7 +29,7 @@
 #include "log.h"
 #include "util.h"
 
-enum { ST_INSERT_REQLOG, ST_COUNT };
+enum { ST_INSERT_REQLOG, ST_INSERT_TOOL_STATE, ST_GET_TOOL_STATE, ST_COUNT };
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_INSERT_REQLOG] =
@@ -41,6 +41,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
 		" ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)"
 		" ON CONFLICT(request_id) DO NOTHING",
+	[ST_INSERT_TOOL_STATE] =
+		"INSERT OR REPLACE INTO tool_call_state (tool_call_id, request_id, state, ts_ms)"
+		" VALUES (?1, ?2, ?3, ?4)",
+	[ST_GET_TOOL_STATE] = "SELECT state FROM tool_call_state WHERE tool_call_id = ?1",
 };
 
 /* Migration i brings the schema from version i to i+1. Never edit a released entry: append. */
@@ -82,6 +86,14 @@ static const char *const migrations[] = {
 	"  client_gone INTEGER NOT NULL DEFAULT 0"
 	");"
 	"CREATE INDEX request_log_ts ON request_log(ts_start_ms);",
+	/* 1 -> 2: what assistant turns with tool calls must carry into the next request. */
+	"CREATE TABLE tool_call_state ("
+	"  tool_call_id TEXT PRIMARY KEY,"
+	"  request_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);",
 };
 
 struct store {
@@ -303,6 +315,31 @@ static void bind_ms(sqlite3_stmt *s, int i, double v)
 		sqlite3_bind_null(s, i);
 }
 
+static int insert_tool_state(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	const char *id;
+	json_t *v;
+	json_object_foreach((json_t *)r->tool_state, id, v)
+	{
+		char *text = json_dumps(v, JSON_COMPACT);
+		sqlite3_stmt *s = st->stmt[ST_INSERT_TOOL_STATE];
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, r->request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, text ? text : "{}", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, r->ts_end_ms);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		free(text);
+		if (rc != SQLITE_DONE) {
+			snprintf(errbuf, errsz, "insert into tool_call_state failed: %s",
+				 sqlite3_errmsg(st->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	sqlite3_stmt *s = st->stmt[ST_INSERT_REQLOG];
@@ -344,7 +381,24 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 			 sqlite3_errstr(rc));
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc != SQLITE_DONE)
+		return -1;
+	return insert_tool_state(st, r, errbuf, errsz);
+}
+
+json_t *store_tool_state(struct store *st, const char *tool_call_id)
+{
+	sqlite3_stmt *s = st->stmt[ST_GET_TOOL_STATE];
+	json_t *state = NULL;
+	sqlite3_bind_text(s, 1, tool_call_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(s, 0);
+		json_error_t jerr;
+		state = text ? json_loads(text, 0, &jerr) : NULL;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return state;
 }
 
 /* ---- checkpointer ---- */

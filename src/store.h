@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "reqlog.h"
 
 struct store_opts {
@@ -28,14 +30,19 @@ struct store_opts {
 };
 
 /* Current schema version (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Opens (creating the directory, file and schema when needed) a connection. Returns NULL and a
  * message in errbuf on failure. */
 struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz);
 void store_close(struct store *st);
-/* Inserts one request-log row. Returns 0, or -1 with a message in errbuf (no secret in it). */
+/* Inserts one request-log row (and its tool-call state, when it has some). Returns 0, or -1 with
+ * a message in errbuf (no secret in it). */
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
+/* The kept state of one tool call (toolstate.h), or NULL. New reference. Read-only: any
+ * connection, e.g. one a worker opened with store_open for reading. */
+json_t *store_tool_state(struct store *st, const char *tool_call_id);
+
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);
 

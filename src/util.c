@@ -165,6 +165,11 @@ int parse_ll(const char *s, long long *out)
 	return 0;
 }
 
+const char *str_or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
 int str_has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;

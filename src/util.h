@@ -45,6 +45,8 @@ void utf8_sanitize(char *s);
  * or decodes to a NUL byte. */
 char *url_decode(const char *s);
 
+/* s, or "" when s is NULL. */
+const char *str_or_empty(const char *s);
 int str_has_prefix(const char *s, const char *prefix);
 /* Case-insensitive ASCII comparison of two strings. */
 int str_ieq(const char *a, const char *b);

@@ -22,27 +22,6 @@ struct oa_stream {
 	unsigned char role_sent[16];   /* bit per choice index < 128: its role went out */
 };
 
-/* A parameter whose value is its default (or null/false) can go without notice. */
-static int is_default_value(const json_t *v, double dflt)
-{
-	if (json_is_null(v) || json_is_false(v))
-		return 1;
-	return json_is_number(v) && json_number_value(v) == dflt;
-}
-
-static int drop_param(const struct xlate_ctx *x, json_t *body, const char *name, double dflt,
-		      struct buf *dropped, struct rerr *err)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v)
-		return 0;
-	int quiet = is_default_value(v, dflt);
-	if (!quiet && param_unsupported(x, dropped, name, err) < 0)
-		return -1;
-	json_object_del(body, name);
-	return 0;
-}
-
 static int apply_reasoning_rules(const struct xlate_ctx *x, json_t *body, struct buf *dropped,
 				 struct rerr *err)
 {
@@ -63,7 +42,7 @@ static int apply_reasoning_rules(const struct xlate_ctx *x, json_t *body, struct
 		{ "logit_bias", NAN },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(sampling); i++) {
-		if (drop_param(x, body, sampling[i].name, sampling[i].dflt, dropped, err) < 0)
+		if (param_drop(x, body, sampling[i].name, sampling[i].dflt, dropped, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -161,7 +140,7 @@ static int openai_build(const struct xlate_ctx *x, const json_t *client, struct 
 	const struct strv *lists[] = { &x->prov->unsupported_params, &x->model->unsupported_params };
 	for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
 		for (size_t i = 0; i < lists[l]->n; i++) {
-			if (drop_param(x, body, lists[l]->v[i], NAN, dropped, err) < 0)
+			if (param_drop(x, body, lists[l]->v[i], NAN, dropped, err) < 0)
 				goto out;
 		}
 	}

@@ -16,8 +16,9 @@ const struct provider_ops *provider_ops_for(enum provider_api api)
 	case API_OPENAI:
 		return &provider_openai;
 	case API_ANTHROPIC:
+		return &provider_anthropic;
 	case API_GEMINI:
-		return NULL;
+		return &provider_gemini;
 	}
 	return NULL;
 }
@@ -175,6 +176,122 @@ int param_unsupported(const struct xlate_ctx *x, struct buf *dropped, const char
 				name, x->public_model, x->prov->name);
 	dropped_add(dropped, name);
 	return 0;
+}
+
+static int is_default_value(const json_t *v, double dflt)
+{
+	if (json_is_null(v) || json_is_false(v))
+		return 1;
+	return json_is_number(v) && json_number_value(v) == dflt;
+}
+
+int param_drop(const struct xlate_ctx *x, json_t *body, const char *name, double dflt,
+	       struct buf *dropped, struct rerr *err)
+{
+	json_t *v = json_object_get(body, name);
+	if (!v)
+		return 0;
+	if (!is_default_value(v, dflt) && param_unsupported(x, dropped, name, err) < 0)
+		return -1;
+	json_object_del(body, name);
+	return 0;
+}
+
+int params_unknown(const struct xlate_ctx *x, const json_t *client, const char *const *known,
+		   struct buf *dropped, struct rerr *err)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)client, key, v)
+	{
+		size_t i;
+		for (i = 0; known[i]; i++) {
+			if (strcmp(known[i], key) == 0)
+				break;
+		}
+		if (!known[i] && !json_is_null(v) && param_unsupported(x, dropped, key, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int param_refused(const struct xlate_ctx *x, const char *param, const char *what, struct rerr *err)
+{
+	return rerr_set(err, 400, "invalid_request_error", "unsupported_parameter", param,
+			"Unsupported parameter: %s is not supported by model %s (provider %s).", what,
+			x->public_model, x->prov->name);
+}
+
+int data_url_split(const char *url, char *mime, size_t mimesz, const char **data)
+{
+	if (!str_has_prefix(url, "data:"))
+		return -1;
+	const char *m = url + 5;
+	const char *semi = strchr(m, ';');
+	if (!semi || !str_has_prefix(semi, ";base64,") || semi == m || (size_t)(semi - m) >= mimesz)
+		return -1;
+	memcpy(mime, m, (size_t)(semi - m));
+	mime[semi - m] = '\0';
+	*data = semi + strlen(";base64,");
+	return 0;
+}
+
+json_t *tool_arguments_object(const char *arguments)
+{
+	const char *p = arguments ? arguments : "";
+	while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+		p++;
+	if (!*p)
+		return json_object();
+	json_error_t jerr;
+	json_t *v = json_loads(arguments, JSON_DECODE_ANY, &jerr);
+	if (json_is_object(v))
+		return v;
+	json_t *o = json_object();
+	if (v)
+		json_object_set_new(o, "value", v);
+	else
+		json_object_set_new(o, "_raw", json_string(arguments));
+	return o;
+}
+
+char *content_text(const json_t *content)
+{
+	if (json_is_string(content))
+		return xstrdup(json_string_value(content));
+	struct buf b;
+	buf_init(&b, BUF_UNLIMITED);
+	size_t i;
+	const json_t *part;
+	json_array_foreach(content, i, part)
+	{
+		const char *t = json_string_value(json_object_get(part, "text"));
+		if (!t)
+			t = json_string_value(json_object_get(part, "refusal"));
+		if (t)
+			buf_puts(&b, t);
+	}
+	return buf_steal(&b);
+}
+
+long reasoning_effort_budget(const char *effort)
+{
+	static const struct {
+		const char *name;
+		long budget;
+	} table[] = { { "none", 0 },      { "minimal", 1024 }, { "low", 1024 }, { "medium", 2048 },
+		      { "high", 4096 },   { "xhigh", 8192 },   { "max", 8192 } };
+	for (size_t i = 0; effort && i < ARRAY_SIZE(table); i++) {
+		if (strcmp(table[i].name, effort) == 0)
+			return table[i].budget;
+	}
+	return -1;
+}
+
+void tool_call_id_make(const struct xlate_ctx *x, size_t k, char *out, size_t outsz)
+{
+	const char *suffix = str_has_prefix(x->id, "chatcmpl-") ? x->id + strlen("chatcmpl-") : x->id;
+	snprintf(out, outsz, "call_%s_%zu", suffix, k);
 }
 
 /* ---- errors ---- */

@@ -7,6 +7,31 @@
  * targets drive them directly. Streams are small state machines fed one upstream SSE event at a
  * time; each call appends zero or more OpenAI chunk objects to an array, which the relay
  * (relay.c) stamps with id/model/created and writes to the client.
+ *
+ * Rules every translator follows (provider-protocols.md 2.8):
+ * - Never silent. A client field the target cannot honour is translated when possible, else
+ *   dropped and named through param_unsupported() (which turns it into a 400 in strict mode); a
+ *   field set to its default value (or null/false) is removed without notice. Fields that would
+ *   change the result and cannot be emulated (n > 1 where only one choice exists, audio output,
+ *   OpenAI's custom tools, file_id references, audio input where unsupported) are refused with
+ *   400 unsupported_parameter, strict or not. Top-level fields a non-OpenAI translator does not
+ *   know are dropped and named the same way (they would be rejected upstream).
+ * - Reasoning that must survive a turn travels in extension fields the client sends back:
+ *     message.reasoning_content        reasoning text (all providers; DeepSeek needs it back on
+ *                                      tool-call turns)
+ *     message.thinking_blocks          Anthropic thinking/redacted_thinking blocks, verbatim, with
+ *                                      signatures; streams emit each completed block as a delta
+ *                                      {"thinking_blocks":[block]}
+ *     tool_calls[i].extra_content.google.thought_signature
+ *                                      Gemini's signature of that function call
+ *     tool_calls[i].extra_content.google.function_call_id
+ *                                      the id Gemini gave the call, when it gave one
+ *   When a client drops them, the dispatcher restores them from its store before translating
+ *   (keyed by tool call id), so translators only ever read the message fields.
+ * - A provider's finish reason that OpenAI's enum cannot express exactly is kept in
+ *   choices[i].provider_finish_reason.
+ * - Usage follows OpenAI's invariants (10.2): prompt includes cached tokens, completion includes
+ *   reasoning tokens, total = prompt + completion.
  */
 #ifndef ROUTER_PROVIDER_H
 #define ROUTER_PROVIDER_H
@@ -84,6 +109,8 @@ struct provider_ops {
 const struct provider_ops *provider_ops_for(enum provider_api api);
 
 extern const struct provider_ops provider_openai;
+extern const struct provider_ops provider_anthropic;
+extern const struct provider_ops provider_gemini;
 
 /* ---- helpers shared by the translators (provider.c) ---- */
 
@@ -93,6 +120,32 @@ void dropped_add(struct buf *dropped, const char *name);
  * otherwise records it in `dropped` and returns 0. */
 int param_unsupported(const struct xlate_ctx *x, struct buf *dropped, const char *name,
 		      struct rerr *err);
+/* Drops body[name] when present: silently if it holds dflt (or null/false; pass NAN for "no
+ * default"), else through param_unsupported. Returns 0 or -1 (strict mode). */
+int param_drop(const struct xlate_ctx *x, json_t *body, const char *name, double dflt,
+	       struct buf *dropped, struct rerr *err);
+/* Names every top-level member of client not listed in known (NULL-terminated) through
+ * param_unsupported. Returns 0 or -1 (strict mode). */
+int params_unknown(const struct xlate_ctx *x, const json_t *client, const char *const *known,
+		   struct buf *dropped, struct rerr *err);
+/* 400 unsupported_parameter naming param (for fields no mode can drop). Returns -1. */
+int param_refused(const struct xlate_ctx *x, const char *param, const char *what, struct rerr *err);
+/* Splits "data:<mime>;base64,<data>": returns 0 with mime copied and *data pointing into url, or
+ * -1 when url is not a base64 data URL. */
+int data_url_split(const char *url, char *mime, size_t mimesz, const char **data);
+/* A tool call's arguments string as the JSON object providers want: "" -> {}, an object as is,
+ * other JSON -> {"value": ...}, invalid JSON -> {"_raw": "<the string>"}. New reference. */
+json_t *tool_arguments_object(const char *arguments);
+/* Text of a message's content (a string, or the text/refusal parts of an array joined); new
+ * string the caller frees, "" for none. */
+char *content_text(const json_t *content);
+/* Thinking budget for an OpenAI reasoning_effort: minimal/low 1024, medium 2048, high 4096,
+ * xhigh/max 8192, none 0; -1 for an unknown value. */
+long reasoning_effort_budget(const char *effort);
+/* The tool call id the router gives a call that came without one: "call_<request id
+ * suffix>_<k>", unique per request and stable for a given request id. */
+void tool_call_id_make(const struct xlate_ctx *x, size_t k, char *out, size_t outsz);
+
 /* Upstream status -> router status/type/code per provider-protocols.md 10.3. The message is
  * prefixed with the provider name; credentials errors never carry upstream text. The strings
  * passed in are copied or matched against static ones: they may be freed afterwards. */
