@@ -70,7 +70,7 @@ WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
 
-ALL_TARGETS="fake fixed bare router"
+ALL_TARGETS="fake fixed bare router router_anthropic"
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -295,6 +295,20 @@ target_router_start() {
 		die "router configuration rejected: $(cat "$dir/check-config.out")"
 	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
 }
+target_router_anthropic_label="lighttpd + llm-router, Anthropic-backed model"
+target_router_anthropic_model=claude-haiku-4-5
+# The same router, asked for claude-haiku-4-5: the Anthropic adapter translates the request to the
+# Messages API and the answer (JSON or event stream) back to OpenAI's shape.
+target_router_anthropic_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"ANTHROPIC_API_KEY=$API_KEY" "ANTHROPIC_BASE_URL=$2/anthropic")
+	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
+}
+target_router_anthropic_verify() { target_router_verify "$@"; }
+
 target_router_verify() {
 	local inst=$1 dir db rows ok sent
 	dir=$(get_var "DIR_$inst")
@@ -343,10 +357,21 @@ function done(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout))
 end
 EOF
-printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}' \
-	"$MODEL" >"$TMP/body-nonstream.json"
-printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}' \
-	"$MODEL" >"$TMP/body-stream.json"
+# body_file INST MODE: the request body file for an instance (its target's model, else $MODEL).
+body_file() {
+	local t=${1%_slow} model f
+	model=$(target_var "$t" model)
+	model=${model:-$MODEL}
+	f=$TMP/body-$model-$2.json
+	if [ ! -f "$f" ]; then
+		if [ "$2" = stream ]; then
+			printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}' "$model" >"$f"
+		else
+			printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}' "$model" >"$f"
+		fi
+	fi
+	echo "$f"
+}
 
 # settle: write back dirty pages (the request logs written by the previous target) so that their
 # writeback does not land in the next target's measurement.
@@ -384,7 +409,7 @@ run_wrk() {
 	out=$TMP/wrk-$inst-$mode-c$c.out
 	local before after
 	before=$(cpu_ticks)
-	BENCH_BODY_FILE=$TMP/body-$mode.json BENCH_API_KEY=$API_KEY \
+	BENCH_BODY_FILE=$(body_file "$inst" "$mode") BENCH_API_KEY=$API_KEY \
 		taskset -c "$LOAD_CPU" "$WRK" -t1 -c"$c" -d"$d" --timeout 10s --latency -s "$TMP/post.lua" "$url" >"$out" 2>&1 ||
 		die "wrk failed against $inst ($mode): $(cat "$out")"
 	after=$(cpu_ticks)
@@ -416,7 +441,7 @@ smoke() {
 	out=$TMP/smoke-$inst-$mode
 	code=$(curl -s -N -o "$out.body" -D "$out.head" -w '%{http_code}' --max-time 10 \
 		-H 'Content-Type: application/json' -H "Authorization: Bearer $API_KEY" \
-		--data-binary "@$TMP/body-$mode.json" "$url") || true
+		--data-binary "@$(body_file "$inst" "$mode")" "$url") || true
 	[ "$code" = 200 ] || die "$inst ($mode): smoke request got HTTP $code: $(head -c 600 "$out.body" 2>/dev/null)"
 	if [ "$mode" = stream ]; then
 		grep -q '"chat.completion.chunk"' "$out.body" && grep -q '^data: \[DONE\]' "$out.body" &&
@@ -562,7 +587,7 @@ REPORT=$TMP/report.md
 	echo "# LLM Router benchmark, $(date '+%Y-%m-%d %H:%M:%S')"
 	echo
 	echo "Medians of $ROUNDS interleaved rounds, $DURATION per run. lighttpd and its FastCGI responders pinned to CPU $SUT_CPU;"
-	echo "wrk and the fake upstreams on CPU $LOAD_CPU. Responders: $THREADS threads, one process. Model $MODEL (openai provider)."
+	echo "wrk and the fake upstreams on CPU $LOAD_CPU. Responders: $THREADS threads, one process. Model $MODEL (openai provider); the Anthropic-backed row asks for claude-haiku-4-5."
 	echo "Latency: wrk -t1 -c1; added = target minus the fake upstream called directly, same round."
 	echo "Throughput: wrk -t1 -c$CONNS; \"+${DELAY_MS} ms\": upstream answering ${DELAY_MS} ms after each request (ceilings: $CONNS connections / ${DELAY_MS} ms = $((CONNS * 1000 / DELAY_MS)) req/s;"
 	echo "a responder blocking one of its $THREADS threads per request: $THREADS / ${DELAY_MS} ms = $((THREADS * 1000 / DELAY_MS)) req/s)."

@@ -9,6 +9,8 @@
  *   - when the body holds "stream":true, an SSE stream in chunked transfer encoding (one chunk per
  *     event): a role chunk, 8 content chunks, a finish chunk, a usage chunk ("choices":[] and
  *     "usage") only when the body holds "include_usage":true, then "data: [DONE]".
+ * A path ending in /v1/messages gets the same answer in Anthropic's Messages format instead (a
+ * message object, or its event stream when the body asks for one).
  * A path starting with /status/NNN/ is answered with status NNN and an OpenAI error object instead
  * (for scenarios in which an upstream fails). Other methods get 404.
  *
@@ -104,7 +106,7 @@ struct canned {
 	size_t seg_end[32];
 };
 
-enum { C_JSON, C_SSE, C_SSE_USAGE, C_NOTFOUND, C_KINDS };
+enum { C_JSON, C_SSE, C_SSE_USAGE, C_NOTFOUND, C_ANTH_JSON, C_ANTH_SSE, C_KINDS };
 
 static struct canned canned[C_KINDS][2]; /* [kind][connection: close] */
 
@@ -187,6 +189,50 @@ static void build_sse(struct canned *c, int with_usage, int cl)
 	free(d.p);
 }
 
+/* Anthropic's Messages API: the same answer as its event stream (message_start, one text block,
+ * message_delta, message_stop, with a ping) or as one message object. */
+static void add_named_event(struct canned *c, const char *name, const char *data)
+{
+	struct sbuf ev = { 0 };
+	sb_printf(&ev, "event: %s\ndata: %s\n\n", name, data);
+	sb_printf(&c->b, "%zx\r\n", ev.len);
+	sb_add(&c->b, ev.p, ev.len);
+	sb_add(&c->b, "\r\n", 2);
+	free(ev.p);
+	c->seg_end[c->nseg++] = c->b.len;
+}
+
+static void build_anthropic_sse(struct canned *c, int cl)
+{
+	head_common(&c->b, 200, "OK", "text/event-stream; charset=utf-8", cl);
+	sb_printf(&c->b, "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n");
+	add_named_event(c, "message_start",
+			"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench0001\",\"type\":\"message\","
+			"\"role\":\"assistant\",\"model\":\"claude-haiku-4-5\",\"content\":[],"
+			"\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":19,"
+			"\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}");
+	add_named_event(c, "content_block_start",
+			"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\","
+			"\"text\":\"\"}}");
+	add_named_event(c, "ping", "{\"type\":\"ping\"}");
+	struct sbuf d = { 0 };
+	for (size_t i = 0; i < sizeof(WORDS) / sizeof(WORDS[0]); i++) {
+		d.len = 0;
+		sb_printf(&d, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+			      "\"text_delta\",\"text\":\"%s\"}}",
+			  WORDS[i]);
+		add_named_event(c, "content_block_delta", d.p);
+	}
+	free(d.p);
+	add_named_event(c, "content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+	add_named_event(c, "message_delta",
+			"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
+			"\"stop_sequence\":null},\"usage\":{\"output_tokens\":10}}");
+	add_named_event(c, "message_stop", "{\"type\":\"message_stop\"}");
+	sb_add(&c->b, "0\r\n\r\n", 5);
+	c->seg_end[c->nseg - 1] = c->b.len;
+}
+
 static void build_all(void)
 {
 	char body[2048];
@@ -201,6 +247,12 @@ static void build_all(void)
 		 "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}},"
 		 "\"service_tier\":\"default\",\"system_fingerprint\":\"fp_bench0001\"}",
 		 CMPL_ID, CREATED, MODEL);
+	static const char anth[] =
+		"{\"id\":\"msg_bench0001\",\"type\":\"message\",\"role\":\"assistant\","
+		"\"model\":\"claude-haiku-4-5\",\"content\":[{\"type\":\"text\","
+		"\"text\":\"Hello! How can I help you today?\"}],\"stop_reason\":\"end_turn\","
+		"\"stop_sequence\":null,\"usage\":{\"input_tokens\":19,\"cache_creation_input_tokens\":0,"
+		"\"cache_read_input_tokens\":0,\"output_tokens\":10}}";
 	static const char notfound[] =
 		"{\"error\":{\"message\":\"Unknown request URL. Only POST is served here.\","
 		"\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"unknown_url\"}}";
@@ -209,6 +261,8 @@ static void build_all(void)
 		build_sse(&canned[C_SSE][cl], 0, cl);
 		build_sse(&canned[C_SSE_USAGE][cl], 1, cl);
 		build_json(&canned[C_NOTFOUND][cl], 404, "Not Found", notfound, cl);
+		build_json(&canned[C_ANTH_JSON][cl], 200, "OK", anth, cl);
+		build_anthropic_sse(&canned[C_ANTH_SSE][cl], cl);
 	}
 }
 
@@ -446,6 +500,9 @@ static void on_request(struct conn *c)
 		c->out = &canned[C_NOTFOUND][cl];
 	} else if (strncmp(h + 5, "/status/", 8) == 0 && atoi(h + 13) >= 200 && atoi(h + 13) <= 599) {
 		c->out = status_canned(atoi(h + 13), cl);
+	} else if (memmem(h, c->head_len, "/v1/messages ", 13)) {
+		c->out = json_flag(body, c->body_len, "\"stream\"") ? &canned[C_ANTH_SSE][cl]
+								   : &canned[C_ANTH_JSON][cl];
 	} else if (json_flag(body, c->body_len, "\"stream\"")) {
 		c->out = json_flag(body, c->body_len, "\"include_usage\"") ? &canned[C_SSE_USAGE][cl]
 									  : &canned[C_SSE][cl];
