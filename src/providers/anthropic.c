@@ -199,8 +199,10 @@ static json_t *tool_result_block(const json_t *m)
 	return b;
 }
 
-/* Appends blocks to the conversation as role, merging with a preceding turn of the same role. */
-static void add_turn(json_t *turns, const char *role, json_t *blocks)
+/* Appends blocks to the conversation as role, merging with a preceding turn of the same role.
+ * A user turn made of one string message stays a string, as Anthropic's own clients send it;
+ * it becomes a block list only when something merges into it. */
+static void add_turn(json_t *turns, const char *role, json_t *blocks, const json_t *as_string)
 {
 	if (json_array_size(blocks) == 0) {
 		json_decref(blocks);
@@ -208,13 +210,25 @@ static void add_turn(json_t *turns, const char *role, json_t *blocks)
 	}
 	json_t *last = json_array_get(turns, json_array_size(turns) - 1);
 	if (last && strcmp(json_str(last, "role"), role) == 0) {
-		json_array_extend(json_object_get(last, "content"), blocks);
+		json_t *content = json_object_get(last, "content");
+		if (json_is_string(content)) {
+			json_t *arr = json_array();
+			json_array_append_new(arr, text_block(json_string_value(content)));
+			json_object_set_new(last, "content", arr);
+			content = arr;
+		}
+		json_array_extend(content, blocks);
 		json_decref(blocks);
 		return;
 	}
 	json_t *t = json_object();
 	json_object_set_new(t, "role", json_string(role));
-	json_object_set_new(t, "content", blocks);
+	if (as_string) {
+		json_object_set(t, "content", (json_t *)as_string);
+		json_decref(blocks);
+	} else {
+		json_object_set_new(t, "content", blocks);
+	}
 	json_array_append_new(turns, t);
 }
 
@@ -225,9 +239,9 @@ static void tool_results_first(json_t *turns)
 	json_t *t;
 	json_array_foreach(turns, i, t)
 	{
-		if (strcmp(json_str(t, "role"), "user") != 0)
-			continue;
 		json_t *content = json_object_get(t, "content");
+		if (strcmp(json_str(t, "role"), "user") != 0 || !json_is_array(content))
+			continue;
 		json_t *sorted = json_array();
 		for (int pass = 0; pass < 2; pass++) {
 			size_t k;
@@ -285,7 +299,8 @@ static int convert_messages(const struct xlate_ctx *x, const json_t *messages, j
 			json_decref(blocks);
 			goto fail;
 		}
-		add_turn(turns, as, blocks);
+		int plain = strcmp(role, "user") == 0 && json_is_string(content) && json_string_length(content);
+		add_turn(turns, as, blocks, plain ? content : NULL);
 	}
 	tool_results_first(turns);
 	if (json_array_size(system))

@@ -69,7 +69,7 @@ describe('Anthropic behind the OpenAI API', () => {
     assert.equal(up.headers['anthropic-version'], '2023-06-01');
     assert.equal(up.headers.authorization, undefined);
     assert.deepEqual(up.body.system, [{ type: 'text', text: 'Be terse.' }, { type: 'text', text: 'No emoji.' }]);
-    assert.deepEqual(up.body.messages, [{ role: 'user', content: [{ type: 'text', text: 'Hello' }] }]);
+    assert.deepEqual(up.body.messages, [{ role: 'user', content: 'Hello' }]);
     assert.equal(up.body.max_tokens, 300);
     assert.deepEqual(up.body.stop_sequences, ['END']);
     const row = await stack.router.row(data.id);
