@@ -513,6 +513,13 @@ static int anthropic_build(const struct xlate_ctx *x, const json_t *client, stru
 	const json_t *ct = json_object_get(c, "thinking");
 	const char *effort = json_str(c, "reasoning_effort");
 	if (json_is_object(ct)) {
+		const json_t *cbt = json_object_get(ct, "budget_tokens");
+		if (cbt && (!json_is_integer(cbt) || json_integer_value(cbt) < 1 ||
+			    json_integer_value(cbt) > 10000000)) {
+			rerr_invalid(err, "thinking.budget_tokens",
+				     "Invalid value for 'thinking.budget_tokens': expected an integer from 1 to 10000000.");
+			goto out;
+		}
 		thinking = json_deep_copy(ct);
 		thinking_param = "thinking";
 		if (effort && param_unsupported(x, dropped, "reasoning_effort", err) < 0)
@@ -1039,16 +1046,18 @@ static enum stream_status anthropic_stream_event(void *st, const struct sse_even
 	if (!type)
 		type = ev->event;
 	enum stream_status rc = STREAM_MORE;
+	int content_event = str_has_prefix(type, "content_block_") || strcmp(type, "message_delta") == 0;
+	if ((strcmp(type, "message_start") == 0 || content_event) && !s->started) {
+		/* The role chunk comes first, even from a stream that skipped message_start. */
+		s->started = 1;
+		json_t *d = json_object();
+		json_object_set_new(d, "role", json_string("assistant"));
+		json_object_set_new(d, "content", json_string(""));
+		push_delta(chunks, d);
+	}
 	if (strcmp(type, "message_start") == 0) {
 		counts_update(&s->counts, json_object_get(json_object_get(data, "message"), "usage"));
 		counts_to_usage(&s->counts, u);
-		if (!s->started) {
-			s->started = 1;
-			json_t *d = json_object();
-			json_object_set_new(d, "role", json_string("assistant"));
-			json_object_set_new(d, "content", json_string(""));
-			push_delta(chunks, d);
-		}
 	} else if (strcmp(type, "content_block_start") == 0) {
 		block_start(s, data, chunks);
 	} else if (strcmp(type, "content_block_delta") == 0) {

@@ -151,9 +151,21 @@ int64_t usage_cost_nusd(const struct usage *u, const struct model_conf *m, const
 
 /* ---- dropped parameters ---- */
 
-void dropped_add(struct buf *dropped, const char *name)
+void dropped_add(struct buf *dropped, const char *name_in)
 {
-	size_t n = strlen(name);
+	/* The list is comma-separated: a name is kept to [A-Za-z0-9_.[]-], anything else becomes
+	 * '_' (client field names are arbitrary). */
+	char name[64];
+	size_t n = 0;
+	for (; name_in[n] && n < sizeof(name) - 1; n++) {
+		char c = name_in[n];
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			 c == '_' || c == '.' || c == '[' || c == ']' || c == '-';
+		name[n] = ok ? c : '_';
+	}
+	if (n == 0)
+		name[n++] = '_';
+	name[n] = '\0';
 	const char *p = buf_str(dropped);
 	while (*p) {
 		const char *comma = strchr(p, ',');
