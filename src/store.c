@@ -41,9 +41,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
 		" ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)"
 		" ON CONFLICT(request_id) DO NOTHING",
-	[ST_INSERT_TOOL_STATE] =
-		"INSERT OR REPLACE INTO tool_call_state (tool_call_id, request_id, state, ts_ms)"
-		" VALUES (?1, ?2, ?3, ?4)",
+	[ST_INSERT_TOOL_STATE] = ("INSERT OR REPLACE INTO tool_call_state"
+				  " (tool_call_id, request_id, state, ts_ms) VALUES (?1, ?2, ?3, ?4)"),
 	[ST_GET_TOOL_STATE] = "SELECT state FROM tool_call_state WHERE tool_call_id = ?1",
 };
 
