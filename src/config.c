@@ -82,8 +82,13 @@ static const struct field upstream_fields[] = {
 	{ "timeout_ms", F_INT, C(timeout_ms), "120000", 1, 3600000, NULL },
 	{ "stream_idle_timeout_ms", F_INT, C(stream_idle_timeout_ms), "60000", 1, 3600000, NULL },
 	{ "keepalive_interval_ms", F_INT, C(keepalive_interval_ms), "15000", 0, 3600000, NULL },
+	{ "deadline_ms", F_INT, C(deadline_ms), "300000", 1, 86400000, NULL },
 	{ "max_retries", F_INT, C(max_retries), "2", 0, 10, NULL },
 	{ "retry_on", F_INTV, C(retry_on), "500,502,503,504,529", 100, 599, NULL },
+	{ "retry_on_network", F_BOOL, C(retry_on_network), "true", 0, 0, NULL },
+	{ "retry_after_max_ms", F_INT, C(retry_after_max_ms), "2000", 0, 600000, NULL },
+	{ "backoff_ms", F_INT, C(backoff_ms), "100", 0, 600000, NULL },
+	{ "backoff_max_ms", F_INT, C(backoff_max_ms), "2000", 0, 600000, NULL },
 	{ "max_response_bytes", F_INT, C(max_response_bytes), "67108864", 65536, 1073741824, NULL },
 	{ "proxy", F_STR, C(proxy), "", 0, 0, NULL },
 	{ "ca_file", F_STR, C(ca_file), "", 0, 0, NULL },
@@ -114,6 +119,13 @@ static const struct field budget_fields[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
+static const struct field cooldown_fields[] = {
+	{ "failures", F_INT, C(cooldown_failures), "3", 0, 1000, NULL },
+	{ "window_s", F_INT, C(cooldown_window_s), "60", 1, 86400, NULL },
+	{ "duration_s", F_INT, C(cooldown_s), "30", 1, 86400, NULL },
+	{ NULL, 0, 0, NULL, 0, 0, NULL }
+};
+
 static const struct field root_fields[] = {
 	{ "server", F_SUB, NO_OFF, "", 0, 0, NULL },
 	{ "log", F_SUB, NO_OFF, "", 0, 0, NULL },
@@ -123,6 +135,7 @@ static const struct field root_fields[] = {
 	{ "demo", F_SUB, NO_OFF, "", 0, 0, NULL },
 	{ "routing", F_SUB, NO_OFF, "", 0, 0, NULL },
 	{ "budget", F_SUB, NO_OFF, "", 0, 0, NULL },
+	{ "cooldown", F_SUB, NO_OFF, "", 0, 0, NULL },
 	{ "providers", F_SUB, NO_OFF, REQUIRED, 0, 0, NULL },
 	{ "models", F_SUB, NO_OFF, REQUIRED, 0, 0, NULL },
 	{ "tiers", F_SUB, NO_OFF, REQUIRED, 0, 0, NULL },
@@ -749,6 +762,15 @@ static void load_models(struct loader *ld, config_setting_t *l)
 					  m->id, fid);
 				continue;
 			}
+			int dup = 0;
+			for (size_t d = 0; d < m->n_fallback; d++)
+				dup |= m->fallback[d] == (size_t)fi;
+			if (dup) {
+				cfg_error(ld, sets[i],
+					  "model \"%s\": fallback \"%s\" appears twice in its chain (a cycle)",
+					  m->id, fid);
+				continue;
+			}
 			m->fallback[m->n_fallback++] = (size_t)fi;
 		}
 	}
@@ -976,6 +998,7 @@ struct config *config_load(const char *path, struct buf *errors)
 	parse_group(&ld, config_setting_get_member(root, "demo"), demo_fields, cfg);
 	parse_group(&ld, config_setting_get_member(root, "routing"), routing_fields, cfg);
 	parse_group(&ld, config_setting_get_member(root, "budget"), budget_fields, cfg);
+	parse_group(&ld, config_setting_get_member(root, "cooldown"), cooldown_fields, cfg);
 
 	config_setting_t *s;
 	if ((s = config_setting_get_member(root, "providers")))

@@ -121,8 +121,13 @@ struct config {
 	int64_t timeout_ms;
 	int64_t stream_idle_timeout_ms;
 	int64_t keepalive_interval_ms;
-	int64_t max_retries;
+	int64_t deadline_ms;           /* all attempts of one request together */
+	int64_t max_retries;           /* further attempts after the first */
 	struct intv retry_on;          /* upstream statuses that trigger fallback */
+	int retry_on_network;          /* connect/DNS/timeouts/stalls/broken or malformed replies too */
+	int64_t retry_after_max_ms;    /* a 429 asking to wait up to this is retried on the same model */
+	int64_t backoff_ms;            /* first backoff before retrying the same provider */
+	int64_t backoff_max_ms;
 	int64_t max_response_bytes;
 	char *proxy;
 	char *ca_file;
@@ -139,6 +144,10 @@ struct config {
 	/* budget */
 	int64_t warn_percent;
 	int64_t block_percent;
+	/* cooldown: a model failing `failures` times within window_s is skipped for duration_s */
+	int64_t cooldown_failures;     /* 0 = never */
+	int64_t cooldown_window_s;
+	int64_t cooldown_s;
 
 	struct provider_conf *providers;
 	size_t n_providers;

@@ -7,11 +7,13 @@
 #include "fcgi_io.h"
 
 #include <errno.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -80,6 +82,37 @@ static int fcgi_flush(void *ctx)
 	return FCGX_FFlush(c->rq.out) == 0 ? 0 : -1;
 }
 
+static int fcgi_peer_fd(void *ctx)
+{
+	struct fcgi_conn *c = ctx;
+	return c->accepted ? c->rq.ipcFd : -1;
+}
+
+/* The request is read whole before any upstream call, so what arrives on the connection now is
+ * the web server closing it (the client left), an FCGI_ABORT_REQUEST record, or the empty
+ * FCGI_STDIN record that ends the body when the body was read without it. */
+static int fcgi_peer_gone(void *ctx)
+{
+	struct fcgi_conn *c = ctx;
+	if (!c->accepted || c->rq.ipcFd < 0)
+		return 1;
+	unsigned char hdr[8];
+	ssize_t n = recv(c->rq.ipcFd, hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 2 : 1;
+	if (n >= 2 && hdr[1] == FCGI_ABORT_REQUEST)
+		return 1;
+	if (n == (ssize_t)sizeof(hdr) && hdr[1] == FCGI_STDIN && hdr[4] == 0 && hdr[5] == 0) {
+		/* The end of the body: let libfcgi consume it, then keep watching. */
+		char b;
+		FCGX_GetStr(&b, 1, c->rq.in);
+		return 2;
+	}
+	return 0;
+}
+
 struct fcgi_conn *fcgi_conn_new(int listen_fd)
 {
 	struct fcgi_conn *c = xcalloc(1, sizeof(*c));
@@ -89,6 +122,8 @@ struct fcgi_conn *fcgi_conn_new(int listen_fd)
 	c->io.write = fcgi_write;
 	c->io.flush = fcgi_flush;
 	c->io.ctx = c;
+	c->io.peer_fd = fcgi_peer_fd;
+	c->io.peer_gone = fcgi_peer_gone;
 	return c;
 }
 
@@ -154,6 +189,6 @@ static int cgi_flush(void *ctx)
 
 const struct http_io *cgi_io(void)
 {
-	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL };
+	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL, NULL, NULL };
 	return &io;
 }

@@ -30,6 +30,12 @@ struct http_io {
 	/* Pushes buffered bytes to the web server; returns 0 or -1 when the client is gone. */
 	int (*flush)(void *ctx);
 	void *ctx;
+	/* Optional (NULL = not available): the descriptor of the connection to the web server, which
+	 * becomes readable when the client leaves, and the check to run when it does: 1 = the client
+	 * is gone, 2 = it is not (keep watching), 0 = it is not (stop watching: the descriptor will
+	 * stay readable). */
+	int (*peer_fd)(void *ctx);
+	int (*peer_gone)(void *ctx);
 };
 
 struct request {

@@ -91,6 +91,32 @@ static int delta_has_content(const json_t *chunk)
 	return 0;
 }
 
+/* Counts the text a chunk carries: the measure of a stream cut before its usage arrived. */
+static void count_text(struct relay *r, const json_t *chunk)
+{
+	const json_t *choices = json_object_get(chunk, "choices");
+	size_t i, j;
+	const json_t *c, *tc;
+	json_array_foreach(choices, i, c)
+	{
+		const json_t *d = json_object_get(c, "delta");
+		if (!json_is_object(d))
+			continue;
+		const char *keys[] = { "content", "reasoning_content", "refusal" };
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+			const json_t *v = json_object_get(d, keys[k]);
+			if (json_is_string(v))
+				r->out_chars += (int64_t)json_string_length(v);
+		}
+		json_array_foreach(json_object_get(d, "tool_calls"), j, tc)
+		{
+			const json_t *args = json_object_get(json_object_get(tc, "function"), "arguments");
+			if (json_is_string(args))
+				r->out_chars += (int64_t)json_string_length(args);
+		}
+	}
+}
+
 /* Collects, from choice 0's delta, what toolstate_from_message may keep. */
 static void note_turn(struct relay *r, const json_t *chunk)
 {
@@ -195,6 +221,7 @@ static int emit_chunks(struct relay *r)
 			break;
 		note_finish(r, chunk);
 		note_turn(r, chunk);
+		count_text(r, chunk);
 		frame_chunk(r, chunk);
 		if (!relay_started(r) && !delta_has_content(chunk)) {
 			buf_append(&r->held, r->frame.p, r->frame.len);

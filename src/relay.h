@@ -38,6 +38,7 @@ struct relay {
 	struct rerr err;
 	struct usage usage;
 	int64_t frames_out;           /* frames written to the sink */
+	int64_t out_chars;            /* text relayed (content, reasoning, refusal, tool arguments) */
 	int64_t first_content_us;     /* clock_mono_us() of the first content frame, 0 = none */
 	char finish_reason[32];
 	/* What of choice 0 may have to be kept for the next turn (toolstate.h): tool call ids and

@@ -80,6 +80,32 @@ json_t *reqlog_to_json(const struct reqlog *r)
 		r->upstream_request_id && r->upstream_request_id[0] ? r->upstream_request_id : NULL);
 	json_object_set_new(o, "attempts", json_integer(r->attempts));
 	json_object_set_new(o, "client_gone", json_integer(r->client_gone));
+	set_str(o, "fallback_from", r->fallback_from && r->fallback_from[0] ? r->fallback_from : NULL);
+	json_object_set_new(o, "partial", json_integer(r->partial));
+	json_t *arr = json_array();
+	for (size_t i = 0; i < r->n_attempt_log; i++) {
+		const struct attempt_log *a = &r->attempt_log[i];
+		json_t *x = json_object();
+		json_object_set_new(x, "attempt", json_integer((json_int_t)i + 1));
+		json_object_set_new(x, "ts_start_ms", json_integer(a->ts_start_ms));
+		set_str(x, "model", a->model);
+		set_str(x, "provider", a->provider);
+		set_str(x, "upstream_model", a->upstream_model);
+		set_str(x, "outcome", a->outcome);
+		json_object_set_new(x, "upstream_status",
+				    a->upstream_status > 0 ? json_integer(a->upstream_status) : json_null());
+		json_object_set_new(x, "status", a->status > 0 ? json_integer(a->status) : json_null());
+		set_str(x, "error_type", a->error_type);
+		set_str(x, "error_code", a->error_code);
+		set_str(x, "error_message", a->error_message && a->error_message[0] ? a->error_message : NULL);
+		set_ms(x, "latency_ms", a->latency_ms);
+		json_object_set_new(x, "retry_after_s",
+				    a->retry_after_s > 0 ? json_integer(a->retry_after_s) : json_null());
+		set_str(x, "upstream_request_id",
+			a->upstream_request_id && a->upstream_request_id[0] ? a->upstream_request_id : NULL);
+		json_array_append_new(arr, x);
+	}
+	json_object_set_new(o, "attempt_log", arr);
 	return o;
 }
 

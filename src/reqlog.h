@@ -12,6 +12,23 @@
 
 struct store;
 
+/* One upstream attempt of a request (or a model skipped without one). */
+struct attempt_log {
+	int64_t ts_start_ms;
+	const char *model;
+	const char *provider;
+	const char *upstream_model;
+	const char *outcome;           /* "ok", "failed", "partial", "cancelled", "skipped" */
+	int upstream_status;           /* HTTP status from the provider, 0 = none */
+	int status;                    /* the status this failure maps to, 0 = none */
+	const char *error_type;
+	const char *error_code;
+	const char *error_message;
+	double latency_ms;             /* < 0 = no call */
+	long retry_after_s;
+	const char *upstream_request_id;
+};
+
 struct reqlog {
 	const char *request_id;
 	int64_t ts_start_ms;
@@ -42,8 +59,12 @@ struct reqlog {
 	double overhead_ms;
 	const char *dropped_params;    /* comma-separated, NULL = none */
 	const char *upstream_request_id;
-	int attempts;
+	int attempts;                  /* upstream calls made */
 	int client_gone;
+	const char *fallback_from;     /* comma-separated models that failed or were skipped first */
+	int partial;                   /* a stream that failed after content reached the client */
+	const struct attempt_log *attempt_log;
+	size_t n_attempt_log;
 	/* Not part of the row: tool-call state to keep for the conversation's next turn
 	 * (toolstate.h), written in the same transaction; NULL for none. */
 	const json_t *tool_state;

@@ -29,7 +29,19 @@
 #include "log.h"
 #include "util.h"
 
-enum { ST_INSERT_REQLOG, ST_INSERT_TOOL_STATE, ST_GET_TOOL_STATE, ST_COUNT };
+enum {
+	ST_INSERT_REQLOG,
+	ST_INSERT_TOOL_STATE,
+	ST_GET_TOOL_STATE,
+	ST_INSERT_ATTEMPT,
+	ST_HEALTH_LOAD,
+	ST_HEALTH_FAIL,
+	ST_HEALTH_TRIP,
+	ST_HEALTH_OK,
+	ST_HEALTH_CLAIM,
+	ST_HEALTH_GET,
+	ST_COUNT
+};
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_INSERT_REQLOG] =
@@ -37,13 +49,41 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" requested_model, model, provider, upstream_model, stream, status, error_type,"
 		" error_code, error_message, finish_reason, input_tokens, output_tokens, cached_tokens,"
 		" cache_write_tokens, reasoning_tokens, cost_nusd, cost_source, latency_ms, ttft_ms,"
-		" upstream_ms, overhead_ms, dropped_params, upstream_request_id, attempts, client_gone)"
+		" upstream_ms, overhead_ms, dropped_params, upstream_request_id, attempts, client_gone,"
+		" fallback_from, partial)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-		" ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)"
+		" ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
 		" ON CONFLICT(request_id) DO NOTHING",
 	[ST_INSERT_TOOL_STATE] = ("INSERT OR REPLACE INTO tool_call_state"
 				  " (tool_call_id, request_id, state, ts_ms) VALUES (?1, ?2, ?3, ?4)"),
 	[ST_GET_TOOL_STATE] = "SELECT state FROM tool_call_state WHERE tool_call_id = ?1",
+	[ST_INSERT_ATTEMPT] =
+		"INSERT OR IGNORE INTO request_attempts (request_id, attempt, ts_start_ms, model,"
+		" provider, upstream_model, outcome, upstream_status, status, error_type, error_code,"
+		" error_message, latency_ms, retry_after_s, upstream_request_id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	[ST_HEALTH_LOAD] = "SELECT model, failures, window_start_ms, cooldown_until_ms, probe_until_ms"
+			   " FROM model_health WHERE failures > 0 OR cooldown_until_ms > 0",
+	/* One more failure: a window older than ?4 ms starts over. */
+	[ST_HEALTH_FAIL] =
+		"INSERT INTO model_health (model, failures, window_start_ms, last_error, updated_ms)"
+		" VALUES (?1, 1, ?2, ?3, ?2) ON CONFLICT(model) DO UPDATE SET"
+		" failures = CASE WHEN ?2 - window_start_ms > ?4 THEN 1 ELSE failures + 1 END,"
+		" window_start_ms = CASE WHEN ?2 - window_start_ms > ?4 THEN ?2 ELSE window_start_ms END,"
+		" last_error = ?3, updated_ms = ?2"
+		" RETURNING failures, window_start_ms, cooldown_until_ms, probe_until_ms",
+	[ST_HEALTH_TRIP] = "UPDATE model_health SET cooldown_until_ms = ?2, probe_until_ms = 0,"
+			   " failures = 0, window_start_ms = ?3, trips = trips + 1, updated_ms = ?3"
+			   " WHERE model = ?1",
+	[ST_HEALTH_OK] = "UPDATE model_health SET failures = 0, cooldown_until_ms = 0,"
+			 " probe_until_ms = 0, updated_ms = ?2"
+			 " WHERE model = ?1 AND (failures > 0 OR cooldown_until_ms > 0)",
+	/* The first caller after a cooldown ends becomes the one probe (until ?3). */
+	[ST_HEALTH_CLAIM] = "UPDATE model_health SET probe_until_ms = ?3, updated_ms = ?2"
+			    " WHERE model = ?1 AND cooldown_until_ms > 0 AND cooldown_until_ms <= ?2"
+			    " AND probe_until_ms <= ?2",
+	[ST_HEALTH_GET] = "SELECT failures, window_start_ms, cooldown_until_ms, probe_until_ms"
+			  " FROM model_health WHERE model = ?1",
 };
 
 /* Migration i brings the schema from version i to i+1. Never edit a released entry: append. */
@@ -93,6 +133,38 @@ static const char *const migrations[] = {
 	"  ts_ms INTEGER NOT NULL"
 	");"
 	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);",
+	/* 2 -> 3: fallback: every attempt of a request, and the health of each model. */
+	"ALTER TABLE request_log ADD COLUMN fallback_from TEXT;"
+	"ALTER TABLE request_log ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE request_attempts ("
+	"  request_id TEXT NOT NULL,"
+	"  attempt INTEGER NOT NULL,"
+	"  ts_start_ms INTEGER NOT NULL,"
+	"  model TEXT NOT NULL,"
+	"  provider TEXT,"
+	"  upstream_model TEXT,"
+	"  outcome TEXT NOT NULL,"
+	"  upstream_status INTEGER,"
+	"  status INTEGER,"
+	"  error_type TEXT,"
+	"  error_code TEXT,"
+	"  error_message TEXT,"
+	"  latency_ms REAL,"
+	"  retry_after_s INTEGER,"
+	"  upstream_request_id TEXT,"
+	"  PRIMARY KEY (request_id, attempt)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX request_attempts_ts ON request_attempts(ts_start_ms);"
+	"CREATE TABLE model_health ("
+	"  model TEXT PRIMARY KEY,"
+	"  failures INTEGER NOT NULL DEFAULT 0,"
+	"  window_start_ms INTEGER NOT NULL DEFAULT 0,"
+	"  cooldown_until_ms INTEGER NOT NULL DEFAULT 0,"
+	"  probe_until_ms INTEGER NOT NULL DEFAULT 0,"
+	"  trips INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  updated_ms INTEGER NOT NULL DEFAULT 0"
+	");",
 };
 
 struct store {
@@ -339,6 +411,48 @@ static int insert_tool_state(struct store *st, const struct reqlog *r, char *err
 	return 0;
 }
 
+static int insert_attempts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	for (size_t i = 0; i < r->n_attempt_log; i++) {
+		const struct attempt_log *a = &r->attempt_log[i];
+		sqlite3_stmt *s = st->stmt[ST_INSERT_ATTEMPT];
+		bind_text(s, 1, r->request_id);
+		sqlite3_bind_int(s, 2, (int)i + 1);
+		sqlite3_bind_int64(s, 3, a->ts_start_ms);
+		bind_text(s, 4, a->model);
+		bind_text(s, 5, a->provider);
+		bind_text(s, 6, a->upstream_model);
+		bind_text(s, 7, a->outcome);
+		if (a->upstream_status > 0)
+			sqlite3_bind_int(s, 8, a->upstream_status);
+		else
+			sqlite3_bind_null(s, 8);
+		if (a->status > 0)
+			sqlite3_bind_int(s, 9, a->status);
+		else
+			sqlite3_bind_null(s, 9);
+		bind_text(s, 10, a->error_type);
+		bind_text(s, 11, a->error_code);
+		bind_text(s, 12, a->error_message && a->error_message[0] ? a->error_message : NULL);
+		bind_ms(s, 13, a->latency_ms);
+		if (a->retry_after_s > 0)
+			sqlite3_bind_int64(s, 14, a->retry_after_s);
+		else
+			sqlite3_bind_null(s, 14);
+		bind_text(s, 15, a->upstream_request_id && a->upstream_request_id[0] ? a->upstream_request_id
+										       : NULL);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		if (rc != SQLITE_DONE) {
+			snprintf(errbuf, errsz, "insert into request_attempts failed: %s",
+				 sqlite3_errmsg(st->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	sqlite3_stmt *s = st->stmt[ST_INSERT_REQLOG];
@@ -374,6 +488,8 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 									     : NULL);
 	sqlite3_bind_int(s, 30, r->attempts);
 	sqlite3_bind_int(s, 31, r->client_gone);
+	bind_text(s, 32, r->fallback_from && r->fallback_from[0] ? r->fallback_from : NULL);
+	sqlite3_bind_int(s, 33, r->partial);
 	int rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE)
 		snprintf(errbuf, errsz, "insert into request_log failed: %s (%s)", sqlite3_errmsg(st->db),
@@ -382,7 +498,116 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 	sqlite3_clear_bindings(s);
 	if (rc != SQLITE_DONE)
 		return -1;
+	if (insert_attempts(st, r, errbuf, errsz) < 0)
+		return -1;
 	return insert_tool_state(st, r, errbuf, errsz);
+}
+
+/* ---- model health (cooldown) ---- */
+
+int store_health_load(struct store *st, void (*cb)(void *ud, const struct health_row *h), void *ud)
+{
+	sqlite3_stmt *s = st->stmt[ST_HEALTH_LOAD];
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct health_row h = {
+			.model = (const char *)sqlite3_column_text(s, 0),
+			.failures = sqlite3_column_int64(s, 1),
+			.window_start_ms = sqlite3_column_int64(s, 2),
+			.cooldown_until_ms = sqlite3_column_int64(s, 3),
+			.probe_until_ms = sqlite3_column_int64(s, 4),
+		};
+		if (h.model)
+			cb(ud, &h);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_health_failure(struct store *st, const char *model, int64_t now_ms, int64_t window_ms,
+			 int64_t threshold, int64_t cooldown_ms, const char *error, struct health_row *out)
+{
+	char err[256];
+	if (exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err)) < 0)
+		return -1;
+	sqlite3_stmt *s = st->stmt[ST_HEALTH_FAIL];
+	sqlite3_bind_text(s, 1, model, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now_ms);
+	bind_text(s, 3, error);
+	sqlite3_bind_int64(s, 4, window_ms);
+	int ok = sqlite3_step(s) == SQLITE_ROW;
+	if (ok) {
+		out->model = model;
+		out->failures = sqlite3_column_int64(s, 0);
+		out->window_start_ms = sqlite3_column_int64(s, 1);
+		out->cooldown_until_ms = sqlite3_column_int64(s, 2);
+		out->probe_until_ms = sqlite3_column_int64(s, 3);
+		ok = sqlite3_step(s) == SQLITE_DONE;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	/* Enough failures in the window, or a failed probe after a cooldown: (re)start one. */
+	if (ok && (out->failures >= threshold || out->cooldown_until_ms > 0)) {
+		sqlite3_stmt *t = st->stmt[ST_HEALTH_TRIP];
+		sqlite3_bind_text(t, 1, model, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(t, 2, now_ms + cooldown_ms);
+		sqlite3_bind_int64(t, 3, now_ms);
+		ok = sqlite3_step(t) == SQLITE_DONE;
+		sqlite3_reset(t);
+		sqlite3_clear_bindings(t);
+		out->failures = 0;
+		out->window_start_ms = now_ms;
+		out->cooldown_until_ms = now_ms + cooldown_ms;
+		out->probe_until_ms = 0;
+		out->tripped = 1;
+	}
+	if (!ok || exec_sql(st->db, "COMMIT", err, sizeof(err)) < 0) {
+		exec_sql(st->db, "ROLLBACK", err, sizeof(err));
+		return -1;
+	}
+	return 0;
+}
+
+int store_health_ok(struct store *st, const char *model, int64_t now_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_HEALTH_OK];
+	sqlite3_bind_text(s, 1, model, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now_ms);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_health_get(struct store *st, const char *model, struct health_row *out)
+{
+	sqlite3_stmt *s = st->stmt[ST_HEALTH_GET];
+	sqlite3_bind_text(s, 1, model, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	memset(out, 0, sizeof(*out));
+	out->model = model;
+	if (rc == SQLITE_ROW) {
+		out->failures = sqlite3_column_int64(s, 0);
+		out->window_start_ms = sqlite3_column_int64(s, 1);
+		out->cooldown_until_ms = sqlite3_column_int64(s, 2);
+		out->probe_until_ms = sqlite3_column_int64(s, 3);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_health_claim(struct store *st, const char *model, int64_t now_ms, int64_t until_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_HEALTH_CLAIM];
+	sqlite3_bind_text(s, 1, model, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now_ms);
+	sqlite3_bind_int64(s, 3, until_ms);
+	int rc = sqlite3_step(s);
+	int n = rc == SQLITE_DONE ? sqlite3_changes(st->db) : -1;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return n;
 }
 
 json_t *store_tool_state(struct store *st, const char *tool_call_id)

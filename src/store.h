@@ -30,7 +30,7 @@ struct store_opts {
 };
 
 /* Current schema version (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Opens (creating the directory, file and schema when needed) a connection. Returns NULL and a
  * message in errbuf on failure. */
@@ -42,6 +42,31 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 /* The kept state of one tool call (toolstate.h), or NULL. New reference. Read-only: any
  * connection, e.g. one a worker opened with store_open for reading. */
 json_t *store_tool_state(struct store *st, const char *tool_call_id);
+
+/* Model health (cooldown, health.h): one row per model that failed lately. Shared by every
+ * process through the database; each call is one short statement or transaction. */
+struct health_row {
+	const char *model;
+	int64_t failures;            /* in the current window */
+	int64_t window_start_ms;
+	int64_t cooldown_until_ms;   /* 0 = not cooling down; past = a probe may go */
+	int64_t probe_until_ms;      /* a probe is in flight until then */
+	int tripped;                 /* store_health_failure started a cooldown */
+};
+/* Calls cb for every model with failures or a cooldown. Returns 0 or -1. */
+int store_health_load(struct store *st, void (*cb)(void *ud, const struct health_row *h), void *ud);
+/* Counts one failure (a window older than window_ms starts over); threshold failures in the
+ * window, or a failure after a cooldown (a failed probe), start a cooldown of cooldown_ms.
+ * Fills out with the new state. Returns 0 or -1. */
+int store_health_failure(struct store *st, const char *model, int64_t now_ms, int64_t window_ms,
+			 int64_t threshold, int64_t cooldown_ms, const char *error, struct health_row *out);
+/* A success: the model is healthy again. Returns 0 or -1. */
+int store_health_ok(struct store *st, const char *model, int64_t now_ms);
+/* One model's row: 1 (out filled), 0 when it has none (healthy), -1 on a database error. */
+int store_health_get(struct store *st, const char *model, struct health_row *out);
+/* Claims the probe of a model whose cooldown has ended: returns 1 if this caller got it (no other
+ * probe until until_ms), 0 if not, -1 on a database error. */
+int store_health_claim(struct store *st, const char *model, int64_t now_ms, int64_t until_ms);
 
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);

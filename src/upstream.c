@@ -4,8 +4,8 @@
  * configured for every call. CURLOPT_NOSIGNAL is set because the process is threaded; SIGPIPE is
  * ignored process-wide by the server. CURLOPT_PROXY is always set so that proxy variables in the
  * environment can never divert provider traffic. Timeouts beyond libcurl's own (first byte and
- * idle time for streams) are enforced from the progress callback, which libcurl calls at least
- * once a second.
+ * idle time for streams) are enforced from the progress callback, which runs at least every
+ * TICK_MS.
  */
 #include "upstream.h"
 
@@ -17,8 +17,12 @@
 
 #include "util.h"
 
+/* Longest wait between two progress callbacks (timeouts, keep-alive comments). */
+#define TICK_MS 200
+
 struct upstream {
 	CURL *h;
+	CURLM *m;        /* owns the connection cache; drives one transfer at a time */
 };
 
 struct call {
@@ -71,7 +75,10 @@ struct upstream *upstream_new(void)
 {
 	struct upstream *u = xcalloc(1, sizeof(*u));
 	u->h = curl_easy_init();
-	if (!u->h) {
+	u->m = curl_multi_init();
+	if (!u->h || !u->m) {
+		curl_easy_cleanup(u->h);
+		curl_multi_cleanup(u->m);
 		free(u);
 		return NULL;
 	}
@@ -82,8 +89,53 @@ void upstream_free(struct upstream *u)
 {
 	if (!u)
 		return;
+	curl_multi_cleanup(u->m);
 	curl_easy_cleanup(u->h);
 	free(u);
+}
+
+/* curl_easy_perform, but the wait also watches opts->watch_fd. */
+static CURLcode perform(struct upstream *u, const struct upstream_opts *opts, struct call *c)
+{
+	CURLcode result = CURLE_OK;
+	if (curl_multi_add_handle(u->m, u->h) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+	int watch = opts->watch_fd;
+	int running = 1;
+	while (running) {
+		CURLMcode mc = curl_multi_perform(u->m, &running);
+		if (mc != CURLM_OK) {
+			result = CURLE_FAILED_INIT;
+			break;
+		}
+		if (!running)
+			break;
+		struct curl_waitfd wfd = { .fd = watch, .events = CURL_WAIT_POLLIN, .revents = 0 };
+		mc = curl_multi_poll(u->m, watch >= 0 ? &wfd : NULL, watch >= 0 ? 1 : 0, TICK_MS, NULL);
+		if (mc != CURLM_OK && mc != CURLM_UNRECOVERABLE_POLL) {
+			result = CURLE_FAILED_INIT;
+			break;
+		}
+		if (watch >= 0 && wfd.revents) {
+			int w = c->cb->on_watch ? c->cb->on_watch(c->cb->ud) : 0;
+			if (w < 0) {
+				c->stop = UPSTREAM_ABORTED;
+				result = CURLE_ABORTED_BY_CALLBACK;
+				break;
+			}
+			if (w == 0)
+				watch = -1;
+		}
+	}
+	int left;
+	CURLMsg *msg;
+	while ((msg = curl_multi_info_read(u->m, &left))) {
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == u->h)
+			result = msg->data.result;
+	}
+	/* Removing an unfinished transfer closes its connection: the provider sees it at once. */
+	curl_multi_remove_handle(u->m, u->h);
+	return result;
 }
 
 static void copy_trimmed(char *dst, size_t dstsz, const char *v, size_t n)
@@ -250,7 +302,7 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 
 	c.t0_us = clock_mono_us();
 	c.last_byte_us = c.t0_us;
-	CURLcode rc = curl_easy_perform(h);
+	CURLcode rc = perform(u, opts, &c);
 	curl_slist_free_all(hl);
 
 	double t = 0;

@@ -4,7 +4,8 @@
  * connection cache keeps TLS/TCP connections to the providers alive between requests. A call is
  * one blocking upstream_perform(); the response is handed to the caller as it arrives through
  * callbacks (head once, body pieces, a tick about once a second), any of which can abort the
- * transfer. Timeouts: connect, a total for non-streaming calls, time to first body byte and
+ * transfer. The wait also watches one more descriptor - the client's connection - so a client
+ * that leaves stops the upstream transfer at once, even while the provider sends nothing. Timeouts: connect, a total for non-streaming calls, time to first body byte and
  * idle time between body bytes for streams.
  */
 #ifndef ROUTER_UPSTREAM_H
@@ -32,6 +33,7 @@ struct upstream_opts {
 	long idle_timeout_ms;     /* stream: longest silence between body bytes */
 	const char *proxy;        /* "" = no proxy */
 	const char *ca_file;      /* "" = system bundle */
+	int watch_fd;             /* the client's connection, watched while waiting; -1 = none */
 };
 
 struct upstream_head {
@@ -45,6 +47,9 @@ struct upstream_cb {
 	int (*on_head)(void *ud, const struct upstream_head *h);   /* 0 = go on, -1 = abort */
 	int (*on_body)(void *ud, const char *p, size_t n);         /* 0 = go on, -1 = abort */
 	int (*on_tick)(void *ud);                                  /* 0 = go on, -1 = abort */
+	/* watch_fd became readable: -1 = abort (the client is gone), 1 = go on watching, 0 = go on
+	 * without watching */
+	int (*on_watch)(void *ud);
 	void *ud;
 };
 

@@ -70,7 +70,7 @@ WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
 
-ALL_TARGETS="fake fixed bare router router_anthropic"
+ALL_TARGETS="fake fixed bare router router_anthropic router_fallback"
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -308,6 +308,34 @@ target_router_anthropic_start() {
 	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
 }
 target_router_anthropic_verify() { target_router_verify "$@"; }
+
+target_router_fallback_label="lighttpd + llm-router, first model of the chain always failing"
+target_router_fallback_model=deepseek-chat
+# deepseek-chat's chain is deepseek-chat -> gpt-4o-mini -> ...: DeepSeek's base URL answers every
+# call with 503, so each request makes a failed attempt and then a second one on gpt-4o-mini (another
+# provider: no backoff pause). Cooldown is off, so the failing model is tried every time.
+target_router_fallback_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	sed -i -e "s/^\([[:space:]]*failures[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 0;/" "$dir/llm-router.conf"
+	grep -q "^[[:space:]]*failures = 0;" "$dir/llm-router.conf" || die "could not turn cooldown off"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"DEEPSEEK_API_KEY=$API_KEY" "DEEPSEEK_BASE_URL=$2/status/503"
+		"OPENAI_API_KEY=$API_KEY" "OPENAI_BASE_URL=$2/openai/v1")
+	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
+}
+target_router_fallback_verify() {
+	target_router_verify "$@"
+	local db fell
+	db=$(get_var "DIR_$1")/data/llm_logs.db
+	command -v sqlite3 >/dev/null 2>&1 || return 0
+	fell=$(sqlite3 "file:$db?mode=ro" "SELECT count(*) FROM request_log WHERE status = 200 AND attempts = 2 AND model = 'gpt-4o-mini' AND fallback_from = 'deepseek-chat'")
+	local ok
+	ok=$(sqlite3 "file:$db?mode=ro" "SELECT count(*) FROM request_log WHERE status = 200")
+	[ "$fell" = "$ok" ] || die "$1: only $fell of $ok answers came from the fallback after a failed first attempt"
+	echo "$1: every one of the $ok answers was a fallback (2 attempts, deepseek-chat failed with 503)" >>"$TMP/checks.txt"
+}
 
 target_router_verify() {
 	local inst=$1 dir db rows ok sent
@@ -648,6 +676,17 @@ REPORT=$TMP/report.md
 		done
 		rss=$(last router.rss_sum)
 		echo "- memory: router responders $(mb "$rss") MB in $(last router.nproc) process(es) (aim ≤ 16 MB per $THREADS-thread responder: $(awk -v v="$rss" -v n="$(last router.nproc)" 'BEGIN { print (v / 1024 <= 16 * n) ? "meets" : "MISSES" }'))"
+	fi
+	if has_target router && has_target router_fallback; then
+		echo
+		echo "## One fallback step"
+		echo
+		echo "router_fallback answers every request after a failed first attempt (upstream 503 on another provider); the step's cost is its added latency minus the plain router's, same round medians."
+		for mode in $MODES; do
+			d50=$(awk -v a="$(get "router_fallback.$mode.add50")" -v b="$(get "router.$mode.add50")" 'BEGIN { printf "%.3f", a - b }')
+			d99=$(awk -v a="$(get "router_fallback.$mode.add99")" -v b="$(get "router.$mode.add99")" 'BEGIN { printf "%.3f", a - b }')
+			echo "- $mode: one fallback step adds $d50 ms at p50 and $d99 ms at p99 (the failed call to the fake upstream included); throughput $(ratio "$(get "router_fallback.$mode.rps")" "$(get "router.$mode.rps")") of the plain router's"
+		done
 	fi
 	if [ -s "$TMP/checks.txt" ]; then
 		echo

@@ -14,7 +14,9 @@
 //   POST   /_script   {"provider":"openai"?, "steps":[step,...]}  queue scripted replies (FIFO)
 //   GET    /_requests                   every request received: [{provider, path, headers, body, t}]
 //   DELETE /_requests                   forget them (and scripts and events)
-//   GET    /_events                     connection events: [{type:"client_closed", provider, t, ...}]
+//   GET    /_events                     connection events: [{type:"client_closed", provider, path, t,
+//                                        wall, events_sent}] - the router closed a connection
+//                                        before the reply ended
 // A step: {status, body (object or string), headers, sse: [raw event strings], delay_ms (before the
 // head), chunk_delay_ms, cut_after (events sent before the connection is destroyed), hang (never
 // answer), close (destroy the socket at once), text (reply text for the default generator)}.
@@ -186,27 +188,23 @@ function classify(url) {
 async function sendStream(req, res, info, events, step) {
   const chunkDelay = step.chunk_delay_ms || 0;
   res.writeHead(step.status || 200, Object.assign({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'x-request-id': 'req_fake_upstream' }, step.headers || {}));
-  let closed = false;
-  res.on('close', () => {
-    if (!res.writableFinished) {
-      closed = true;
-      state.events.push({ type: 'client_closed', provider: info.provider, t: now(), wall: Date.now() });
-    }
-  });
+  const closed = () => info.closed;
   for (let i = 0; i < events.length; i++) {
-    if (closed) return;
+    if (closed()) return;
     if (step.cut_after !== undefined && i >= step.cut_after) {
       // Let what was written reach the client first, then drop the connection.
       await sleep(50);
+      info.destroyed = true;
       req.socket.destroy();
       return;
     }
     if (i > 0 && chunkDelay) await sleep(chunkDelay);
-    if (closed) return;
+    if (closed()) return;
     res.write(events[i] + '\n\n');
+    info.sent = i + 1;
   }
   if (step.stall_after_ms) await sleep(step.stall_after_ms);
-  if (!closed) res.end();
+  if (!closed()) res.end();
 }
 
 async function handle(req, res, raw) {
@@ -214,6 +212,13 @@ async function handle(req, res, raw) {
   let body = {};
   try { body = raw.length ? JSON.parse(raw) : {}; } catch (e) { body = { _unparsed: raw.toString() }; }
   state.requests.push({ provider: info.provider, api: info.api, method: req.method, path: req.url, headers: req.headers, body, t: now() });
+  // The router closing the connection before the reply ended (a client that left, a timeout).
+  res.on('close', () => {
+    if (!res.writableFinished && !info.destroyed) {
+      info.closed = true;
+      state.events.push({ type: 'client_closed', provider: info.provider, path: req.url, t: now(), wall: Date.now(), events_sent: info.sent || 0 });
+    }
+  });
   if (!info.api) {
     res.writeHead(404, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify({ error: { message: 'fake provider: unknown path ' + req.url, type: 'invalid_request_error' } }));
@@ -222,7 +227,7 @@ async function handle(req, res, raw) {
   const step = takeScript(info.provider) || {};
   if (step.hang) return;                       // never answer
   if (step.delay_ms) await sleep(step.delay_ms);
-  if (step.close) { req.socket.destroy(); return; }
+  if (step.close) { info.destroyed = true; req.socket.destroy(); return; }
   const stream = info.api === 'gemini' ? info.stream : body.stream === true;
   const model = info.model || body.model;
   const text = step.text || `Hello from the fake ${info.provider} (${model}).`;

@@ -45,7 +45,8 @@ describe('Anthropic behind the OpenAI API', () => {
   let stack;
   let client;
   before(async () => {
-    stack = await startStack();
+    // Upstream errors are the answers under test here: no fallback, no cooldown.
+    stack = await startStack({ config: (t) => t.replace('max_retries = 2;', 'max_retries = 0;').replace('failures = 3;', 'failures = 0;') });
     client = new OpenAI({ baseURL: stack.router.baseURL, apiKey: 'unused', maxRetries: 0 });
   });
   after(async () => { await stack.stop(); });

@@ -61,6 +61,20 @@ static void full_record(struct reqlog *r, const char *id)
 	r->upstream_request_id = "req_abc";
 	r->attempts = 2;
 	r->client_gone = 1;
+	r->fallback_from = "claude-sonnet-4-5";
+	r->partial = 0;
+	static const struct attempt_log log[2] = {
+		{ .ts_start_ms = 1767225600124, .model = "claude-sonnet-4-5", .provider = "anthropic",
+		  .upstream_model = "claude-sonnet-4-5", .outcome = "failed", .upstream_status = 529,
+		  .status = 503, .error_type = "overloaded_error", .error_code = "upstream_overloaded",
+		  .error_message = "anthropic: Overloaded", .latency_ms = 20.5, .retry_after_s = 3,
+		  .upstream_request_id = "req_ant" },
+		{ .ts_start_ms = 1767225600150, .model = "gpt-4o", .provider = "openai",
+		  .upstream_model = "gpt-4o-2024-08-06", .outcome = "ok", .upstream_status = 200,
+		  .latency_ms = 1280.0, .upstream_request_id = "req_abc" },
+	};
+	r->attempt_log = log;
+	r->n_attempt_log = 2;
 }
 
 static sqlite3 *open_raw(const char *path)
@@ -233,8 +247,47 @@ TEST(store_insert_and_read_back_every_column)
 	CHECK_INT_EQ(sqlite3_column_int(s, 29), 2);
 	CHECK_INT_EQ(sqlite3_column_int(s, 30), 1);
 	CHECK_DBL_EQ(sqlite3_column_double(s, 31), 0.123456789);
-#undef TXT
 	CHECK_INT_EQ(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+
+	REQUIRE_INT_EQ(sqlite3_prepare_v2(db, "SELECT fallback_from, partial FROM request_log", -1, &s,
+					  NULL), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_step(s), SQLITE_ROW);
+	CHECK_STR_EQ(TXT(0), "claude-sonnet-4-5");
+	CHECK_INT_EQ(sqlite3_column_int(s, 1), 0);
+	sqlite3_finalize(s);
+
+	/* Each attempt is a row linked by request_id, numbered from 1. */
+	REQUIRE_INT_EQ(sqlite3_prepare_v2(db,
+		"SELECT attempt, ts_start_ms, model, provider, upstream_model, outcome, upstream_status,"
+		" status, error_type, error_code, error_message, latency_ms, retry_after_s,"
+		" upstream_request_id FROM request_attempts WHERE request_id = 'chatcmpl-full'"
+		" ORDER BY attempt", -1, &s, NULL), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_step(s), SQLITE_ROW);
+	CHECK_INT_EQ(sqlite3_column_int(s, 0), 1);
+	CHECK_INT_EQ(sqlite3_column_int64(s, 1), 1767225600124);
+	CHECK_STR_EQ(TXT(2), "claude-sonnet-4-5");
+	CHECK_STR_EQ(TXT(3), "anthropic");
+	CHECK_STR_EQ(TXT(4), "claude-sonnet-4-5");
+	CHECK_STR_EQ(TXT(5), "failed");
+	CHECK_INT_EQ(sqlite3_column_int(s, 6), 529);
+	CHECK_INT_EQ(sqlite3_column_int(s, 7), 503);
+	CHECK_STR_EQ(TXT(8), "overloaded_error");
+	CHECK_STR_EQ(TXT(9), "upstream_overloaded");
+	CHECK_STR_EQ(TXT(10), "anthropic: Overloaded");
+	CHECK_DBL_EQ(sqlite3_column_double(s, 11), 20.5);
+	CHECK_INT_EQ(sqlite3_column_int(s, 12), 3);
+	CHECK_STR_EQ(TXT(13), "req_ant");
+	REQUIRE_INT_EQ(sqlite3_step(s), SQLITE_ROW);
+	CHECK_INT_EQ(sqlite3_column_int(s, 0), 2);
+	CHECK_STR_EQ(TXT(2), "gpt-4o");
+	CHECK_STR_EQ(TXT(5), "ok");
+	CHECK_INT_EQ(sqlite3_column_int(s, 6), 200);
+	CHECK_INT_EQ(sqlite3_column_type(s, 7), SQLITE_NULL);
+	CHECK_INT_EQ(sqlite3_column_type(s, 8), SQLITE_NULL);
+	CHECK_INT_EQ(sqlite3_column_type(s, 12), SQLITE_NULL);
+	CHECK_INT_EQ(sqlite3_step(s), SQLITE_DONE);
+#undef TXT
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	free(path);
@@ -313,7 +366,7 @@ static const char *const json_keys[] = {
 	"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
 	"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
 	"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
-	"attempts", "client_gone",
+	"attempts", "client_gone", "fallback_from", "partial", "attempt_log",
 };
 
 TEST(reqlog_to_json_has_every_field)
@@ -339,7 +392,16 @@ TEST(reqlog_to_json_has_every_field)
 		"\"cache_write_tokens\":2,\"reasoning_tokens\":3,\"cost_nusd\":123456789,\"cost_source\":\"pricing\","
 		"\"latency_ms\":1333.5,\"ttft_ms\":210.25,\"upstream_ms\":1300.0,\"overhead_ms\":0.75,"
 		"\"dropped_params\":\"logprobs,top_logprobs\",\"upstream_request_id\":\"req_abc\","
-		"\"attempts\":2,\"client_gone\":1}",
+		"\"attempts\":2,\"client_gone\":1,\"fallback_from\":\"claude-sonnet-4-5\",\"partial\":0,"
+		"\"attempt_log\":[{\"attempt\":1,\"ts_start_ms\":1767225600124,\"model\":\"claude-sonnet-4-5\","
+		"\"provider\":\"anthropic\",\"upstream_model\":\"claude-sonnet-4-5\",\"outcome\":\"failed\","
+		"\"upstream_status\":529,\"status\":503,\"error_type\":\"overloaded_error\","
+		"\"error_code\":\"upstream_overloaded\",\"error_message\":\"anthropic: Overloaded\","
+		"\"latency_ms\":20.5,\"retry_after_s\":3,\"upstream_request_id\":\"req_ant\"},"
+		"{\"attempt\":2,\"ts_start_ms\":1767225600150,\"model\":\"gpt-4o\",\"provider\":\"openai\","
+		"\"upstream_model\":\"gpt-4o-2024-08-06\",\"outcome\":\"ok\",\"upstream_status\":200,"
+		"\"status\":null,\"error_type\":null,\"error_code\":null,\"error_message\":null,"
+		"\"latency_ms\":1280.0,\"retry_after_s\":null,\"upstream_request_id\":\"req_abc\"}]}",
 		0, &e);
 	REQUIRE_NOT_NULL(want);
 	CHECK(json_equal(o, want));

@@ -91,6 +91,7 @@ async function startFake() {
 //   config        function(text) -> text, applied to conf/llm-router.conf
 //   procs         lighttpd max-procs (default 2)
 //   threads       server.threads (default 4)
+//   lighttpd      extra lines for lighttpd.conf
 async function startRouter(opts = {}) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-it-'));
   const port = await freePort();
@@ -135,6 +136,7 @@ async function startRouter(opts = {}) {
     'server.modules += ( "mod_fastcgi" )',
     'server.stream-response-body = 2',
     `server.max-request-size = ${opts.maxRequestKb || 65536}`,
+    ...(opts.lighttpd || []),
     'fastcgi.server = ( "/v1" => ((',
     `  "bin-path" => "${binPath}",`,
     `  "socket" => "${path.join(work, 'router.sock')}",`,

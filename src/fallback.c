@@ -1,0 +1,106 @@
+/* fallback.c - fallback chains and the retry policy (see fallback.h). */
+#include "fallback.h"
+
+static void chain_add(struct chain *c, size_t m)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->model[i] == m)
+			return;
+	if (c->n < CHAIN_MAX)
+		c->model[c->n++] = m;
+}
+
+void chain_build(const struct config *cfg, size_t primary, const struct task_conf *task,
+		 struct chain *out)
+{
+	out->n = 0;
+	chain_add(out, primary);
+	if (task && task->model == primary && task->has_fallback)
+		chain_add(out, task->fallback);
+	if (primary < cfg->n_models) {
+		const struct model_conf *m = &cfg->models[primary];
+		for (size_t i = 0; i < m->n_fallback; i++)
+			chain_add(out, m->fallback[i]);
+	}
+}
+
+const char *failure_kind_name(enum failure_kind k)
+{
+	switch (k) {
+	case FAIL_NONE: return "none";
+	case FAIL_FINAL: return "final";
+	case FAIL_STATUS: return "status";
+	case FAIL_RATE_LIMIT: return "rate_limit";
+	case FAIL_AUTH: return "auth";
+	case FAIL_NETWORK: return "network";
+	case FAIL_MALFORMED: return "malformed";
+	case FAIL_OVERLOAD: return "overload";
+	case FAIL_CANCELLED: return "cancelled";
+	}
+	return "unknown";
+}
+
+enum failure_kind failure_classify(const struct config *cfg, long status, int transport_failed,
+				   int malformed)
+{
+	if (transport_failed)
+		return cfg->retry_on_network ? FAIL_NETWORK : FAIL_FINAL;
+	if (status >= 200 && status < 300)
+		return malformed ? (cfg->retry_on_network ? FAIL_MALFORMED : FAIL_FINAL) : FAIL_NONE;
+	for (size_t i = 0; i < cfg->retry_on.n; i++)
+		if (cfg->retry_on.v[i] == status)
+			return FAIL_STATUS;
+	if (status == 429)
+		return FAIL_RATE_LIMIT;
+	if (status == 401 || status == 403)
+		return FAIL_AUTH;
+	return FAIL_FINAL;
+}
+
+int failure_counts_for_health(enum failure_kind k)
+{
+	return k != FAIL_NONE && k != FAIL_FINAL && k != FAIL_CANCELLED;
+}
+
+int64_t backoff_ms(const struct config *cfg, int n, double jitter)
+{
+	int64_t d = cfg->backoff_ms;
+	for (int i = 1; i < n && d < cfg->backoff_max_ms; i++)
+		d *= 2;
+	if (d > cfg->backoff_max_ms)
+		d = cfg->backoff_max_ms;
+	if (jitter < 0 || jitter >= 1)
+		jitter = 0;
+	return d / 2 + (int64_t)((double)(d - d / 2) * jitter);
+}
+
+void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, size_t attempts,
+		   enum failure_kind kind, long retry_after_s, int backoffs, int same_provider,
+		   double jitter, struct next_step *out)
+{
+	out->action = NEXT_STOP;
+	out->wait_ms = 0;
+	if (kind == FAIL_NONE || kind == FAIL_FINAL || kind == FAIL_CANCELLED)
+		return;
+	if (attempts >= (size_t)cfg->max_retries + 1)
+		return;
+	/* A rate limit that asks for a short wait: wait, and ask the same model again. */
+	if (kind == FAIL_RATE_LIMIT && retry_after_s > 0 &&
+	    retry_after_s * 1000 <= cfg->retry_after_max_ms) {
+		out->action = NEXT_SAME;
+		out->wait_ms = retry_after_s * 1000;
+		return;
+	}
+	if (k + 1 < ch->n) {
+		out->action = NEXT_MODEL;
+		/* Another provider is asked at once; the same provider gets a moment to recover. */
+		out->wait_ms = same_provider ? backoff_ms(cfg, backoffs + 1, jitter) : 0;
+		return;
+	}
+	/* The chain is used up: a transient failure is worth another try of the same model, a bad
+	 * key or a long rate limit is not. */
+	if (kind == FAIL_AUTH || kind == FAIL_RATE_LIMIT)
+		return;
+	out->action = NEXT_SAME;
+	out->wait_ms = backoff_ms(cfg, backoffs + 1, jitter);
+}
