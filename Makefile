@@ -3,6 +3,7 @@
 #   make            build build/llm-router
 #   make run        build, then serve on http://127.0.0.1:$(PORT) behind lighttpd (Ctrl-C stops)
 #   make test       the whole suite: unit, fixture and integration tests (installs what is missing)
+#   make test-budget-loop   the budget concurrency test, 20 rounds
 #   make asan       the whole suite against an ASan+UBSan build
 #   make valgrind   the integration suite with the router under valgrind
 #   make fuzz       every fuzz target for FUZZ_RUNS iterations (FUZZ_RUNS=... for longer runs)
@@ -34,7 +35,7 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/*.c)
 
-.PHONY: all run test test-unit test-fixtures test-integration deps asan valgrind fuzz fuzz-long \
+.PHONY: all run test test-unit test-fixtures test-integration test-budget-loop deps asan valgrind fuzz fuzz-long \
 	bench install clean
 
 all: $(BUILD)/llm-router
@@ -81,6 +82,11 @@ test-fixtures: $(BUILD)/test_fixtures
 
 test-integration: $(BUILD)/llm-router
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
+
+# The budget concurrency test 20 times (100 concurrent requests each, on a fresh router).
+test-budget-loop: $(BUILD)/llm-router
+	cd tests && ROUTER_BIN=$(abspath $(BUILD)/llm-router) BUDGET_ROUNDS=20 \
+		node --test --test-reporter=spec --test-name-pattern='concurrent requests' integration/budget.test.js
 
 asan: DEPS = asan
 asan: deps

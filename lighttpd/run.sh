@@ -43,7 +43,24 @@ sed -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PORT|g" -e "s|@RUNDIR@|$RUNDIR|g" \
     -e "s|@PROCS@|1|g" -e "s|@ERRORLOG@|/dev/stderr|g" \
     "$ROOT/lighttpd/llm-router-dev.conf.in" > "$RUNDIR/lighttpd.conf"
 
+# Callers authenticate with an agent key (routing.auth_mode = "key"): make one for a demo agent
+# once and keep it for the next runs.
+KEY=
+if grep -q '^[[:space:]]*auth_mode[[:space:]]*=[[:space:]]*"key"' "$CONFIG"; then
+  if [ -s "$RUNDIR/demo.key" ] && LLM_ROUTER_CONFIG="$CONFIG" "$ROOT/$BUILD/llm-router" keys list 2>/dev/null |
+      grep -q "^$(cut -c5-16 "$RUNDIR/demo.key") .* active\$"; then
+    KEY=$(cat "$RUNDIR/demo.key")
+  else
+    (umask 077 && LLM_ROUTER_CONFIG="$CONFIG" "$ROOT/$BUILD/llm-router" keys create --agent demo_agent \
+      > "$RUNDIR/demo.key" 2>/dev/null) && KEY=$(cat "$RUNDIR/demo.key")
+  fi
+fi
+
 echo "LLM Router on http://127.0.0.1:$PORT/v1 (Ctrl-C stops)"
+if [ -n "$KEY" ]; then
+  echo "demo agent key (agent demo_agent, tier T3; kept in $RUNDIR/demo.key): $KEY"
+  echo "try: curl -H 'Authorization: Bearer $KEY' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' http://127.0.0.1:$PORT/v1/chat/completions"
+fi
 "$ROOT/$BUILD/llm-router" check-config "$CONFIG" | sed -n '/^providers:/,/^models:/p'
 echo "request log: $("$ROOT/$BUILD/llm-router" check-config "$CONFIG" | sed -n 's/^database: //p')"
 /usr/sbin/lighttpd -D -f "$RUNDIR/lighttpd.conf" &

@@ -4,8 +4,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
+#include "keys.h"
+#include "store.h"
 #include "util.h"
 #include "version.h"
 
@@ -20,6 +23,11 @@ static void usage(FILE *f)
 		"Usage:\n"
 		"  llm-router check-config [FILE]   validate a configuration file and summarise it\n"
 		"  llm-router serve --listen ADDR   FastCGI responder on a socket (path or host:port)\n"
+		"  llm-router keys create --agent NAME   a new key for an agent (printed once)\n"
+		"  llm-router keys list             every key: id, agent, tier, created, status\n"
+		"  llm-router keys revoke ID        revoke a key (takes effect at once)\n"
+		"  llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n"
+		"                                   spend from the request log\n"
 		"  llm-router --version             print the version\n"
 		"  llm-router --help                this text\n"
 		"\n"
@@ -62,6 +70,211 @@ static int check_config(const char *path)
 	return 0;
 }
 
+/* ---- keys and reports: commands that open the configured database ---- */
+
+static struct config *load_for_cli(void)
+{
+	char *path = config_default_path();
+	struct buf errors;
+	buf_init(&errors, 1 << 20);
+	struct config *cfg = config_load(path, &errors);
+	if (!cfg) {
+		fputs(buf_str(&errors), stderr);
+		fprintf(stderr, "%s: configuration is invalid\n", path);
+	}
+	buf_free(&errors);
+	free(path);
+	return cfg;
+}
+
+static struct store *open_for_cli(const struct config *cfg)
+{
+	struct store_opts o = { .path = cfg->db_path, .busy_timeout_ms = cfg->busy_timeout_ms,
+				.synchronous_full = strcmp(cfg->synchronous, "full") == 0 };
+	char err[512];
+	struct store *st = store_open(&o, err, sizeof(err));
+	if (!st)
+		fprintf(stderr, "llm-router: %s\n", err);
+	return st;
+}
+
+static void print_key_row(void *ud, const char *id, const char *agent, int64_t created_ms,
+			  int64_t revoked_ms)
+{
+	const struct config *cfg = ud;
+	const struct tier_conf *t = config_tier_for_agent(cfg, agent);
+	char created[11], revoked[11];
+	store_utc_day(created_ms, created);
+	store_utc_day(revoked_ms, revoked);
+	printf("%-14s %-24s %-4s %-10s %s\n", id, agent, t ? t->id : "-", created,
+	       revoked_ms ? revoked : "active");
+}
+
+static int keys_cmd(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: llm-router keys create --agent NAME | keys list | keys revoke ID\n");
+		return 2;
+	}
+	const char *agent = NULL;
+	if (strcmp(argv[2], "create") == 0) {
+		for (int i = 3; i + 1 < argc; i++)
+			if (strcmp(argv[i], "--agent") == 0)
+				agent = argv[i + 1];
+		size_t n = agent ? strlen(agent) : 0;
+		int ok = n > 0 && n < 100;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = (agent[i] >= 'a' && agent[i] <= 'z') || (agent[i] >= 'A' && agent[i] <= 'Z') ||
+			     (agent[i] >= '0' && agent[i] <= '9') || agent[i] == '_' || agent[i] == '-' ||
+			     agent[i] == '.';
+		if (!ok) {
+			fprintf(stderr, "usage: llm-router keys create --agent NAME  (NAME: 1-99 of A-Z a-z 0-9 _ - .)\n");
+			return 2;
+		}
+	} else if (strcmp(argv[2], "revoke") == 0 && argc != 4) {
+		fprintf(stderr, "usage: llm-router keys revoke ID\n");
+		return 2;
+	} else if (strcmp(argv[2], "list") != 0 && strcmp(argv[2], "revoke") != 0) {
+		fprintf(stderr, "llm-router: unknown keys command '%s'\n", argv[2]);
+		return 2;
+	}
+	struct config *cfg = load_for_cli();
+	if (!cfg)
+		return 1;
+	struct store *st = open_for_cli(cfg);
+	int rc = 1;
+	if (!st)
+		goto out;
+	if (strcmp(argv[2], "create") == 0) {
+		char key[KEY_LEN + 1], id[KEY_ID_LEN + 1];
+		if (key_create(st, agent, key, id) < 0) {
+			fprintf(stderr, "llm-router: could not store the key\n");
+		} else {
+			const struct tier_conf *t = config_tier_for_agent(cfg, agent);
+			int listed = 0;
+			for (size_t i = 0; i < cfg->n_tiers; i++)
+				for (size_t j = 0; j < cfg->tiers[i].agents.n; j++)
+					listed |= strcmp(cfg->tiers[i].agents.v[j], agent) == 0;
+			printf("%s\n", key);
+			fprintf(stderr, "key %s for agent %s (tier %s%s). It is shown only now: store it.\n", id,
+				agent, t ? t->id : "-", listed ? "" : ", the default tier: the agent is in no tier's list");
+			rc = 0;
+		}
+		explicit_bzero(key, sizeof(key));
+	} else if (strcmp(argv[2], "list") == 0) {
+		printf("%-14s %-24s %-4s %-10s %s\n", "ID", "AGENT", "TIER", "CREATED", "STATUS");
+		rc = store_key_list(st, print_key_row, cfg) < 0;
+	} else {
+		int n = store_key_revoke(st, argv[3], clock_wall_ms());
+		if (n == 1) {
+			printf("key %s revoked\n", argv[3]);
+			rc = 0;
+		} else {
+			fprintf(stderr, "llm-router: no active key with id '%s'\n", argv[3]);
+		}
+	}
+out:
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
+struct report_ctx {
+	const struct config *cfg;
+	const char *by;
+	int64_t total_nusd, calls;
+	int days;
+};
+
+static void print_report_row(void *ud, const struct report_row *r)
+{
+	struct report_ctx *c = ud;
+	char budget[48] = "";
+	if (strcmp(c->by, "tier") == 0) {
+		for (size_t i = 0; i < c->cfg->n_tiers; i++) {
+			const struct tier_conf *t = &c->cfg->tiers[i];
+			if (strcmp(t->id, r->key) == 0 && t->daily_budget_usd > 0) {
+				double b = t->daily_budget_usd * c->days;
+				snprintf(budget, sizeof(budget), "%10.2f %6.1f%%", b,
+					 100.0 * ((double)r->cost_nusd / 1e9) / b);
+			}
+		}
+	}
+	printf("%-28s %8lld %12lld %12lld %14.6f %7lld %s\n", r->key, (long long)r->calls,
+	       (long long)r->input_tokens, (long long)r->output_tokens, (double)r->cost_nusd / 1e9,
+	       (long long)r->errors, budget);
+	c->total_nusd += r->cost_nusd;
+	c->calls += r->calls;
+}
+
+static int parse_day(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(s, "%Y-%m-%d", &tm);
+	if (!end || *end)
+		return -1;
+	*ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
+static int report_cmd(int argc, char **argv)
+{
+	const char *by = "tier", *day = NULL;
+	long long days = 1;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--by") == 0 && i + 1 < argc)
+			by = argv[++i];
+		else if (strcmp(argv[i], "--day") == 0 && i + 1 < argc)
+			day = argv[++i];
+		else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc) {
+			if (parse_ll(argv[++i], &days) < 0 || days < 1 || days > 3660) {
+				fprintf(stderr, "llm-router: --days takes 1..3660\n");
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "usage: llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n");
+			return 2;
+		}
+	}
+	if (strcmp(by, "tier") && strcmp(by, "agent") && strcmp(by, "model") && strcmp(by, "day")) {
+		fprintf(stderr, "llm-router: --by takes tier, agent, model or day\n");
+		return 2;
+	}
+	int64_t from, to;
+	if (day) {
+		if (parse_day(day, &from) < 0) {
+			fprintf(stderr, "llm-router: --day takes YYYY-MM-DD\n");
+			return 2;
+		}
+		days = 1;
+	} else {
+		int64_t now = clock_wall_ms();
+		from = now - now % 86400000 - (days - 1) * 86400000;
+	}
+	to = from + days * 86400000;
+	struct config *cfg = load_for_cli();
+	if (!cfg)
+		return 1;
+	struct store *st = open_for_cli(cfg);
+	int rc = 1;
+	if (st) {
+		char d0[11], d1[11];
+		store_utc_day(from, d0);
+		store_utc_day(to - 1, d1);
+		printf("Spend %s%s%s (UTC) by %s\n", d0, days > 1 ? " to " : "", days > 1 ? d1 : "", by);
+		printf("%-28s %8s %12s %12s %14s %7s%s\n", by, "calls", "input_tok", "output_tok", "usd",
+		       "errors", strcmp(by, "tier") == 0 ? " budget_usd   used" : "");
+		struct report_ctx c = { cfg, by, 0, 0, (int)days };
+		rc = store_report(st, from, to, by, print_report_row, &c) < 0;
+		printf("%-28s %8lld %12s %12s %14.6f\n", "total", (long long)c.calls, "", "",
+		       (double)c.total_nusd / 1e9);
+	}
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
 int cli_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -80,6 +293,10 @@ int cli_main(int argc, char **argv)
 		}
 		return check_config(argc == 3 ? argv[2] : NULL);
 	}
+	if (strcmp(argv[1], "keys") == 0)
+		return keys_cmd(argc, argv);
+	if (strcmp(argv[1], "report") == 0)
+		return report_cmd(argc, argv);
 	fprintf(stderr, "llm-router: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -51,7 +51,8 @@ static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL
 static const char *const sync_modes[] = { "normal", "full", NULL };
 static const char *const apis[] = { "openai", "anthropic", "gemini", NULL };
 static const char *const dev_roles[] = { "developer", "system", NULL };
-static const char *const auth_modes[] = { "none", "header", NULL };
+static const char *const auth_modes[] = { "key", "header", "none", NULL };
+static const char *const db_down_modes[] = { "serve", "refuse", NULL };
 
 #define C(field) offsetof(struct config, field)
 
@@ -108,14 +109,20 @@ static const struct field demo_fields[] = {
 
 static const struct field routing_fields[] = {
 	{ "default_tier", F_STR, C(default_tier_name), "T3", 1, 0, NULL },
-	{ "auth_mode", F_STR, C(auth_mode), "none", 0, 0, auth_modes },
+	{ "auth_mode", F_STR, C(auth_mode), "key", 0, 0, auth_modes },
 	{ "agent_header", F_STR, C(agent_header), "X-Agent-Name", 1, 0, NULL },
+	{ "admin_key_env", F_STR, C(admin_key_env), "LLM_ROUTER_ADMIN_KEY", 0, 0, NULL },
+	{ "auto_model", F_STR, C(auto_model_name), "", 0, 0, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
 static const struct field budget_fields[] = {
+	{ "enabled", F_BOOL, C(budget_enabled), "true", 0, 0, NULL },
 	{ "warn_percent", F_INT, C(warn_percent), "90", 1, 100, NULL },
 	{ "block_percent", F_INT, C(block_percent), "100", 1, 1000, NULL },
+	{ "reservation_timeout_s", F_INT, C(reservation_timeout_s), "900", 10, 86400, NULL },
+	{ "webhook_url", F_STR, C(webhook_url), "", 0, 0, NULL },
+	{ "when_database_down", F_STR, C(budget_when_db_down), "serve", 0, 0, db_down_modes },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -203,6 +210,7 @@ static const struct field model_fields[] = {
 struct tier_raw {
 	char *name;
 	double budget;
+	double agent_budget;
 	struct strv models;
 	struct strv agents;
 };
@@ -212,6 +220,7 @@ struct tier_raw {
 static const struct field tier_fields[] = {
 	{ "name", F_STR, T(name), "", 0, 0, NULL },
 	{ "daily_budget_usd", F_DOUBLE, T(budget), REQUIRED, 0, 1e9, NULL },
+	{ "agent_daily_budget_usd", F_DOUBLE, T(agent_budget), "0", 0, 1e9, NULL },
 	{ "models", F_STRV, T(models), REQUIRED, 0, 0, NULL },
 	{ "downgrade", F_SUB, NO_OFF, "", 0, 0, NULL },
 	{ "agents", F_STRV, T(agents), "", 0, 0, NULL },
@@ -802,6 +811,7 @@ static void load_tiers(struct loader *ld, config_setting_t *g)
 		parse_group(ld, ts, tier_fields, &r);
 		t->name = r.name ? r.name : xstrdup("");
 		t->daily_budget_usd = r.budget;
+		t->agent_daily_budget_usd = r.agent_budget;
 		t->agents = r.agents;
 		t->models = xcalloc(r.models.n ? r.models.n : 1, sizeof(size_t));
 		for (size_t k = 0; k < r.models.n; k++) {
@@ -1034,6 +1044,25 @@ struct config *config_load(const char *path, struct buf *errors)
 				  "routing.default_tier \"%s\" is not a configured tier",
 				  cfg->default_tier_name);
 	}
+	cfg->has_auto_model = 0;
+	if (cfg->auto_model_name && cfg->auto_model_name[0] && cfg->n_models) {
+		int ai = config_model_index(cfg, cfg->auto_model_name);
+		config_setting_t *routing = config_setting_get_member(root, "routing");
+		if (ai < 0 || cfg->models[ai].prefix)
+			cfg_error(&ld, routing, "routing.auto_model \"%s\" is not a configured model",
+				  cfg->auto_model_name);
+		cfg->auto_model = ai < 0 ? 0 : (size_t)ai;
+		cfg->has_auto_model = ai >= 0;
+	}
+	if (cfg->admin_key_env && cfg->admin_key_env[0]) {
+		const char *v = getenv(cfg->admin_key_env);
+		if (v && v[0])
+			cfg->admin_key = xstrdup(v);
+	}
+	if (cfg->webhook_url && cfg->webhook_url[0] && !str_has_prefix(cfg->webhook_url, "http://") &&
+	    !str_has_prefix(cfg->webhook_url, "https://"))
+		cfg_error(&ld, config_setting_get_member(root, "budget"),
+			  "budget.webhook_url must be an http:// or https:// URL");
 	if (cfg->block_percent < cfg->warn_percent)
 		cfg_error(&ld, config_setting_get_member(root, "budget"),
 			  "budget.block_percent (%lld) is below budget.warn_percent (%lld)",
@@ -1083,6 +1112,14 @@ void config_free(struct config *cfg)
 	free(cfg->default_tier_name);
 	free(cfg->auth_mode);
 	free(cfg->agent_header);
+	free(cfg->admin_key_env);
+	if (cfg->admin_key) {
+		explicit_bzero(cfg->admin_key, strlen(cfg->admin_key));
+		free(cfg->admin_key);
+	}
+	free(cfg->auto_model_name);
+	free(cfg->webhook_url);
+	free(cfg->budget_when_db_down);
 	for (size_t i = 0; i < cfg->n_providers; i++) {
 		struct provider_conf *p = &cfg->providers[i];
 		free(p->name);

@@ -78,6 +78,7 @@ struct tier_conf {
 	char *id;                      /* "T1" */
 	char *name;                    /* "Strategic" */
 	double daily_budget_usd;
+	double agent_daily_budget_usd; /* per agent of the tier; 0 = only the pooled budget */
 	int all_models;                /* models = ["*"] */
 	size_t *models;                /* allowed model indexes */
 	size_t n_models;
@@ -139,11 +140,20 @@ struct config {
 	/* routing */
 	char *default_tier_name;
 	size_t default_tier;
-	char *auth_mode;               /* "none" | "header" */
+	char *auth_mode;               /* "key" | "header" | "none" */
 	char *agent_header;            /* e.g. "X-Agent-Name" */
+	char *admin_key_env;           /* variable holding the admin key ("" = no admin endpoints) */
+	char *admin_key;               /* its value at load, NULL when unset */
+	char *auto_model_name;         /* model "auto" without a task type ("" = none) */
+	size_t auto_model;
+	int has_auto_model;
 	/* budget */
+	int budget_enabled;
 	int64_t warn_percent;
 	int64_t block_percent;
+	int64_t reservation_timeout_s;  /* a reservation older than this is reclaimed */
+	char *webhook_url;             /* alerts are POSTed here ("" = none) */
+	char *budget_when_db_down;     /* "serve" (unchecked) | "refuse" (503) */
 	/* cooldown: a model failing `failures` times within window_s is skipped for duration_s */
 	int64_t cooldown_failures;     /* 0 = never */
 	int64_t cooldown_window_s;

@@ -661,11 +661,10 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 	buf_init(&d.tried, 4096);
 	d.deadline_us = rc->t0_us + cfg->deadline_ms * 1000;
 	d.hs = (struct health_source){ health_store, rc };
-	const struct task_conf *task = NULL;
-	for (size_t i = 0; rc->log.task && i < cfg->n_tasks; i++)
-		if (strcmp(cfg->tasks[i].name, rc->log.task) == 0)
-			task = &cfg->tasks[i];
-	chain_build(cfg, (size_t)(call->model - cfg->models), task, &d.chain);
+	if (call->chain)
+		d.chain = *call->chain;
+	else
+		chain_build(cfg, (size_t)(call->model - cfg->models), NULL, &d.chain);
 
 	struct attempt a;
 	int have_attempt = 0;   /* a holds an attempt not yet freed */

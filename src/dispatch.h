@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "chatreq.h"
+#include "fallback.h"
 #include "server.h"
 
 struct chat_call {
@@ -19,6 +20,7 @@ struct chat_call {
 	const struct model_conf *model;  /* resolved route */
 	const char *upstream_model;      /* upstream id to send */
 	const char *public_model;        /* id shown to the client */
+	const struct chain *chain;       /* models to try, routed model first */
 };
 
 void dispatch_chat(struct request_ctx *rc, const struct chat_call *call);

@@ -17,6 +17,8 @@ static const struct route routes[] = {
 	{ "GET", "/v1/models", 0, api_models_list },
 	{ "GET", "/v1/models/", 1, api_models_get },
 	{ "POST", "/v1/chat/completions", 0, api_chat_completions },
+	{ "GET", "/v1/router/budget", 0, api_budget_get },
+	{ "GET", "/v1/router/budgets", 0, api_budgets_admin },
 };
 
 static int path_matches(const struct route *r, const char *path)
@@ -49,7 +51,8 @@ void routes_dispatch(struct request_ctx *rc)
 			 path_hit->method);
 	} else {
 		rerr_set(&e, 404, "invalid_request_error", "unknown_url", NULL,
-			 "Unknown request URL: %s %s. Endpoints: GET /v1/models, POST /v1/chat/completions.",
+			 "Unknown request URL: %s %s. Endpoints: GET /v1/models, POST /v1/chat/completions, "
+			 "GET /v1/router/budget.",
 			 rc->req.method, path);
 	}
 	resp_error(&rc->resp, &e);

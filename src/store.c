@@ -40,6 +40,17 @@ enum {
 	ST_HEALTH_OK,
 	ST_HEALTH_CLAIM,
 	ST_HEALTH_GET,
+	ST_KEY_INSERT,
+	ST_KEY_GET,
+	ST_KEY_REVOKE,
+	ST_KEY_LIST,
+	ST_RES_STALE,
+	ST_RES_DELETE,
+	ST_SPEND_GET,
+	ST_SPEND_ADD,
+	ST_RES_INSERT,
+	ST_ALERT_INSERT,
+	ST_LIMIT_SET,
 	ST_COUNT
 };
 
@@ -84,6 +95,26 @@ static const char *const stmt_sql[ST_COUNT] = {
 			    " AND probe_until_ms <= ?2",
 	[ST_HEALTH_GET] = "SELECT failures, window_start_ms, cooldown_until_ms, probe_until_ms"
 			  " FROM model_health WHERE model = ?1",
+	[ST_KEY_INSERT] = "INSERT INTO api_keys (id, agent, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+	[ST_KEY_GET] = "SELECT agent, hash, revoked_ms FROM api_keys WHERE id = ?1",
+	[ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+	[ST_KEY_LIST] = "SELECT id, agent, created_ms, revoked_ms FROM api_keys ORDER BY created_ms",
+	[ST_RES_STALE] = "SELECT request_id FROM budget_reservations WHERE created_ms < ?1 LIMIT 256",
+	/* A reservation ends once: settled with its row, or reclaimed after a timeout. */
+	[ST_RES_DELETE] = "DELETE FROM budget_reservations WHERE request_id = ?1"
+			  " RETURNING day, tier_scope, agent_scope, amount_nusd",
+	[ST_SPEND_GET] = "SELECT spent_nusd, reserved_nusd FROM budget_spend WHERE day = ?1 AND scope = ?2",
+	[ST_SPEND_ADD] = "INSERT INTO budget_spend (day, scope, spent_nusd, reserved_nusd, requests)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (day, scope) DO UPDATE SET"
+			 " spent_nusd = spent_nusd + ?3, reserved_nusd = reserved_nusd + ?4,"
+			 " requests = requests + ?5",
+	[ST_RES_INSERT] = "INSERT INTO budget_reservations (request_id, day, tier_scope, agent_scope,"
+			  " amount_nusd, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_ALERT_INSERT] = "INSERT OR IGNORE INTO budget_alerts (day, scope, level, ts_ms, spent_nusd,"
+			    " limit_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_LIMIT_SET] = "INSERT INTO budget_limits (scope, limit_nusd) VALUES (?1, ?2)"
+			 " ON CONFLICT (scope) DO UPDATE SET limit_nusd = excluded.limit_nusd"
+			 " WHERE limit_nusd != excluded.limit_nusd",
 };
 
 /* Migration i brings the schema from version i to i+1. Never edit a released entry: append. */
@@ -165,6 +196,65 @@ static const char *const migrations[] = {
 	"  last_error TEXT,"
 	"  updated_ms INTEGER NOT NULL DEFAULT 0"
 	");",
+	/* 3 -> 4: agents' keys, daily budgets (spend ledger, reservations, alerts) and report views. */
+	"CREATE TABLE api_keys ("
+	"  id TEXT PRIMARY KEY,"
+	"  agent TEXT NOT NULL,"
+	"  hash TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  revoked_ms INTEGER"
+	");"
+	"CREATE TABLE budget_spend ("
+	"  day TEXT NOT NULL,"
+	"  scope TEXT NOT NULL,"
+	"  spent_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  reserved_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  requests INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (day, scope)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE budget_reservations ("
+	"  request_id TEXT PRIMARY KEY,"
+	"  day TEXT NOT NULL,"
+	"  tier_scope TEXT NOT NULL,"
+	"  agent_scope TEXT,"
+	"  amount_nusd INTEGER NOT NULL,"
+	"  created_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX budget_reservations_created ON budget_reservations(created_ms);"
+	"CREATE TABLE budget_alerts ("
+	"  day TEXT NOT NULL,"
+	"  scope TEXT NOT NULL,"
+	"  level INTEGER NOT NULL,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  spent_nusd INTEGER,"
+	"  limit_nusd INTEGER,"
+	"  PRIMARY KEY (day, scope, level)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE budget_limits ("
+	"  scope TEXT PRIMARY KEY,"
+	"  limit_nusd INTEGER NOT NULL"
+	");"
+	"CREATE VIEW spend_by_day AS"
+	"  SELECT date(ts_start_ms / 1000, 'unixepoch') AS day, tier, agent, model, count(*) AS calls,"
+	"  sum(coalesce(input_tokens, 0)) AS input_tokens, sum(coalesce(output_tokens, 0)) AS output_tokens,"
+	"  round(sum(cost_nusd) / 1e9, 6) AS usd"
+	"  FROM request_log GROUP BY day, tier, agent, model;"
+	"CREATE VIEW spend_today_tier AS"
+	"  SELECT substr(s.scope, 6) AS tier, round(s.spent_nusd / 1e9, 6) AS spent_usd,"
+	"  round(s.reserved_nusd / 1e9, 6) AS reserved_usd, round(l.limit_nusd / 1e9, 2) AS budget_usd,"
+	"  round(100.0 * s.spent_nusd / nullif(l.limit_nusd, 0), 1) AS percent, s.requests"
+	"  FROM budget_spend s LEFT JOIN budget_limits l USING (scope)"
+	"  WHERE s.day = date('now') AND s.scope LIKE 'tier:%';"
+	"CREATE VIEW spend_today_agent AS"
+	"  SELECT substr(s.scope, 7) AS agent, round(s.spent_nusd / 1e9, 6) AS spent_usd,"
+	"  round(s.reserved_nusd / 1e9, 6) AS reserved_usd, round(l.limit_nusd / 1e9, 2) AS budget_usd,"
+	"  round(100.0 * s.spent_nusd / nullif(l.limit_nusd, 0), 1) AS percent, s.requests"
+	"  FROM budget_spend s LEFT JOIN budget_limits l USING (scope)"
+	"  WHERE s.day = date('now') AND s.scope LIKE 'agent:%';"
+	"CREATE VIEW spend_today_model AS"
+	"  SELECT model, count(*) AS calls, sum(coalesce(input_tokens, 0)) AS input_tokens,"
+	"  sum(coalesce(output_tokens, 0)) AS output_tokens, round(sum(cost_nusd) / 1e9, 6) AS usd"
+	"  FROM request_log WHERE ts_start_ms >= unixepoch(date('now')) * 1000 GROUP BY model;",
 };
 
 struct store {
@@ -453,7 +543,111 @@ static int insert_attempts(struct store *st, const struct reqlog *r, char *errbu
 	return 0;
 }
 
+static int insert_reqlog_parts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
+
+static int spend_add(struct store *st, const char *day, const char *scope, int64_t spent,
+		     int64_t reserved, int requests)
+{
+	sqlite3_stmt *s = st->stmt[ST_SPEND_ADD];
+	sqlite3_bind_text(s, 1, day, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, spent);
+	sqlite3_bind_int64(s, 4, reserved);
+	sqlite3_bind_int(s, 5, requests);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void store_utc_day(int64_t ms, char day[11])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	if (strftime(day, 11, "%Y-%m-%d", &tm) == 0)
+		snprintf(day, 11, "0000-00-00");
+}
+
+/* Ends request_id's reservation, if it still has one: its amount leaves the reserved sums.
+ * Returns 1 with day/scopes/amount filled, 0 when there was none, -1 on error. */
+static int reservation_end(struct store *st, const char *request_id, char day[11], char *tier_scope,
+			   char *agent_scope, size_t scopesz, int64_t *amount)
+{
+	sqlite3_stmt *s = st->stmt[ST_RES_DELETE];
+	sqlite3_bind_text(s, 1, request_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int found = rc == SQLITE_ROW;
+	if (found) {
+		snprintf(day, 11, "%s", (const char *)sqlite3_column_text(s, 0));
+		snprintf(tier_scope, scopesz, "%s", (const char *)sqlite3_column_text(s, 1));
+		const char *as = (const char *)sqlite3_column_text(s, 2);
+		snprintf(agent_scope, scopesz, "%s", as ? as : "");
+		*amount = sqlite3_column_int64(s, 3);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (found) {
+		if (spend_add(st, day, tier_scope, 0, -*amount, 0) < 0 ||
+		    (agent_scope[0] && spend_add(st, day, agent_scope, 0, -*amount, 0) < 0))
+			return -1;
+	}
+	return found;
+}
+
+/* The row's cost goes into the ledger in the row's own transaction: the ledger always equals
+ * the logged costs. */
+static int settle_budget(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	char day[11], tier_scope[160], agent_scope[160];
+	int64_t amount = 0;
+	int found = reservation_end(st, r->request_id, day, tier_scope, agent_scope, sizeof(tier_scope),
+				    &amount);
+	if (found < 0)
+		goto fail;
+	if (!found) {
+		if (!r->tier || r->cost_nusd <= 0)
+			return 0;
+		store_utc_day(r->ts_start_ms, day);
+		snprintf(tier_scope, sizeof(tier_scope), "tier:%s", r->tier);
+		if (r->agent)
+			snprintf(agent_scope, sizeof(agent_scope), "agent:%s", r->agent);
+		else
+			agent_scope[0] = '\0';
+	}
+	if (spend_add(st, day, tier_scope, r->cost_nusd, 0, 1) < 0 ||
+	    (agent_scope[0] && spend_add(st, day, agent_scope, r->cost_nusd, 0, 1) < 0))
+		goto fail;
+	return 0;
+fail:
+	snprintf(errbuf, errsz, "budget ledger update failed: %s", sqlite3_errmsg(st->db));
+	return -1;
+}
+
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	/* The row, its attempts, its tool state and its budget settlement commit together. */
+	if (exec_sql(st->db, "SAVEPOINT reqlog", errbuf, errsz) < 0)
+		return -1;
+	int rc = insert_reqlog_parts(st, r, errbuf, errsz);
+	char ignore[64];
+	if (rc < 0) {
+		exec_sql(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
+		exec_sql(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+		return -1;
+	}
+	if (exec_sql(st->db, "RELEASE reqlog", errbuf, errsz) < 0) {
+		exec_sql(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
+		exec_sql(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+		return -1;
+	}
+	return 0;
+}
+
+static int insert_reqlog_parts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	sqlite3_stmt *s = st->stmt[ST_INSERT_REQLOG];
 	bind_text(s, 1, r->request_id);
@@ -498,7 +692,11 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 	sqlite3_clear_bindings(s);
 	if (rc != SQLITE_DONE)
 		return -1;
+	if (sqlite3_changes(st->db) == 0)
+		return 0;  /* already logged (a replay): nothing else to add */
 	if (insert_attempts(st, r, errbuf, errsz) < 0)
+		return -1;
+	if (settle_budget(st, r, errbuf, errsz) < 0)
 		return -1;
 	return insert_tool_state(st, r, errbuf, errsz);
 }
@@ -862,4 +1060,260 @@ int store_writer_log(const struct reqlog *r, char *errbuf, size_t errsz)
 	if (job.rc < 0)
 		snprintf(errbuf, errsz, "%s", job.err);
 	return job.rc;
+}
+
+/* ---- agents' keys ---- */
+
+int store_key_insert(struct store *st, const char *id, const char *agent, const char *hash,
+		     int64_t now_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_KEY_INSERT];
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, agent, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now_ms);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_key_get(struct store *st, const char *id, char *agent, size_t agentsz, char hash[65],
+		  int64_t *revoked_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_KEY_GET];
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int found = rc == SQLITE_ROW;
+	if (found) {
+		const char *a = (const char *)sqlite3_column_text(s, 0);
+		const char *h = (const char *)sqlite3_column_text(s, 1);
+		snprintf(agent, agentsz, "%s", a ? a : "");
+		snprintf(hash, 65, "%s", h ? h : "");
+		*revoked_ms = sqlite3_column_type(s, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_key_revoke(struct store *st, const char *id, int64_t now_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_KEY_REVOKE];
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now_ms);
+	int rc = sqlite3_step(s);
+	int n = rc == SQLITE_DONE ? sqlite3_changes(st->db) : -1;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return n;
+}
+
+int store_key_list(struct store *st,
+		   void (*cb)(void *ud, const char *id, const char *agent, int64_t created_ms,
+			      int64_t revoked_ms),
+		   void *ud)
+{
+	sqlite3_stmt *s = st->stmt[ST_KEY_LIST];
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		cb(ud, (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+		   sqlite3_column_int64(s, 2),
+		   sqlite3_column_type(s, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 3));
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- budgets ---- */
+
+static int spend_get(struct store *st, const char *day, const char *scope, int64_t *spent,
+		     int64_t *reserved)
+{
+	sqlite3_stmt *s = st->stmt[ST_SPEND_GET];
+	sqlite3_bind_text(s, 1, day, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, scope, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	*spent = *reserved = 0;
+	if (rc == SQLITE_ROW) {
+		*spent = sqlite3_column_int64(s, 0);
+		*reserved = sqlite3_column_int64(s, 1);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int alert_insert(struct store *st, const char *day, const struct budget_scope *sc, int level,
+			int64_t now_ms)
+{
+	sqlite3_stmt *s = st->stmt[ST_ALERT_INSERT];
+	sqlite3_bind_text(s, 1, day, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, sc->scope, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, level);
+	sqlite3_bind_int64(s, 4, now_ms);
+	sqlite3_bind_int64(s, 5, sc->spent_nusd);
+	sqlite3_bind_int64(s, 6, sc->budget_nusd);
+	int rc = sqlite3_step(s);
+	int n = rc == SQLITE_DONE ? sqlite3_changes(st->db) : -1;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return n;
+}
+
+static int limit_set(struct store *st, const char *scope, int64_t budget_nusd)
+{
+	sqlite3_stmt *s = st->stmt[ST_LIMIT_SET];
+	sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, budget_nusd);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_budget_reclaim(struct store *st, int64_t before_ms)
+{
+	char err[256];
+	if (exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err)) < 0)
+		return -1;
+	sqlite3_stmt *s = st->stmt[ST_RES_STALE];
+	sqlite3_bind_int64(s, 1, before_ms);
+	char ids[256][64];
+	int n = 0, rc;
+	while (n < 256 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		snprintf(ids[n++], sizeof(ids[0]), "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	int ok = 1;
+	for (int i = 0; i < n && ok; i++) {
+		char day[11], ts[160], as[160];
+		int64_t amount;
+		ok = reservation_end(st, ids[i], day, ts, as, sizeof(ts), &amount) >= 0;
+	}
+	if (!ok || exec_sql(st->db, "COMMIT", err, sizeof(err)) < 0) {
+		exec_sql(st->db, "ROLLBACK", err, sizeof(err));
+		return -1;
+	}
+	return n;
+}
+
+int store_budget_reserve(struct store *st, struct budget_ask *ask)
+{
+	char err[256];
+	ask->admitted = 0;
+	ask->blocked = -1;
+	if (exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err)) < 0)
+		return -1;
+	int ok = 1;
+	for (size_t i = 0; i < ask->n && ok; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		sc->new_warn = sc->new_block = 0;
+		ok = spend_get(st, ask->day, sc->scope, &sc->spent_nusd, &sc->reserved_nusd) == 0;
+		if (ok && sc->budget_nusd > 0)
+			ok = limit_set(st, sc->scope, sc->budget_nusd) == 0;
+		if (ok && sc->limit_nusd > 0 && ask->blocked < 0 &&
+		    sc->spent_nusd + sc->reserved_nusd + ask->amount_nusd > sc->limit_nusd)
+			ask->blocked = (int)i;
+	}
+	/* Alerts: once per scope, day and level (the table's key says whether this is the first). */
+	for (size_t i = 0; i < ask->n && ok; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		if (sc->warn_nusd > 0 && sc->spent_nusd >= sc->warn_nusd) {
+			int n = alert_insert(st, ask->day, sc, 90, ask->now_ms);
+			ok = n >= 0;
+			sc->new_warn = n == 1;
+		}
+		if (ok && sc->limit_nusd > 0 && (sc->spent_nusd >= sc->limit_nusd || ask->blocked == (int)i)) {
+			int n = alert_insert(st, ask->day, sc, 100, ask->now_ms);
+			ok = n >= 0;
+			sc->new_block = n == 1;
+		}
+	}
+	if (ok && ask->blocked < 0) {
+		sqlite3_stmt *s = st->stmt[ST_RES_INSERT];
+		sqlite3_bind_text(s, 1, ask->request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, ask->day, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, ask->scopes[0].scope, -1, SQLITE_STATIC);
+		if (ask->n > 1)
+			sqlite3_bind_text(s, 4, ask->scopes[1].scope, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 4);
+		sqlite3_bind_int64(s, 5, ask->amount_nusd);
+		sqlite3_bind_int64(s, 6, ask->now_ms);
+		ok = sqlite3_step(s) == SQLITE_DONE;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		for (size_t i = 0; i < ask->n && ok; i++)
+			ok = spend_add(st, ask->day, ask->scopes[i].scope, 0, ask->amount_nusd, 0) == 0;
+		ask->admitted = ok;
+	}
+	if (!ok || exec_sql(st->db, "COMMIT", err, sizeof(err)) < 0) {
+		exec_sql(st->db, "ROLLBACK", err, sizeof(err));
+		ask->admitted = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int store_budget_release(struct store *st, const char *request_id)
+{
+	char day[11], ts[160], as[160];
+	int64_t amount;
+	return reservation_end(st, request_id, day, ts, as, sizeof(ts), &amount) < 0 ? -1 : 0;
+}
+
+int store_budget_spend(struct store *st, const char *day, const char *scope, int64_t *spent,
+		       int64_t *reserved)
+{
+	return spend_get(st, day, scope, spent, reserved);
+}
+
+/* ---- reports ---- */
+
+int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,
+		 void (*cb)(void *ud, const struct report_row *row), void *ud)
+{
+	/* by is one of a fixed set, never client input: it picks one of these statements. */
+	static const char *const sql[] = {
+		"SELECT coalesce(tier, '-'), count(*), sum(coalesce(input_tokens, 0)),"
+		" sum(coalesce(output_tokens, 0)), sum(cost_nusd), sum(status >= 400)"
+		" FROM request_log WHERE ts_start_ms >= ?1 AND ts_start_ms < ?2 GROUP BY 1 ORDER BY 5 DESC",
+		"SELECT coalesce(agent, '(anonymous)'), count(*), sum(coalesce(input_tokens, 0)),"
+		" sum(coalesce(output_tokens, 0)), sum(cost_nusd), sum(status >= 400)"
+		" FROM request_log WHERE ts_start_ms >= ?1 AND ts_start_ms < ?2 GROUP BY 1 ORDER BY 5 DESC",
+		"SELECT coalesce(model, requested_model, '-'), count(*), sum(coalesce(input_tokens, 0)),"
+		" sum(coalesce(output_tokens, 0)), sum(cost_nusd), sum(status >= 400)"
+		" FROM request_log WHERE ts_start_ms >= ?1 AND ts_start_ms < ?2 GROUP BY 1 ORDER BY 5 DESC",
+		"SELECT date(ts_start_ms / 1000, 'unixepoch'), count(*), sum(coalesce(input_tokens, 0)),"
+		" sum(coalesce(output_tokens, 0)), sum(cost_nusd), sum(status >= 400)"
+		" FROM request_log WHERE ts_start_ms >= ?1 AND ts_start_ms < ?2 GROUP BY 1 ORDER BY 1",
+	};
+	int which = strcmp(by, "tier") == 0	 ? 0
+		    : strcmp(by, "agent") == 0 ? 1
+		    : strcmp(by, "model") == 0 ? 2
+		    : strcmp(by, "day") == 0   ? 3
+					       : -1;
+	if (which < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, sql[which], -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(s, 1, from_ms);
+	sqlite3_bind_int64(s, 2, to_ms);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct report_row row = {
+			.key = (const char *)sqlite3_column_text(s, 0),
+			.calls = sqlite3_column_int64(s, 1),
+			.input_tokens = sqlite3_column_int64(s, 2),
+			.output_tokens = sqlite3_column_int64(s, 3),
+			.cost_nusd = sqlite3_column_int64(s, 4),
+			.errors = sqlite3_column_int64(s, 5),
+		};
+		cb(ud, &row);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -30,7 +30,7 @@ struct store_opts {
 };
 
 /* Current schema version (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* Opens (creating the directory, file and schema when needed) a connection. Returns NULL and a
  * message in errbuf on failure. */
@@ -67,6 +67,62 @@ int store_health_get(struct store *st, const char *model, struct health_row *out
 /* Claims the probe of a model whose cooldown has ended: returns 1 if this caller got it (no other
  * probe until until_ms), 0 if not, -1 on a database error. */
 int store_health_claim(struct store *st, const char *model, int64_t now_ms, int64_t until_ms);
+
+/* Agents' keys (keys.h): only the SHA-256 of a key is stored. */
+int store_key_insert(struct store *st, const char *id, const char *agent, const char *hash,
+		     int64_t now_ms);
+/* 1 with agent, hash and revoked_ms (0 = not revoked) filled; 0 when unknown; -1 on error. */
+int store_key_get(struct store *st, const char *id, char *agent, size_t agentsz, char hash[65],
+		  int64_t *revoked_ms);
+/* Number of keys revoked (0 or 1), -1 on error. */
+int store_key_revoke(struct store *st, const char *id, int64_t now_ms);
+int store_key_list(struct store *st,
+		   void (*cb)(void *ud, const char *id, const char *agent, int64_t created_ms,
+			      int64_t revoked_ms),
+		   void *ud);
+
+/* Budgets (budget.h). The ledger budget_spend holds, per UTC day and scope ("tier:T3",
+ * "agent:name"), the committed spend and the outstanding reservations. */
+struct budget_scope {
+	const char *scope;
+	int64_t budget_nusd;     /* the daily budget (0 = none: tracked only) */
+	int64_t limit_nusd;      /* refuse beyond this (budget x block_percent), 0 = never */
+	int64_t warn_nusd;       /* alert from this (budget x warn_percent), 0 = never */
+	int64_t spent_nusd;      /* out: committed spend today */
+	int64_t reserved_nusd;   /* out: outstanding reservations today */
+	int new_warn, new_block; /* out: this call recorded the day's first alert of that level */
+};
+struct budget_ask {
+	const char *request_id;
+	char day[11];            /* UTC day, YYYY-MM-DD */
+	int64_t now_ms;
+	int64_t amount_nusd;     /* the request's estimated cost */
+	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
+	size_t n;
+	int admitted;            /* out */
+	int blocked;             /* out: index of the scope that refused, -1 = none */
+};
+/* In one BEGIN IMMEDIATE transaction: reads each scope's spend and reservations, records the
+ * alerts due, and, when every limit holds with amount added, reserves it. Returns 0 (see
+ * ask->admitted) or -1 on a database error. */
+int store_budget_reserve(struct store *st, struct budget_ask *ask);
+/* Ends a reservation without spend (the request was never sent). Returns 0 or -1. */
+int store_budget_release(struct store *st, const char *request_id);
+/* Reclaims reservations made before before_ms (their workers died). Returns how many, or -1. */
+int store_budget_reclaim(struct store *st, int64_t before_ms);
+/* Today's spend and reservations of one scope. Returns 0 or -1. */
+int store_budget_spend(struct store *st, const char *day, const char *scope, int64_t *spent,
+		       int64_t *reserved);
+/* Spend report over [from_ms, to_ms) grouped by "tier", "agent", "model" or "day". */
+struct report_row {
+	const char *key;
+	int64_t calls, input_tokens, output_tokens, cost_nusd, errors;
+};
+int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,
+		 void (*cb)(void *ud, const struct report_row *row), void *ud);
+
+/* The UTC day of a time in ms, "YYYY-MM-DD". */
+void store_utc_day(int64_t ms, char day[11]);
 
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);

@@ -350,3 +350,40 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	snprintf(res->error, sizeof(res->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	return -1;
 }
+
+static size_t discard(char *p, size_t size, size_t nmemb, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * nmemb;
+}
+
+int upstream_post_json(const char *url, const char *body, long timeout_ms, long *status, char *err,
+		       size_t errsz)
+{
+	CURL *h = curl_easy_init();
+	if (!h) {
+		snprintf(err, errsz, "cannot create a libcurl handle");
+		return -1;
+	}
+	struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+	char errbuf[CURL_ERROR_SIZE] = "";
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROXY, "");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	CURLcode rc = curl_easy_perform(h);
+	*status = 0;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	else
+		snprintf(err, errsz, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(h);
+	return rc == CURLE_OK ? 0 : -1;
+}

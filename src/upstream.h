@@ -74,6 +74,11 @@ struct upstream_result {
 	int64_t body_bytes;
 };
 
+/* A one-off POST of a JSON body on a handle of its own (alert webhooks). Returns 0 with *status
+ * set when an answer arrived, -1 with err set otherwise. */
+int upstream_post_json(const char *url, const char *body, long timeout_ms, long *status, char *err,
+		       size_t errsz);
+
 int upstream_global_init(void);
 void upstream_global_cleanup(void);
 struct upstream *upstream_new(void);

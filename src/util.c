@@ -76,24 +76,21 @@ int64_t clock_mono_us(void)
 
 int64_t clock_wall_ms(void)
 {
-	static int64_t fake_offset_ms;
-	static int fake_read;
-	if (!__atomic_load_n(&fake_read, __ATOMIC_ACQUIRE)) {
-		const char *f = getenv("LLM_ROUTER_FAKE_NOW");
+	static int64_t offset_ms;
+	static int offset_read;
+	if (!__atomic_load_n(&offset_read, __ATOMIC_ACQUIRE)) {
+		const char *f = getenv("LLM_ROUTER_CLOCK_OFFSET_S");
 		long long v;
 		int64_t off = 0;
-		if (f && parse_ll(f, &v) == 0) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			off = (int64_t)v * 1000 - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-		}
-		__atomic_store_n(&fake_offset_ms, off, __ATOMIC_RELAXED);
-		__atomic_store_n(&fake_read, 1, __ATOMIC_RELEASE);
+		if (f && parse_ll(f, &v) == 0 && v > -(1LL << 40) && v < (1LL << 40))
+			off = (int64_t)v * 1000;
+		__atomic_store_n(&offset_ms, off, __ATOMIC_RELAXED);
+		__atomic_store_n(&offset_read, 1, __ATOMIC_RELEASE);
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-	       __atomic_load_n(&fake_offset_ms, __ATOMIC_RELAXED);
+	       __atomic_load_n(&offset_ms, __ATOMIC_RELAXED);
 }
 
 void random_bytes(void *buf, size_t n)

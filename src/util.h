@@ -21,8 +21,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic clock in microseconds (for latencies). */
 int64_t clock_mono_us(void);
-/* Wall clock in milliseconds since the epoch. Tests may pin it with LLM_ROUTER_FAKE_NOW
- * (seconds since the epoch, read once) so that day boundaries can be exercised. */
+/* Wall clock in milliseconds since the epoch. Tests may shift it by LLM_ROUTER_CLOCK_OFFSET_S
+ * seconds (read once; every process given the same offset agrees on the time), e.g. to cross a
+ * 00:00 UTC budget reset. */
 int64_t clock_wall_ms(void);
 
 /* Fills buf with n cryptographically random bytes (getrandom). */

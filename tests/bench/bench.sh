@@ -70,7 +70,7 @@ WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
 
-ALL_TARGETS="fake fixed bare router router_anthropic router_fallback"
+ALL_TARGETS="fake fixed bare router router_nobudget router_anthropic router_fallback"
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -276,11 +276,13 @@ target_bare_start() {
 
 target_router_label="lighttpd + llm-router"
 # The shipped configuration with: server.threads = $THREADS, daily budgets raised so that budget
-# accounting stays on but never refuses a benchmark request, relative data paths under the
-# instance's directory (LLM_ROUTER_HOME).
+# accounting stays on (a reservation per request, settled with its log row) but never refuses a
+# benchmark request, anonymous callers (auth_mode "none": the default tier T3), relative data paths
+# under the instance's directory (LLM_ROUTER_HOME).
 router_config() { # router_config DIR -> writes DIR/llm-router.conf
 	sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $THREADS;/" \
 		-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
+		-e 's/^\([[:space:]]*auth_mode[[:space:]]*=\).*;/\1 "none";/' \
 		"$ROOT/conf/llm-router.conf" >"$1/llm-router.conf"
 	grep -q "^[[:space:]]*threads = $THREADS;" "$1/llm-router.conf" ||
 		die "could not set server.threads in the router configuration copy"
@@ -295,6 +297,20 @@ target_router_start() {
 		die "router configuration rejected: $(cat "$dir/check-config.out")"
 	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
 }
+target_router_nobudget_label="lighttpd + llm-router, budgets off"
+# The same router with budget.enabled = false: what the budget reservation costs.
+target_router_nobudget_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	sed -i -e "s/^\([[:space:]]*enabled[[:space:]]*=\)[[:space:]]*true;/\1 false;/" "$dir/llm-router.conf"
+	grep -q "^[[:space:]]*enabled = false;" "$dir/llm-router.conf" || die "could not turn budgets off"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"OPENAI_API_KEY=$API_KEY" "OPENAI_BASE_URL=$2/openai/v1")
+	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
+}
+target_router_nobudget_verify() { target_router_verify "$@"; }
+
 target_router_anthropic_label="lighttpd + llm-router, Anthropic-backed model"
 target_router_anthropic_model=claude-haiku-4-5
 # The same router, asked for claude-haiku-4-5: the Anthropic adapter translates the request to the
@@ -676,6 +692,15 @@ REPORT=$TMP/report.md
 		done
 		rss=$(last router.rss_sum)
 		echo "- memory: router responders $(mb "$rss") MB in $(last router.nproc) process(es) (aim ≤ 16 MB per $THREADS-thread responder: $(awk -v v="$rss" -v n="$(last router.nproc)" 'BEGIN { print (v / 1024 <= 16 * n) ? "meets" : "MISSES" }'))"
+	fi
+	if has_target router && has_target router_nobudget; then
+		echo
+		echo "## Budgets"
+		echo
+		echo "router reserves each request's estimated cost in one BEGIN IMMEDIATE transaction before the upstream call (settled with the log row); router_nobudget does not."
+		for mode in $MODES; do
+			echo "- $mode: added p50 $(get "router.$mode.add50") ms with budgets, $(get "router_nobudget.$mode.add50") ms without (p99 $(get "router.$mode.add99") / $(get "router_nobudget.$mode.add99") ms); req/s @$CONNS $(get "router.$mode.rps") with, $(get "router_nobudget.$mode.rps") without ($(ratio "$(get "router.$mode.rps")" "$(get "router_nobudget.$mode.rps")"))"
+		done
 	fi
 	if has_target router && has_target router_fallback; then
 		echo

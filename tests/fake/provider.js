@@ -14,6 +14,8 @@
 //   POST   /_script   {"provider":"openai"?, "steps":[step,...]}  queue scripted replies (FIFO)
 //   GET    /_requests                   every request received: [{provider, path, headers, body, t}]
 //   DELETE /_requests                   forget them (and scripts and events)
+//   POST   /_hook                       a webhook receiver (budget alerts): answers 200, records the body
+//   GET    /_hooks                      what /_hook received: [{t, headers, body}]
 //   GET    /_events                     connection events: [{type:"client_closed", provider, path, t,
 //                                        wall, events_sent}] - the router closed a connection
 //                                        before the reply ended
@@ -26,7 +28,7 @@
 'use strict';
 const http = require('http');
 
-const state = { requests: [], scripts: [], events: [] };
+const state = { requests: [], scripts: [], events: [], hooks: [] };
 const startedAt = Date.now();
 
 function now() { return Date.now() - startedAt; }
@@ -257,8 +259,15 @@ function control(req, res, raw) {
   const send = (code, obj) => { res.writeHead(code, { 'Content-Type': 'application/json' }); res.end(JSON.stringify(obj)); };
   if (req.url === '/_requests' && req.method === 'GET') return send(200, state.requests);
   if (req.url === '/_events' && req.method === 'GET') return send(200, state.events);
+  if (req.url === '/_hooks' && req.method === 'GET') return send(200, state.hooks);
+  if (req.url === '/_hook' && req.method === 'POST') {
+    let body;
+    try { body = JSON.parse(raw.toString()); } catch (e) { body = raw.toString(); }
+    state.hooks.push({ t: now(), headers: req.headers, body });
+    return send(200, { ok: true });
+  }
   if (req.url === '/_requests' && req.method === 'DELETE') {
-    state.requests = []; state.scripts = []; state.events = [];
+    state.requests = []; state.scripts = []; state.events = []; state.hooks = [];
     return send(200, { ok: true });
   }
   if (req.url === '/_script' && req.method === 'POST') {

@@ -52,13 +52,18 @@ describe('command line', () => {
 describe('plain CGI mode', () => {
   let fake;
   let dir;
+  let key;
   before(async () => {
     fake = await startFake();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-cgi-'));
+    // The shipped configuration: callers need an agent key (here one of a T1 agent).
+    const made = run(['keys', 'create', '--agent', 'ai_director'], { env: { PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(ROOT, 'conf/llm-router.conf'), LLM_ROUTER_HOME: dir } });
+    assert.equal(made.status, 0, made.stderr);
+    key = made.stdout.trim();
   });
   after(async () => { await fake.stop(); fs.rmSync(dir, { recursive: true, force: true }); });
 
-  function cgi(method, uri, body) {
+  function cgi(method, uri, body, auth = true) {
     const env = {
       PATH: process.env.PATH,
       GATEWAY_INTERFACE: 'CGI/1.1', REQUEST_METHOD: method, REQUEST_URI: uri,
@@ -66,6 +71,7 @@ describe('plain CGI mode', () => {
       LLM_ROUTER_CONFIG: path.join(ROOT, 'conf/llm-router.conf'), LLM_ROUTER_HOME: dir,
       OPENAI_API_KEY: TEST_KEYS.OPENAI_API_KEY, OPENAI_BASE_URL: `${fake.url}/openai/v1`,
     };
+    if (auth) env.HTTP_AUTHORIZATION = `Bearer ${key}`;
     if (process.env.ASAN_OPTIONS) env.ASAN_OPTIONS = process.env.ASAN_OPTIONS;
     const r = spawnSync(ROUTER_BIN, [], { env, input: body || '', encoding: 'utf8', timeout: 30000 });
     const sep = r.stdout.indexOf('\r\n\r\n');
@@ -87,10 +93,12 @@ describe('plain CGI mode', () => {
     const s = cgi('POST', '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
     assert.match(s.head, /Content-Type: text\/event-stream/);
     assert.match(s.body, /data: \[DONE\]\n\n$/);
-    const rows = spawnSync('sqlite3', ['-json', path.join(dir, 'data/llm_logs.db'), 'SELECT request_id, stream, status FROM request_log ORDER BY id'], { encoding: 'utf8' });
+    const rows = spawnSync('sqlite3', ['-json', path.join(dir, 'data/llm_logs.db'), 'SELECT request_id, stream, status, agent, tier FROM request_log ORDER BY id'], { encoding: 'utf8' });
     const parsed = JSON.parse(rows.stdout);
     assert.equal(parsed.length, 2);
     assert.equal(parsed[0].request_id, id);
+    assert.equal(parsed[0].agent, 'ai_director');
+    assert.equal(parsed[0].tier, 'T1');
     assert.equal(parsed[1].stream, 1);
   });
 
@@ -100,5 +108,8 @@ describe('plain CGI mode', () => {
     assert.equal(JSON.parse(r.body).error.type, 'invalid_request_error');
     const n = cgi('GET', '/v1/other');
     assert.match(n.head, /^Status: 404/);
+    const u = cgi('POST', '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }), false);
+    assert.match(u.head, /^Status: 401/);
+    assert.equal(JSON.parse(u.body).error.code, 'missing_api_key');
   });
 });

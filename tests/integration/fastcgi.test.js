@@ -78,7 +78,9 @@ describe('FastCGI: a web server that drops a request', () => {
     fs.mkdirSync(path.join(work, 'conf'));
     const conf = fs.readFileSync(path.join(ROOT, 'conf/llm-router.conf'), 'utf8')
       .replace('timeout_ms = 120000;', 'timeout_ms = 3000;')
-      .replace('failures = 3;', 'failures = 0;');
+      .replace('failures = 3;', 'failures = 0;')
+      .replace('auth_mode = "key";', 'auth_mode = "none";')
+      .replace('default_tier = "T3";', 'default_tier = "T1";');
     fs.writeFileSync(path.join(work, 'conf/llm-router.conf'), conf);
     port = await new Promise((resolve) => {
       const s = net.createServer();

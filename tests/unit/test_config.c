@@ -101,7 +101,7 @@ TEST(config_shipped_defaults_and_sections)
 	CHECK_INT_EQ(cfg->reasoning_prefixes.n, 4);
 	CHECK_STR_EQ(cfg->demo_url_env, "LLM_ROUTER_DEMO_URL");
 	CHECK_STR_EQ(cfg->default_tier_name, "T3");
-	CHECK_STR_EQ(cfg->auth_mode, "none");
+	CHECK_STR_EQ(cfg->auth_mode, "key");
 	CHECK_STR_EQ(cfg->agent_header, "X-Agent-Name");
 	CHECK_INT_EQ(cfg->warn_percent, 90);
 	CHECK_INT_EQ(cfg->block_percent, 100);

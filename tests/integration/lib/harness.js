@@ -77,6 +77,7 @@ async function startFake() {
     script: (provider, steps) => call('POST', '/_script', { provider, steps }),
     requests: () => call('GET', '/_requests'),
     events: () => call('GET', '/_events'),
+    hooks: () => call('GET', '/_hooks'),
     reset: () => call('DELETE', '/_requests'),
     stop: () => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); }),
   };
@@ -92,6 +93,8 @@ async function startFake() {
 //   procs         lighttpd max-procs (default 2)
 //   threads       server.threads (default 4)
 //   lighttpd      extra lines for lighttpd.conf
+//   auth          keep routing.auth_mode = "key" and default_tier "T3" (default: anonymous callers
+//                 in T1)
 async function startRouter(opts = {}) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-it-'));
   const port = await freePort();
@@ -101,7 +104,11 @@ async function startRouter(opts = {}) {
   let conf = fs.readFileSync(path.join(ROOT, 'conf/llm-router.conf'), 'utf8');
   conf = conf.replace(/threads = \d+;/, `threads = ${opts.threads || 4};`);
   conf = conf.replace(/reload_interval_s = \d+;/, 'reload_interval_s = 1;');
+  // Agents, tiers and budgets are tested in their own files; elsewhere callers are anonymous and
+  // in the tier that may use every model.
+  if (!opts.auth) conf = conf.replace('auth_mode = "key";', 'auth_mode = "none";').replace('default_tier = "T3";', 'default_tier = "T1";');
   if (opts.config) conf = opts.config(conf);
+  if (opts.fake) conf = conf.split('@FAKE_URL@').join(opts.fake.url);
   const confPath = path.join(work, 'conf/llm-router.conf');
   fs.writeFileSync(confPath, conf);
 

@@ -1,0 +1,190 @@
+/* budget.c - daily budgets: estimate, reserve, headers, alerts (see budget.h). */
+#include "budget.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alerts.h"
+#include "log.h"
+#include "util.h"
+
+/* An image, audio clip or file counts this many input tokens instead of its bytes. */
+#define MEDIA_TOKENS 2000
+
+static int64_t usd_to_nusd(double usd)
+{
+	return (int64_t)(usd * 1e9 + 0.5);
+}
+
+/* Bytes of the request that are media data, and how many media parts there are. */
+static void media_bytes(const json_t *messages, int64_t *bytes, int64_t *parts)
+{
+	size_t i, j;
+	const json_t *m, *p;
+	json_array_foreach(messages, i, m)
+	{
+		json_array_foreach(json_object_get(m, "content"), j, p)
+		{
+			const char *type = json_string_value(json_object_get(p, "type"));
+			if (!type || strcmp(type, "text") == 0)
+				continue;
+			const json_t *inner = json_object_get(p, type);
+			const char *keys[] = { "url", "data", "file_data" };
+			for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+				const json_t *v = json_object_get(inner, keys[k]);
+				if (json_is_string(v))
+					*bytes += (int64_t)json_string_length(v);
+			}
+			(*parts)++;
+		}
+	}
+}
+
+int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_t body_len,
+			     const struct chatreq *req, const struct chain *ch)
+{
+	int64_t media = 0, parts = 0;
+	media_bytes(json_object_get(body, "messages"), &media, &parts);
+	int64_t in = (int64_t)body_len - media;
+	if (in < 0)
+		in = 0;
+	in += parts * MEDIA_TOKENS;
+	const json_t *mt = json_object_get(body, "max_completion_tokens");
+	if (!json_is_integer(mt))
+		mt = json_object_get(body, "max_tokens");
+	int64_t n = json_is_integer(json_object_get(body, "n")) ? json_integer_value(json_object_get(body, "n")) : 1;
+	if (n < 1)
+		n = 1;
+	if (n > 128)
+		n = 128;
+	(void)req;
+	int64_t worst = 0;
+	for (size_t k = 0; k < ch->n; k++) {
+		const struct model_conf *m = &cfg->models[ch->model[k]];
+		int64_t out = json_is_integer(mt) && json_integer_value(mt) > 0 ? json_integer_value(mt)
+										 : m->max_output_tokens;
+		/* No model writes a billion tokens; the bound keeps the products in range. */
+		if (out > 1000000000)
+			out = 1000000000;
+		int64_t c = in * m->in_nusd + out * n * m->out_nusd;
+		if (c > worst)
+			worst = c;
+	}
+	return worst;
+}
+
+long budget_seconds_to_reset(int64_t now_ms)
+{
+	int64_t s = now_ms / 1000;
+	return (long)(86400 - s % 86400);
+}
+
+static void fill_scope(struct budget_scope *sc, const char *scope, double budget_usd,
+		       const struct config *cfg)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->scope = scope;
+	sc->budget_nusd = budget_usd > 0 ? usd_to_nusd(budget_usd) : 0;
+	sc->limit_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->block_percent : 0;
+	sc->warn_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->warn_percent : 0;
+}
+
+static void usd(char *out, size_t n, int64_t nusd)
+{
+	snprintf(out, n, "%s$%.6f", nusd < 0 ? "-" : "", (double)(nusd < 0 ? -nusd : nusd) / 1e9);
+}
+
+/* Reservation reclaim runs at most this often per process. */
+#define RECLAIM_EVERY_MS 10000
+static int64_t last_reclaim_ms;
+
+int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
+		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
+		   struct budget_state *bs, struct rerr *err)
+{
+	memset(bs, 0, sizeof(*bs));
+	bs->limit_nusd = -1;
+	if (!cfg->budget_enabled || !tier)
+		return 0;
+	if (!st) {
+		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
+			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,
+					"Budgets cannot be checked: the database is unavailable. Retry later.");
+		return 0;
+	}
+	int64_t last = __atomic_load_n(&last_reclaim_ms, __ATOMIC_RELAXED);
+	if (now_ms - last >= RECLAIM_EVERY_MS &&
+	    __atomic_compare_exchange_n(&last_reclaim_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED)) {
+		int n = store_budget_reclaim(st, now_ms - cfg->reservation_timeout_s * 1000);
+		if (n > 0)
+			log_warn(request_id, "reclaimed %d budget reservation(s) older than %lld s", n,
+				 (long long)cfg->reservation_timeout_s);
+	}
+	snprintf(bs->tier_scope, sizeof(bs->tier_scope), "tier:%s", tier->id);
+	struct budget_ask *ask = &bs->ask;
+	ask->request_id = request_id;
+	ask->now_ms = now_ms;
+	store_utc_day(now_ms, ask->day);
+	ask->amount_nusd = amount_nusd;
+	fill_scope(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
+	ask->n = 1;
+	if (agent) {
+		snprintf(bs->agent_scope, sizeof(bs->agent_scope), "agent:%s", agent);
+		fill_scope(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
+		ask->n = 2;
+	}
+	if (store_budget_reserve(st, ask) < 0) {
+		log_error(request_id, "budget check failed: the database did not answer");
+		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
+			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,
+					"Budgets cannot be checked: the database is unavailable. Retry later.");
+		return 0;
+	}
+	/* The tightest scope: the least left. */
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (!sc->budget_nusd)
+			continue;
+		int64_t left = sc->budget_nusd - sc->spent_nusd - sc->reserved_nusd;
+		if (bs->limit_nusd < 0 || left < bs->remaining_nusd) {
+			bs->limit_nusd = sc->budget_nusd;
+			bs->remaining_nusd = left;
+		}
+	}
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (sc->new_warn)
+			alerts_budget(cfg, ask->day, sc->scope, cfg->warn_percent, sc->spent_nusd, sc->budget_nusd,
+				      request_id);
+		if (sc->new_block)
+			alerts_budget(cfg, ask->day, sc->scope, 100, sc->spent_nusd, sc->budget_nusd, request_id);
+	}
+	if (!ask->admitted) {
+		const struct budget_scope *sc = &ask->scopes[ask->blocked];
+		char spent[32], limit[32], reserved[32], need[32];
+		usd(spent, sizeof(spent), sc->spent_nusd);
+		usd(limit, sizeof(limit), sc->limit_nusd);
+		usd(reserved, sizeof(reserved), sc->reserved_nusd);
+		usd(need, sizeof(need), amount_nusd);
+		int is_tier = ask->blocked == 0;
+		rerr_set(err, 429, "budget_exceeded", "budget_exceeded", NULL,
+			 "Daily budget of %s %s is exhausted: %s spent of %s today (UTC), %s reserved by "
+			 "calls in flight, and this call may cost up to %s. It resets at 00:00 UTC.",
+			 is_tier ? "tier" : "agent", is_tier ? tier->id : agent, spent, limit, reserved, need);
+		err->retry_after = budget_seconds_to_reset(now_ms);
+		err->should_retry = 0;
+		return -1;
+	}
+	bs->reserved = 1;
+	return 0;
+}
+
+void budget_headers(struct response *resp, const struct budget_state *bs)
+{
+	if (bs->limit_nusd < 0)
+		return;
+	resp_header(resp, "X-Budget-Limit-USD", "%.2f", (double)bs->limit_nusd / 1e9);
+	int64_t left = bs->remaining_nusd < 0 ? 0 : bs->remaining_nusd;
+	resp_header(resp, "X-Budget-Remaining-USD", "%.6f", (double)left / 1e9);
+}

@@ -1,0 +1,56 @@
+/* budget.h - daily budgets per tier (pooled across its agents) and per agent, in USD.
+ *
+ * Before the upstream call, one BEGIN IMMEDIATE transaction (store_budget_reserve) checks each
+ * scope's committed spend plus outstanding reservations plus this request's estimate against its
+ * limit, and reserves the estimate. The request's log row settles it: the reservation is deleted
+ * and the actual cost added to the ledger in the row's own transaction, so the ledger always sums
+ * to the logged costs. Reservations of a worker that died are reclaimed after
+ * budget.reservation_timeout_s.
+ *
+ * The estimate is an upper bound when the client sets max_tokens (or max_completion_tokens): every
+ * byte of the request counts as an input token (no tokenizer makes more tokens than bytes; an
+ * image counts 2,000 tokens instead of its bytes), and the output is max_tokens x n, priced at the
+ * dearest model of the chain. Without max_tokens the model's max_output_tokens stands in, and the
+ * overspend is bounded by what the calls in flight spend beyond it.
+ */
+#ifndef ROUTER_BUDGET_H
+#define ROUTER_BUDGET_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "chatreq.h"
+#include "config.h"
+#include "errors.h"
+#include "fallback.h"
+#include "http.h"
+#include "store.h"
+
+struct budget_state {
+	int reserved;                  /* a reservation is held (settled by the log row) */
+	struct budget_ask ask;
+	char tier_scope[80];
+	char agent_scope[160];
+	int64_t limit_nusd;            /* the tightest scope's budget, -1 = none */
+	int64_t remaining_nusd;
+};
+
+/* The request's cost upper bound in nano-USD (see above). */
+int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_t body_len,
+			     const struct chatreq *req, const struct chain *ch);
+
+/* Reserves amount for the tier (and the agent, when known). Returns 0 when the call may go on
+ * (admitted, budgets off, or the database is down and budget.when_database_down = "serve"), or -1
+ * with err set: 429 when a budget is exhausted, 503 when the database is down and the policy is
+ * "refuse". now_ms is the request's wall clock. */
+int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
+		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
+		   struct budget_state *bs, struct rerr *err);
+
+/* X-Budget-Limit-USD and X-Budget-Remaining-USD for the tightest scope. */
+void budget_headers(struct response *resp, const struct budget_state *bs);
+
+/* Seconds until the next 00:00 UTC. */
+long budget_seconds_to_reset(int64_t now_ms);
+
+#endif

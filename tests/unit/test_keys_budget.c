@@ -1,0 +1,200 @@
+/* test_keys_budget.c - SHA-256 vectors, agent keys (format, parse, check against the store), the
+ * budget estimate, and reservations in the ledger (admission, settlement with the row, reclaim). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "budget.h"
+#include "config.h"
+#include "harness.h"
+#include "keys.h"
+#include "sha256.h"
+#include "store.h"
+#include "util.h"
+
+TEST(sha256_known_vectors)
+{
+	char hex[65];
+	sha256_hex("", 0, hex);
+	CHECK_STR_EQ(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	sha256_hex("abc", 3, hex);
+	CHECK_STR_EQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	sha256_hex(two, strlen(two), hex);
+	CHECK_STR_EQ(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	char *million = malloc(1000000);
+	REQUIRE_NOT_NULL(million);
+	memset(million, 'a', 1000000);
+	sha256_hex(million, 1000000, hex);
+	CHECK_STR_EQ(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(million);
+	/* 55, 56 and 64 bytes: the padding edges. */
+	char buf[64];
+	memset(buf, 'a', sizeof(buf));
+	sha256_hex(buf, 55, hex);
+	CHECK_STR_EQ(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+	sha256_hex(buf, 56, hex);
+	CHECK_STR_EQ(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+	sha256_hex(buf, 64, hex);
+	CHECK_STR_EQ(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+}
+
+TEST(keys_generate_parse_and_reject_malformed)
+{
+	char key[KEY_LEN + 1], id[KEY_ID_LEN + 1], parsed[KEY_ID_LEN + 1];
+	key_generate(key, id);
+	CHECK_INT_EQ(strlen(key), KEY_LEN);
+	CHECK(strncmp(key, "lrk_", 4) == 0);
+	CHECK_INT_EQ(key_parse(key, parsed), 0);
+	CHECK_STR_EQ(parsed, id);
+	char other[KEY_LEN + 1], id2[KEY_ID_LEN + 1];
+	key_generate(other, id2);
+	CHECK(strcmp(key, other) != 0);
+	static const char *const bad[] = { "", "lrk_", "sk-abc", "lrk_short_secret",
+					   "lrk_AAAAAAAAAAAA-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+					   "lrk_AAAAAAAAAAA!_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+					   "lrk_AAAAAAAAAAAA_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbX" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		test_case("%s", bad[i]);
+		CHECK_INT_EQ(key_parse(bad[i], parsed), -1);
+	}
+	test_case(NULL);
+}
+
+static struct store *fresh_store(void)
+{
+	char *path = test_path("kb.db");
+	struct store_opts o = { .path = path, .busy_timeout_ms = 2000 };
+	char err[256];
+	struct store *st = store_open(&o, err, sizeof(err));
+	free(path);
+	return st;
+}
+
+TEST(keys_check_against_the_store)
+{
+	struct store *st = fresh_store();
+	REQUIRE_NOT_NULL(st);
+	char key[KEY_LEN + 1], id[KEY_ID_LEN + 1], agent[128];
+	REQUIRE_INT_EQ(key_create(st, "devops_agent", key, id), 0);
+	char auth[128];
+	snprintf(auth, sizeof(auth), "Bearer %s", key);
+	CHECK_INT_EQ(key_check(st, auth, agent, sizeof(agent)), KEY_OK);
+	CHECK_STR_EQ(agent, "devops_agent");
+	CHECK_INT_EQ(key_check(st, NULL, agent, sizeof(agent)), KEY_MISSING);
+	CHECK_INT_EQ(key_check(st, "", agent, sizeof(agent)), KEY_MISSING);
+	CHECK_INT_EQ(key_check(st, "Basic abc", agent, sizeof(agent)), KEY_MALFORMED);
+	/* Right id, wrong secret. */
+	char forged[128];
+	snprintf(forged, sizeof(forged), "Bearer %s", key);
+	forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == 'a' ? 'b' : 'a';
+	CHECK_INT_EQ(key_check(st, forged, agent, sizeof(agent)), KEY_UNKNOWN);
+	CHECK_INT_EQ(key_check(NULL, auth, agent, sizeof(agent)), KEY_DB_ERROR);
+	CHECK_INT_EQ(store_key_revoke(st, id, 1), 1);
+	CHECK_INT_EQ(key_check(st, auth, agent, sizeof(agent)), KEY_REVOKED);
+	CHECK_INT_EQ(store_key_revoke(st, id, 2), 0);
+	store_close(st);
+}
+
+TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
+{
+	struct store *st = fresh_store();
+	REQUIRE_NOT_NULL(st);
+	struct budget_ask a;
+	memset(&a, 0, sizeof(a));
+	a.request_id = "chatcmpl-r1";
+	snprintf(a.day, sizeof(a.day), "2026-11-26");
+	a.now_ms = 1795651200000;
+	a.amount_nusd = 600;
+	a.scopes[0] = (struct budget_scope){ .scope = "tier:T9", .budget_nusd = 1000, .limit_nusd = 1000,
+					     .warn_nusd = 900 };
+	a.n = 1;
+	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	CHECK(a.admitted);
+	/* A second one does not fit next to the first reservation. */
+	a.request_id = "chatcmpl-r2";
+	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	CHECK(!a.admitted);
+	CHECK_INT_EQ(a.blocked, 0);
+	CHECK_INT_EQ(a.scopes[0].reserved_nusd, 600);
+	CHECK(a.scopes[0].new_block);
+	/* The first request's row settles its reservation at its actual cost. */
+	struct reqlog r;
+	reqlog_init(&r);
+	r.request_id = "chatcmpl-r1";
+	r.ts_start_ms = a.now_ms;
+	r.ts_end_ms = a.now_ms + 10;
+	r.tier = "T9";
+	r.status = 200;
+	r.cost_nusd = 250;
+	char err[256];
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	int64_t spent, reserved;
+	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
+	CHECK_INT_EQ(spent, 250);
+	CHECK_INT_EQ(reserved, 0);
+	/* Logging the same row again changes nothing. */
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
+	CHECK_INT_EQ(spent, 250);
+	/* Now 600 fits again; a reservation never settled is reclaimed after its timeout. */
+	a.request_id = "chatcmpl-r3";
+	a.now_ms += 1000;
+	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	CHECK(a.admitted);
+	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms - 1), 0);
+	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms + 1), 1);
+	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
+	CHECK_INT_EQ(reserved, 0);
+	CHECK_INT_EQ(spent, 250);
+	/* Its row, arriving late, still counts its cost (once). */
+	r.request_id = "chatcmpl-r3";
+	r.cost_nusd = 100;
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
+	CHECK_INT_EQ(spent, 350);
+	CHECK_INT_EQ(reserved, 0);
+	store_close(st);
+}
+
+TEST(budget_estimate_is_an_upper_bound_priced_at_the_dearest_model)
+{
+	char *path = test_repo_path("conf/llm-router.conf");
+	struct buf errors;
+	buf_init(&errors, 1 << 20);
+	struct config *cfg = config_load(path, &errors);
+	free(path);
+	REQUIRE_NOT_NULL(cfg);
+	const char *text = "{\"model\":\"gpt-4o-mini\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}";
+	json_error_t e;
+	json_t *body = json_loads(text, 0, &e);
+	REQUIRE_NOT_NULL(body);
+	int mini = config_model_index(cfg, "gpt-4o-mini");
+	int opus = config_model_index(cfg, "claude-opus-4-6");
+	struct chain one = { .model = { (size_t)mini }, .n = 1 };
+	int64_t est = budget_estimate_nusd(cfg, body, strlen(text), NULL, &one);
+	/* every byte an input token at $0.15/M, 100 output tokens at $0.60/M */
+	CHECK_INT_EQ(est, (int64_t)strlen(text) * 150 + 100 * 600);
+	struct chain two = { .model = { (size_t)mini, (size_t)opus }, .n = 2 };
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(text), NULL, &two),
+		     (int64_t)strlen(text) * 15000 + 100 * 75000);
+	json_decref(body);
+	/* An image counts 2,000 tokens, not its bytes; no max_tokens: the model's default. */
+	char big[9000];
+	char data[8001];
+	memset(data, 'A', 8000);
+	data[8000] = '\0';
+	snprintf(big, sizeof(big),
+		 "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+		 "\"image_url\":{\"url\":\"data:image/png;base64,%s\"}}]}]}", data);
+	body = json_loads(big, 0, &e);
+	REQUIRE_NOT_NULL(body);
+	int64_t in = (int64_t)strlen(big) - (int64_t)strlen("data:image/png;base64,") - 8000 + 2000;
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(big), NULL, &one),
+		     in * 150 + cfg->models[mini].max_output_tokens * 600);
+	json_decref(body);
+	CHECK_INT_EQ(budget_seconds_to_reset(1795651200000), 86400);
+	CHECK_INT_EQ(budget_seconds_to_reset(1795651200000 + 86399000), 1);
+	config_free(cfg);
+	buf_free(&errors);
+}
