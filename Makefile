@@ -35,7 +35,7 @@ OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/*.c)
 
-.PHONY: all run test test-unit test-fixtures test-integration test-budget-loop deps asan valgrind fuzz fuzz-long \
+.PHONY: all run test test-unit test-fixtures test-integration test-budget-loop test-kill-loop deps asan valgrind fuzz fuzz-long \
 	bench install clean
 
 all: $(BUILD)/llm-router
@@ -82,6 +82,11 @@ test-fixtures: $(BUILD)/test_fixtures
 
 test-integration: $(BUILD)/llm-router
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
+
+# The kill -9 test 10 times in a row.
+test-kill-loop: $(BUILD)/llm-router
+	cd tests && ROUTER_BIN=$(abspath $(BUILD)/llm-router) KILL_ROUNDS=10 \
+		node --test --test-reporter=spec --test-name-pattern='kill -9' integration/logging.test.js
 
 # The budget concurrency test 20 times (100 concurrent requests each, on a fresh router).
 test-budget-loop: $(BUILD)/llm-router

@@ -134,7 +134,8 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		fill_scope(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
 		ask->n = 2;
 	}
-	if (store_budget_reserve(st, ask) < 0) {
+	int rc = store_writer_running() ? store_writer_reserve(ask) : store_budget_reserve(st, ask);
+	if (rc < 0) {
 		log_error(request_id, "budget check failed: the database did not answer");
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
 			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,

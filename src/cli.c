@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "keys.h"
+#include "reqlog.h"
 #include "store.h"
 #include "util.h"
 #include "version.h"
@@ -28,6 +29,8 @@ static void usage(FILE *f)
 		"  llm-router keys revoke ID        revoke a key (takes effect at once)\n"
 		"  llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n"
 		"                                   spend from the request log\n"
+		"  llm-router replay                import the JSONL fallback into the database\n"
+		"  llm-router prune                 delete rows older than storage.retention_days\n"
 		"  llm-router --version             print the version\n"
 		"  llm-router --help                this text\n"
 		"\n"
@@ -275,6 +278,50 @@ static int report_cmd(int argc, char **argv)
 	return rc;
 }
 
+static int replay_cmd(void)
+{
+	struct config *cfg = load_for_cli();
+	if (!cfg)
+		return 1;
+	struct store *st = open_for_cli(cfg);
+	int rc = 1;
+	if (st) {
+		struct replay_stats rs;
+		rc = reqlog_replay(st, cfg->fallback_jsonl, &rs) < 0;
+		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
+		       "skipped, %lld file(s) done\n", cfg->fallback_jsonl, rs.imported, rs.already,
+		       rs.malformed, rs.files);
+	}
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
+static int prune_cmd(void)
+{
+	struct config *cfg = load_for_cli();
+	if (!cfg)
+		return 1;
+	struct store *st = open_for_cli(cfg);
+	int rc = 1;
+	if (st) {
+		int64_t cutoff = clock_wall_ms() - cfg->retention_days * 86400000LL;
+		char day[11];
+		store_utc_day(cutoff, day);
+		long long n = store_prune(st, cutoff);
+		if (n >= 0) {
+			printf("%lld request-log row(s) from before %s (retention %lld days) deleted\n", n, day,
+			       (long long)cfg->retention_days);
+			rc = 0;
+		} else {
+			fprintf(stderr, "llm-router: pruning failed\n");
+		}
+	}
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
 int cli_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -297,6 +344,10 @@ int cli_main(int argc, char **argv)
 		return keys_cmd(argc, argv);
 	if (strcmp(argv[1], "report") == 0)
 		return report_cmd(argc, argv);
+	if (strcmp(argv[1], "replay") == 0 && argc == 2)
+		return replay_cmd();
+	if (strcmp(argv[1], "prune") == 0 && argc == 2)
+		return prune_cmd();
 	fprintf(stderr, "llm-router: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -69,6 +69,7 @@ static const struct field log_fields[] = {
 };
 
 static const struct field storage_fields[] = {
+	{ "request_log", F_BOOL, C(request_log), "true", 0, 0, NULL },
 	{ "db_path", F_STR, C(db_path), "data/llm_logs.db", 1, 0, NULL },
 	{ "fallback_jsonl", F_STR, C(fallback_jsonl), "data/llm_logs_fallback.jsonl", 1, 0, NULL },
 	{ "retention_days", F_INT, C(retention_days), "90", 1, 36500, NULL },

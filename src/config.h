@@ -111,6 +111,7 @@ struct config {
 	/* log */
 	char *log_level;
 	/* storage */
+	int request_log;               /* write a row per call (off only to measure its cost) */
 	char *db_path;                 /* absolute */
 	char *fallback_jsonl;          /* absolute */
 	int64_t retention_days;

@@ -78,4 +78,19 @@ json_t *reqlog_to_json(const struct reqlog *r);
  * Returns 0 if the record is safe somewhere, -1 if it was lost. */
 int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r);
 
+/* Reads a JSONL record back (strings borrowed from o). *attempts is allocated when the record
+ * has attempts (free it after use). Returns 0, or -1 when o is not a record. */
+int reqlog_from_json(const json_t *o, struct reqlog *r, struct attempt_log **attempts);
+
+struct replay_stats {
+	long long imported, already, malformed, files;
+};
+/* Imports the JSONL fallback file into the database, exactly once: the file is moved aside under
+ * the appenders' lock (new rows go to a new file), its rows are committed (a row whose request id
+ * is already logged is skipped, its budget not counted twice), and only then is it deleted. A
+ * replay interrupted half-way leaves the moved file, which the next replay imports again; two
+ * processes never import the same file at once (flock). Returns 0, or -1 when a row could not be
+ * committed (the file stays for the next attempt). */
+int reqlog_replay(struct store *st, const char *jsonl_path, struct replay_stats *stats);
+
 #endif

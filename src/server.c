@@ -39,6 +39,8 @@ static void store_opts_from(const struct config *cfg, struct store_opts *o, int 
 	o->busy_timeout_ms = (long)cfg->busy_timeout_ms;
 	o->synchronous_full = strcmp(cfg->synchronous, "full") == 0;
 	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
+	o->jsonl_path = background ? cfg->fallback_jsonl : NULL;
+	o->retention_days = background ? (long)cfg->retention_days : 0;
 }
 
 /* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
@@ -60,6 +62,18 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg)
 struct store *server_reader(struct request_ctx *rc)
 {
 	struct worker *w = rc->w;
+	/* A connection to a file that was deleted or replaced would read and write a ghost: look
+	 * at most once a second. */
+	int64_t now = clock_mono_us();
+	if (now >= w->moved_check_us) {
+		w->moved_check_us = now + 1000000;
+		for (struct store **sp = &w->st; sp; sp = sp == &w->st ? &w->reader : NULL) {
+			if (*sp && store_file_moved(*sp)) {
+				store_close(*sp);
+				*sp = NULL;
+			}
+		}
+	}
 	worker_ensure_store(w, rc->cfg);
 	if (w->st)
 		return w->st;
@@ -89,6 +103,8 @@ void server_commit_log(struct request_ctx *rc)
 		rc->log.overhead_ms = 0;
 	rc->log.status = rc->resp.status;
 	rc->log.client_gone = rc->resp.client_gone;
+	if (!rc->cfg->request_log)
+		return;
 	worker_ensure_store(rc->w, rc->cfg);
 	reqlog_write(rc->w->st, rc->cfg->fallback_jsonl, &rc->log);
 }

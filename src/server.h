@@ -21,6 +21,7 @@ struct worker {
 	int64_t st_retry_us;         /* when to try to open it again */
 	struct store *reader;        /* read connection of this thread (FastCGI), opened on demand */
 	int64_t reader_retry_us;
+	int64_t moved_check_us;      /* next look for a deleted or replaced database file */
 };
 
 struct request_ctx {

@@ -18,9 +18,11 @@
  */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -381,6 +383,22 @@ static int migrate(sqlite3 *db, char *errbuf, size_t errsz)
 	return 0;
 }
 
+/* Waiting for another connection's lock: SQLite's own busy timeout sleeps in steps of up to
+ * 100 ms, which is what a request then waits even when the lock is released a moment later.
+ * This one polls from 50 us, doubling to at most 2 ms, until busy_timeout_ms have passed. */
+static int busy_wait(void *ud, int count)
+{
+	int64_t timeout_us = (int64_t)(intptr_t)ud * 1000;
+	int64_t slept = 0;
+	for (int i = 0; i < count && slept <= timeout_us; i++)
+		slept += i < 6 ? 50LL << i : 2000;
+	if (slept > timeout_us)
+		return 0;
+	struct timespec ts = { 0, (count < 6 ? 50L << count : 2000L) * 1000L };
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
 static sqlite3 *open_db(const struct store_opts *o, int worker, char *errbuf, size_t errsz)
 {
 	if (mkdir_parents(o->path) < 0) {
@@ -396,10 +414,13 @@ static sqlite3 *open_db(const struct store_opts *o, int worker, char *errbuf, si
 		sqlite3_close(db);
 		return NULL;
 	}
-	sqlite3_busy_timeout(db, (int)o->busy_timeout_ms);
+	sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)o->busy_timeout_ms);
 	char sql[160];
 	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;",
 		 o->synchronous_full ? "FULL" : "NORMAL");
+	/* A new database gives deleted pages back to the file system bit by bit (store_prune). */
+	if (user_version(db) == 0)
+		exec_sql(db, "PRAGMA auto_vacuum = INCREMENTAL", errbuf, errsz);
 	if (exec_sql(db, sql, errbuf, errsz) < 0 || migrate(db, errbuf, errsz) < 0) {
 		sqlite3_close(db);
 		return NULL;
@@ -629,6 +650,11 @@ fail:
 
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
 {
+	return store_insert_reqlog_new(st, r, errbuf, errsz) < 0 ? -1 : 0;
+}
+
+int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
 	/* The row, its attempts, its tool state and its budget settlement commit together. */
 	if (exec_sql(st->db, "SAVEPOINT reqlog", errbuf, errsz) < 0)
 		return -1;
@@ -644,7 +670,7 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 		exec_sql(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
 		return -1;
 	}
-	return 0;
+	return rc;
 }
 
 static int insert_reqlog_parts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
@@ -698,7 +724,7 @@ static int insert_reqlog_parts(struct store *st, const struct reqlog *r, char *e
 		return -1;
 	if (settle_budget(st, r, errbuf, errsz) < 0)
 		return -1;
-	return insert_tool_state(st, r, errbuf, errsz);
+	return insert_tool_state(st, r, errbuf, errsz) < 0 ? -1 : 1;
 }
 
 /* ---- model health (cooldown) ---- */
@@ -906,8 +932,11 @@ static void checkpointer_stop(void)
 
 /* ---- the writer ---- */
 
+static int reserve_in_tx(struct store *st, struct budget_ask *ask);
+
 struct wjob {
-	const struct reqlog *r;
+	const struct reqlog *r;        /* a row to log, or */
+	struct budget_ask *ask;        /* a budget reservation to make */
 	struct wjob *next;
 	int done;
 	int rc;
@@ -938,6 +967,14 @@ static void commit_batch(struct wjob *batch)
 {
 	char err[256] = "";
 	int ok = 0;
+	if (W.st && store_file_moved(W.st)) {
+		/* Deleted or renamed under us (a removed directory, a restore): rows committed to that
+		 * file would be lost, so start a new one where the configuration says. */
+		log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
+		store_close(W.st);
+		W.st = NULL;
+		W.retry_us = 0;
+	}
 	if (!W.st && clock_mono_us() >= W.retry_us) {
 		W.st = store_open(&W.opts, err, sizeof(err));
 		if (!W.st) {
@@ -952,7 +989,8 @@ static void commit_batch(struct wjob *batch)
 	} else if (step_sql(W.st, "BEGIN IMMEDIATE", err, sizeof(err)) == 0) {
 		ok = 1;
 		for (struct wjob *j = batch; j && ok; j = j->next)
-			ok = store_insert_reqlog(W.st, j->r, err, sizeof(err)) == 0;
+			ok = j->ask ? reserve_in_tx(W.st, j->ask) == 0
+				    : store_insert_reqlog(W.st, j->r, err, sizeof(err)) == 0;
 		if (ok)
 			ok = step_sql(W.st, "COMMIT", err, sizeof(err)) == 0;
 		if (!ok) {
@@ -976,13 +1014,82 @@ static void commit_batch(struct wjob *batch)
 	}
 }
 
+/* Maintenance by the writer, between batches: the JSONL fallback is imported once the database
+ * takes rows again (checked every REPLAY_CHECK_MS), and rows past the retention age are pruned
+ * (every PRUNE_EVERY_MS, the first a minute after start). */
+#define REPLAY_CHECK_MS 5000
+#define PRUNE_EVERY_MS (3600 * 1000LL)
+
+static int64_t next_replay_ms, next_prune_ms;
+
+static void writer_maintain(void)
+{
+	if (W.st && store_file_moved(W.st)) {
+		log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
+		store_close(W.st);
+		char err[256];
+		W.st = store_open(&W.opts, err, sizeof(err));
+		if (!W.st)
+			W.retry_us = clock_mono_us() + REOPEN_US;
+	}
+	if (!W.st)
+		return;
+	int64_t now = clock_wall_ms();
+	if (W.opts.jsonl_path && now >= next_replay_ms) {
+		next_replay_ms = now + REPLAY_CHECK_MS;
+		struct stat sb;
+		char *dir = xstrdup(W.opts.jsonl_path);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		int leftovers = 0;
+		DIR *d = slash ? opendir(dir) : NULL;
+		const char *base = slash ? slash + 1 : W.opts.jsonl_path;
+		if (d) {
+			struct dirent *e;
+			while (!leftovers && (e = readdir(d)))
+				leftovers = strncmp(e->d_name, base, strlen(base)) == 0 &&
+					    strstr(e->d_name + strlen(base), ".replay-") == e->d_name + strlen(base);
+			closedir(d);
+		}
+		free(dir);
+		if (leftovers || stat(W.opts.jsonl_path, &sb) == 0) {
+			struct replay_stats rs;
+			reqlog_replay(W.st, W.opts.jsonl_path, &rs);
+		}
+	}
+	if (W.opts.retention_days > 0 && now >= next_prune_ms) {
+		next_prune_ms = now + PRUNE_EVERY_MS;
+		long long n = store_prune(W.st, now - W.opts.retention_days * 86400000LL);
+		if (n > 0)
+			log_info(NULL, "retention: %lld request-log row(s) older than %ld days deleted", n,
+				 W.opts.retention_days);
+	}
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&W.mu);
 	for (;;) {
-		while (!W.head && !W.stop)
-			pthread_cond_wait(&W.work, &W.mu);
+		while (!W.head && !W.stop) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += REPLAY_CHECK_MS / 1000;
+			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop) {
+				/* Idle: maintenance still runs (a database back after a failure gets its
+				 * fallback rows without waiting for traffic). */
+				if (!W.st && clock_mono_us() >= W.retry_us) {
+					char err[256];
+					W.st = store_open(&W.opts, err, sizeof(err));
+					if (!W.st)
+						W.retry_us = clock_mono_us() + REOPEN_US;
+				}
+				pthread_mutex_unlock(&W.mu);
+				writer_maintain();
+				pthread_mutex_lock(&W.mu);
+			}
+		}
 		if (!W.head)
 			break;
 		struct wjob *batch = W.head;
@@ -996,6 +1103,12 @@ static void *writer_main(void *arg)
 			j = next;
 		}
 		pthread_cond_broadcast(&W.done);
+		if (!W.head) {
+			/* Nobody waits: a good moment for maintenance. */
+			pthread_mutex_unlock(&W.mu);
+			writer_maintain();
+			pthread_mutex_lock(&W.mu);
+		}
 	}
 	pthread_mutex_unlock(&W.mu);
 	store_close(W.st);
@@ -1007,6 +1120,9 @@ int store_writer_start(const struct store_opts *o)
 {
 	W.opts = *o;
 	W.opts.path = xstrdup(o->path);
+	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
+	next_replay_ms = 0;
+	next_prune_ms = clock_wall_ms() + 60000;
 	W.stop = 0;
 	W.retry_us = 0;
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
@@ -1031,6 +1147,8 @@ void store_writer_stop(void)
 	__atomic_store_n(&W.running, 0, __ATOMIC_RELEASE);
 	free((char *)W.opts.path);
 	W.opts.path = NULL;
+	free((char *)W.opts.jsonl_path);
+	W.opts.jsonl_path = NULL;
 	checkpointer_stop();
 }
 
@@ -1039,9 +1157,27 @@ int store_writer_running(void)
 	return __atomic_load_n(&W.running, __ATOMIC_ACQUIRE);
 }
 
+static int writer_submit(struct wjob *jp, char *errbuf, size_t errsz);
+
 int store_writer_log(const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	struct wjob job = { .r = r };
+	return writer_submit(&job, errbuf, errsz);
+}
+
+int store_writer_reserve(struct budget_ask *ask)
+{
+	struct wjob job = { .ask = ask };
+	char err[256];
+	int rc = writer_submit(&job, err, sizeof(err));
+	if (rc < 0)
+		ask->admitted = 0;
+	return rc;
+}
+
+static int writer_submit(struct wjob *jp, char *errbuf, size_t errsz)
+{
+	struct wjob job = *jp;
 	pthread_mutex_lock(&W.mu);
 	if (W.stop) {
 		pthread_mutex_unlock(&W.mu);
@@ -1199,13 +1335,11 @@ int store_budget_reclaim(struct store *st, int64_t before_ms)
 	return n;
 }
 
-int store_budget_reserve(struct store *st, struct budget_ask *ask)
+/* The reservation's statements, inside a transaction the caller holds. Returns 0 or -1. */
+static int reserve_in_tx(struct store *st, struct budget_ask *ask)
 {
-	char err[256];
 	ask->admitted = 0;
 	ask->blocked = -1;
-	if (exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err)) < 0)
-		return -1;
 	int ok = 1;
 	for (size_t i = 0; i < ask->n && ok; i++) {
 		struct budget_scope *sc = &ask->scopes[i];
@@ -1249,7 +1383,19 @@ int store_budget_reserve(struct store *st, struct budget_ask *ask)
 			ok = spend_add(st, ask->day, ask->scopes[i].scope, 0, ask->amount_nusd, 0) == 0;
 		ask->admitted = ok;
 	}
-	if (!ok || exec_sql(st->db, "COMMIT", err, sizeof(err)) < 0) {
+	if (!ok)
+		ask->admitted = 0;
+	return ok ? 0 : -1;
+}
+
+int store_budget_reserve(struct store *st, struct budget_ask *ask)
+{
+	char err[256];
+	ask->admitted = 0;
+	ask->blocked = -1;
+	if (exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err)) < 0)
+		return -1;
+	if (reserve_in_tx(st, ask) < 0 || exec_sql(st->db, "COMMIT", err, sizeof(err)) < 0) {
 		exec_sql(st->db, "ROLLBACK", err, sizeof(err));
 		ask->admitted = 0;
 		return -1;
@@ -1313,6 +1459,121 @@ int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *b
 			.errors = sqlite3_column_int64(s, 5),
 		};
 		cb(ud, &row);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- transactions for batch callers, retention ---- */
+
+int store_begin(struct store *st)
+{
+	char err[256];
+	return exec_sql(st->db, "BEGIN IMMEDIATE", err, sizeof(err));
+}
+
+int store_commit(struct store *st)
+{
+	char err[256];
+	return exec_sql(st->db, "COMMIT", err, sizeof(err));
+}
+
+void store_rollback(struct store *st)
+{
+	char err[256];
+	exec_sql(st->db, "ROLLBACK", err, sizeof(err));
+}
+
+/* Deletes up to `batch` rows per statement, each batch its own short transaction, so writers of
+ * other processes wait for one batch at most. */
+static long long prune_table(struct store *st, const char *sql, int64_t cutoff, const char *day)
+{
+	long long total = 0;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	for (;;) {
+		if (store_begin(st) < 0) {
+			total = -1;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, cutoff);
+		sqlite3_bind_text(s, 2, day, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		int n = sqlite3_changes(st->db);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE || store_commit(st) < 0) {
+			store_rollback(st);
+			total = -1;
+			break;
+		}
+		total += n;
+		if (n < 1000)
+			break;
+	}
+	sqlite3_finalize(s);
+	return total;
+}
+
+long long store_prune(struct store *st, int64_t cutoff_ms)
+{
+	static const char *const sql[] = {
+		"DELETE FROM request_attempts WHERE (request_id, attempt) IN (SELECT request_id, attempt"
+		" FROM request_attempts WHERE ts_start_ms < ?1 ORDER BY ts_start_ms LIMIT 1000)"
+		" AND ?2 IS NOT NULL",
+		"DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE ts_start_ms < ?1"
+		" ORDER BY ts_start_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		"DELETE FROM tool_call_state WHERE rowid IN (SELECT rowid FROM tool_call_state"
+		" WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		"DELETE FROM budget_spend WHERE day < ?2 AND ?1 IS NOT NULL",
+		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
+	};
+	char day[11];
+	store_utc_day(cutoff_ms, day);
+	long long rows = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(sql); i++) {
+		long long n = prune_table(st, sql[i], cutoff_ms, day);
+		if (n < 0)
+			return -1;
+		if (i == 1)
+			rows = n;
+	}
+	/* Give freed pages back to the file system (databases created with auto_vacuum = INCREMENTAL). */
+	char err[256];
+	exec_sql(st->db, "PRAGMA incremental_vacuum(2000)", err, sizeof(err));
+	return rows;
+}
+
+int store_file_moved(struct store *st)
+{
+	int moved = 0;
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK)
+		return 0;
+	return moved;
+}
+
+size_t store_statement_count(void)
+{
+	return ST_COUNT;
+}
+
+const char *store_statement(size_t i)
+{
+	return i < ST_COUNT ? stmt_sql[i] : NULL;
+}
+
+int store_query_plan(struct store *st, const char *sql, struct buf *out)
+{
+	char *q = xasprintf("EXPLAIN QUERY PLAN %s", sql);
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(st->db, q, -1, &s, NULL);
+	free(q);
+	if (rc != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(s, 3);
+		buf_puts(out, d ? d : "");
+		buf_putc(out, '\n');
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : -1;

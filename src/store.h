@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "reqlog.h"
 
 struct store_opts {
@@ -27,6 +28,8 @@ struct store_opts {
 	long busy_timeout_ms;
 	int synchronous_full;
 	long checkpoint_pages;   /* 0: SQLite's automatic checkpoints (direct connections) */
+	const char *jsonl_path;  /* writer: the JSONL fallback to replay when the database is back */
+	long retention_days;     /* writer: prune rows older than this (0 = never) */
 };
 
 /* Current schema version (PRAGMA user_version). */
@@ -39,6 +42,18 @@ void store_close(struct store *st);
 /* Inserts one request-log row (and its tool-call state, when it has some). Returns 0, or -1 with
  * a message in errbuf (no secret in it). */
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
+/* The same, telling whether the row was new: 1 inserted, 0 already logged (nothing changed), -1. */
+int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
+/* Whether the connection's database file was deleted or renamed since it was opened. */
+int store_file_moved(struct store *st);
+/* A write transaction around several inserts (replay). */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+/* Retention: deletes request rows (with their attempts and tool state) that started before
+ * cutoff_ms, and ledger days before its day, in batches of 1,000 rows per transaction by the time
+ * indexes. Returns the request rows deleted, or -1. */
+long long store_prune(struct store *st, int64_t cutoff_ms);
 /* The kept state of one tool call (toolstate.h), or NULL. New reference. Read-only: any
  * connection, e.g. one a worker opened with store_open for reading. */
 json_t *store_tool_state(struct store *st, const char *tool_call_id);
@@ -106,6 +121,9 @@ struct budget_ask {
  * alerts due, and, when every limit holds with amount added, reserves it. Returns 0 (see
  * ask->admitted) or -1 on a database error. */
 int store_budget_reserve(struct store *st, struct budget_ask *ask);
+/* The same through this process's writer thread, in its group commit. Returns 0 (see
+ * ask->admitted) or -1 when the database failed. */
+int store_writer_reserve(struct budget_ask *ask);
 /* Ends a reservation without spend (the request was never sent). Returns 0 or -1. */
 int store_budget_release(struct store *st, const char *request_id);
 /* Reclaims reservations made before before_ms (their workers died). Returns how many, or -1. */
@@ -123,6 +141,12 @@ int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *b
 
 /* The UTC day of a time in ms, "YYYY-MM-DD". */
 void store_utc_day(int64_t ms, char day[11]);
+
+/* The statements the router prepares (for EXPLAIN QUERY PLAN tests), and the plan of one SQL
+ * statement, one line per step, appended to out. */
+size_t store_statement_count(void);
+const char *store_statement(size_t i);
+int store_query_plan(struct store *st, const char *sql, struct buf *out);
 
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);

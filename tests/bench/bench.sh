@@ -70,7 +70,7 @@ WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
 
-ALL_TARGETS="fake fixed bare router router_nobudget router_anthropic router_fallback"
+ALL_TARGETS="fake fixed bare router router_nobudget router_nolog router_anthropic router_fallback"
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -310,6 +310,20 @@ target_router_nobudget_start() {
 	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
 }
 target_router_nobudget_verify() { target_router_verify "$@"; }
+
+target_router_nolog_label="lighttpd + llm-router, budgets and request log off"
+# storage.request_log = false and budget.enabled = false: what the request log costs.
+target_router_nolog_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	sed -i -e "s/^\([[:space:]]*enabled[[:space:]]*=\)[[:space:]]*true;/\1 false;/" \
+		-e "s/^\([[:space:]]*request_log[[:space:]]*=\)[[:space:]]*true;/\1 false;/" "$dir/llm-router.conf"
+	grep -q "^[[:space:]]*request_log = false;" "$dir/llm-router.conf" || die "could not turn the request log off"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"OPENAI_API_KEY=$API_KEY" "OPENAI_BASE_URL=$2/openai/v1")
+	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
+}
 
 target_router_anthropic_label="lighttpd + llm-router, Anthropic-backed model"
 target_router_anthropic_model=claude-haiku-4-5
@@ -700,6 +714,15 @@ REPORT=$TMP/report.md
 		echo "router reserves each request's estimated cost in one BEGIN IMMEDIATE transaction before the upstream call (settled with the log row); router_nobudget does not."
 		for mode in $MODES; do
 			echo "- $mode: added p50 $(get "router.$mode.add50") ms with budgets, $(get "router_nobudget.$mode.add50") ms without (p99 $(get "router.$mode.add99") / $(get "router_nobudget.$mode.add99") ms); req/s @$CONNS $(get "router.$mode.rps") with, $(get "router_nobudget.$mode.rps") without ($(ratio "$(get "router.$mode.rps")" "$(get "router_nobudget.$mode.rps")"))"
+		done
+	fi
+	if has_target router_nobudget && has_target router_nolog; then
+		echo
+		echo "## Request log"
+		echo
+		echo "router_nobudget logs every request (a row committed by the writer thread before the response ends, WAL checkpoints in the background); router_nolog writes none. Both without budgets."
+		for mode in $MODES; do
+			echo "- $mode: logged requests/s @$CONNS sustained $(get "router_nobudget.$mode.rps") (without the log $(get "router_nolog.$mode.rps"), $(ratio "$(get "router_nobudget.$mode.rps")" "$(get "router_nolog.$mode.rps")")); concurrency 1: p99 $(get "router_nobudget.$mode.add99") ms added with the log, $(get "router_nolog.$mode.add99") ms without (p50 $(get "router_nobudget.$mode.add50") / $(get "router_nolog.$mode.add50"))"
 		done
 	fi
 	if has_target router && has_target router_fallback; then

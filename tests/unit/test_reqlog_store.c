@@ -587,7 +587,12 @@ TEST(reqlog_write_falls_back_when_the_store_cannot_be_opened)
 TEST(reqlog_write_reports_a_lost_record)
 {
 	log_set_level(LOG_ERROR);
-	char *jl = test_path("missing-dir/fallback.jsonl");
+	/* A directory that cannot exist: its name is taken by a file. (A missing directory is
+	 * made again: see reqlog_write_makes_a_missing_directory.) */
+	char *blocker = test_path("not-a-dir");
+	test_write_file(blocker, "x", 1);
+	free(blocker);
+	char *jl = test_path("not-a-dir/fallback.jsonl");
 	struct reqlog r;
 	full_record(&r, "chatcmpl-lost");
 	/* The error line goes to stderr: keep the test output clean. */
@@ -604,6 +609,17 @@ TEST(reqlog_write_reports_a_lost_record)
 		close(saved);
 	}
 	CHECK_INT_EQ(rc, -1);
+	free(jl);
+}
+
+TEST(reqlog_write_makes_a_missing_directory)
+{
+	log_set_level(LOG_ERROR);
+	char *jl = test_path("gone/again/fallback.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-dir");
+	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-dir"), 1);
 	free(jl);
 }
 
