@@ -711,7 +711,7 @@ REPORT=$TMP/report.md
 		echo
 		echo "## Budgets"
 		echo
-		echo "router reserves each request's estimated cost in one BEGIN IMMEDIATE transaction before the upstream call (settled with the log row); router_nobudget does not."
+		echo "router reserves each request's estimated cost before the upstream call (a transaction in the writer thread's group commit) and settles it with the log row; router_nobudget does neither."
 		for mode in $MODES; do
 			echo "- $mode: added p50 $(get "router.$mode.add50") ms with budgets, $(get "router_nobudget.$mode.add50") ms without (p99 $(get "router.$mode.add99") / $(get "router_nobudget.$mode.add99") ms); req/s @$CONNS $(get "router.$mode.rps") with, $(get "router_nobudget.$mode.rps") without ($(ratio "$(get "router.$mode.rps")" "$(get "router_nobudget.$mode.rps")"))"
 		done
