@@ -7,7 +7,7 @@ const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
-const { ROUTER_BIN, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 
@@ -341,6 +341,23 @@ describe('budget limits, alerts and the daily reset', () => {
       assert.equal(stack.router.db('SELECT * FROM spend_today_agent').length, 3);
       assert.equal(stack.router.db('SELECT * FROM spend_today_model')[0].calls, 3);
       assert.ok(stack.router.db('SELECT * FROM spend_by_day').length >= 2);
+      // Every sqlite3 command of the README, as written, against this database.
+      const readme = require('fs').readFileSync(require('path').join(ROOT, 'README.md'), 'utf8');
+      const cmds = [];
+      for (const block of readme.split('```sh\n').slice(1).map((b) => b.split('```')[0])) {
+        let cur = null;
+        for (const line of block.split('\n')) {
+          if (cur === null && line.startsWith('sqlite3 ')) cur = line;
+          else if (cur !== null) cur += '\n' + line;
+          if (cur !== null && (cur.match(/"/g) || []).length % 2 === 0 && !cur.endsWith('\\')) { cmds.push(cur); cur = null; }
+        }
+      }
+      assert.ok(cmds.length >= 6, `${cmds.length} sqlite3 commands in the README`);
+      for (const c of cmds) {
+        const r = spawnSync('bash', ['-c', c.split('data/llm_logs.db').join(stack.router.dbPath)], { encoding: 'utf8' });
+        assert.equal(r.status, 0, `${c}\n${r.stderr}`);
+        assert.equal(r.stderr, '', c);
+      }
     } finally { await stack.stop(); }
   });
 });
