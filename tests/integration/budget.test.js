@@ -323,6 +323,23 @@ describe('budget limits, alerts and the daily reset', () => {
     } finally { await stack.stop(); }
   });
 
+  it('the admin view of every tier needs the admin key', async () => {
+    const stack = await budgetStack(10, (t) => t, { env: { LLM_ROUTER_ADMIN_KEY: 'admin-test-key-0123456789' } });
+    try {
+      await post(stack.router, { model: 'gpt-4o-mini', messages: MSG }, { 'x-agent-name': 'devops_agent' });
+      const url = stack.router.baseURL + '/router/budgets';
+      assert.equal((await fetch(url)).status, 401);
+      assert.equal((await fetch(url, { headers: { authorization: 'Bearer admin-test-key-012345678' } })).status, 401);
+      const r = await fetch(url, { headers: { authorization: 'Bearer admin-test-key-0123456789' } });
+      assert.equal(r.status, 200);
+      const b = await r.json();
+      assert.deepEqual(b.scopes.map((x) => x.scope), ['tier:T1', 'tier:T2', 'tier:T3', 'tier:T4']);
+      assert.ok(b.scopes[1].spent_usd > 0);
+      assert.equal(b.scopes[1].budget_usd, 10);
+      assert.ok(!stack.router.errorLog().includes('admin-test-key'), 'the admin key is never logged');
+    } finally { await stack.stop(); }
+  });
+
   it('report and the sqlite3 views of the README run on the database', async () => {
     const stack = await budgetStack(10);
     try {
