@@ -678,6 +678,7 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 		const struct provider_conf *p = a.x.prov;
 		if (!p->available) {
 			struct rerr why;
+			rerr_clear(&why);
 			rerr_set(&why, 503, "provider_unavailable", "provider_unavailable", "model",
 				 "Model %s is unavailable: provider %s has no API key (%s).", a.public_model,
 				 p->name, p->unavailable_reason ? p->unavailable_reason : "not configured");
@@ -697,6 +698,7 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 		enum health_verdict hv = health_check(cfg, a.public_model, &d.hs, &until);
 		if (hv == HEALTH_COOLING) {
 			struct rerr why;
+			rerr_clear(&why);
 			int64_t secs = (until - clock_wall_ms() + 999) / 1000;
 			rerr_set(&why, 503, "overloaded_error", "model_cooling_down", "model",
 				 "Model %s is skipped for %lld s after repeated failures.", a.public_model,

@@ -194,10 +194,10 @@ describe('kill -9 of responders under load', () => {
           }
         };
         const workers = Array.from({ length: 12 }, (_, i) => worker(i));
-        await sleep(700);
+        await sleep(700 * SLOW);
         for (let k = 0; k < 3; k++) {
           for (const pid of stack.router.responderPids()) { try { process.kill(pid, 'SIGKILL'); } catch (e) { /* gone */ } }
-          await sleep(500);
+          await sleep(500 * SLOW);
         }
         stop = true;
         await Promise.all(workers);
