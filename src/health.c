@@ -20,6 +20,7 @@ struct entry {
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t refreshed = PTHREAD_COND_INITIALIZER;
 static struct entry entries[MAX_ENTRIES];
 static size_t n_entries;
 static int64_t last_refresh_ms;
@@ -64,11 +65,13 @@ static void on_row(void *ud, const struct health_row *h)
 	l->n++;
 }
 
-/* Re-reads the shared state when the copy is older than HEALTH_REFRESH_MS. One thread at a
- * time; the others go on with the copy. */
+/* Re-reads the shared state when the copy is older than HEALTH_REFRESH_MS. One thread reads;
+ * the others wait for it rather than decide on a stale copy. */
 static void maybe_refresh(const struct health_source *src, int64_t now)
 {
 	pthread_mutex_lock(&mu);
+	while (refreshing && now - last_refresh_ms >= HEALTH_REFRESH_MS)
+		pthread_cond_wait(&refreshed, &mu);
 	int due = !refreshing && now - last_refresh_ms >= HEALTH_REFRESH_MS;
 	if (due)
 		refreshing = 1;
@@ -101,6 +104,7 @@ static void maybe_refresh(const struct health_source *src, int64_t now)
 	}
 	last_refresh_ms = now;
 	refreshing = 0;
+	pthread_cond_broadcast(&refreshed);
 	pthread_mutex_unlock(&mu);
 	free(lp);
 }
