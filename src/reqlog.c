@@ -113,23 +113,6 @@ json_t *reqlog_to_json(const struct reqlog *r)
 	return o;
 }
 
-/* The fallback file's directory may be gone (removed with the database's): make it again. */
-static int make_parent_dirs(const char *path)
-{
-	char *dir = xstrdup(path);
-	int rc = 0;
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-			rc = -1;
-		*p = '/';
-	}
-	free(dir);
-	return rc;
-}
-
 static int append_jsonl(const char *path, const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	json_t *o = reqlog_to_json(r);
@@ -142,7 +125,7 @@ static int append_jsonl(const char *path, const struct reqlog *r, char *errbuf, 
 	int fd = -1;
 	for (int tries = 0; tries < 8; tries++) {
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0 && errno == ENOENT && make_parent_dirs(path) == 0)
+		if (fd < 0 && errno == ENOENT && mkdir_parents(path) == 0)
 			fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0) {
 			snprintf(errbuf, errsz, "cannot open %s: %s", path, strerror(errno));

@@ -18,7 +18,6 @@
  */
 #include "store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -304,28 +303,6 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 		pthread_mutex_unlock(&ck_mu);
 	}
 	return SQLITE_OK;
-}
-
-static int mkdir_parents(const char *path)
-{
-	char *dir = xstrdup(path);
-	char *slash = strrchr(dir, '/');
-	int rc = 0;
-	if (slash && slash != dir) {
-		*slash = '\0';
-		for (char *p = dir + 1; *p; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-				rc = -1;
-			*p = '/';
-		}
-		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-			rc = -1;
-	}
-	free(dir);
-	return rc;
 }
 
 static int exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsz)
@@ -965,18 +942,23 @@ static int step_sql(struct store *st, const char *sql, char *errbuf, size_t errs
 }
 
 /* Commits a batch in one transaction; on any failure every job of the batch fails. */
+/* A database file deleted or renamed under the writer (a removed directory, a restore) would
+ * swallow the rows committed to it: drop the connection so that a new file is opened at once. */
+static void writer_drop_if_moved(void)
+{
+	if (!W.st || !store_file_moved(W.st))
+		return;
+	log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
+	store_close(W.st);
+	W.st = NULL;
+	W.retry_us = 0;
+}
+
 static void commit_batch(struct wjob *batch)
 {
 	char err[256] = "";
 	int ok = 0;
-	if (W.st && store_file_moved(W.st)) {
-		/* Deleted or renamed under us (a removed directory, a restore): rows committed to that
-		 * file would be lost, so start a new one where the configuration says. */
-		log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
-		store_close(W.st);
-		W.st = NULL;
-		W.retry_us = 0;
-	}
+	writer_drop_if_moved();
 	if (!W.st && clock_mono_us() >= W.retry_us) {
 		W.st = store_open(&W.opts, err, sizeof(err));
 		if (!W.st) {
@@ -1026,9 +1008,8 @@ static int64_t next_replay_ms, next_prune_ms;
 
 static void writer_maintain(void)
 {
-	if (W.st && store_file_moved(W.st)) {
-		log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
-		store_close(W.st);
+	writer_drop_if_moved();
+	if (!W.st && clock_mono_us() >= W.retry_us) {
 		char err[256];
 		W.st = store_open(&W.opts, err, sizeof(err));
 		if (!W.st)
@@ -1038,27 +1019,10 @@ static void writer_maintain(void)
 		return;
 	int64_t now = clock_wall_ms();
 	if (W.opts.jsonl_path && now >= next_replay_ms) {
+		/* Cheap when there is nothing to import: the file and any leftovers are looked for. */
 		next_replay_ms = now + REPLAY_CHECK_MS;
-		struct stat sb;
-		char *dir = xstrdup(W.opts.jsonl_path);
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*slash = '\0';
-		int leftovers = 0;
-		DIR *d = slash ? opendir(dir) : NULL;
-		const char *base = slash ? slash + 1 : W.opts.jsonl_path;
-		if (d) {
-			struct dirent *e;
-			while (!leftovers && (e = readdir(d)))
-				leftovers = strncmp(e->d_name, base, strlen(base)) == 0 &&
-					    strstr(e->d_name + strlen(base), ".replay-") == e->d_name + strlen(base);
-			closedir(d);
-		}
-		free(dir);
-		if (leftovers || stat(W.opts.jsonl_path, &sb) == 0) {
-			struct replay_stats rs;
-			reqlog_replay(W.st, W.opts.jsonl_path, &rs);
-		}
+		struct replay_stats rs;
+		reqlog_replay(W.st, W.opts.jsonl_path, &rs);
 	}
 	if (W.opts.retention_days > 0 && now >= next_prune_ms) {
 		next_prune_ms = now + PRUNE_EVERY_MS;
@@ -1081,12 +1045,6 @@ static void *writer_main(void *arg)
 			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop) {
 				/* Idle: maintenance still runs (a database back after a failure gets its
 				 * fallback rows without waiting for traffic). */
-				if (!W.st && clock_mono_us() >= W.retry_us) {
-					char err[256];
-					W.st = store_open(&W.opts, err, sizeof(err));
-					if (!W.st)
-						W.retry_us = clock_mono_us() + REOPEN_US;
-				}
 				pthread_mutex_unlock(&W.mu);
 				writer_maintain();
 				pthread_mutex_lock(&W.mu);

@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -266,4 +269,26 @@ char *url_decode(const char *s)
 	}
 	out[j] = '\0';
 	return out;
+}
+
+int mkdir_parents(const char *path)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int rc = 0;
+	if (slash && slash != dir) {
+		*slash = '\0';
+		for (char *p = dir + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+				rc = -1;
+			*p = '/';
+		}
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+			rc = -1;
+	}
+	free(dir);
+	return rc;
 }

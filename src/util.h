@@ -46,6 +46,9 @@ void utf8_sanitize(char *s);
  * or decodes to a NUL byte. */
 char *url_decode(const char *s);
 
+/* Creates the directories leading to path (mode 0750); returns 0, or -1 if one could not be made. */
+int mkdir_parents(const char *path);
+
 /* s, or "" when s is NULL. */
 const char *str_or_empty(const char *s);
 int str_has_prefix(const char *s, const char *prefix);
