@@ -965,6 +965,73 @@ static time_t newest_mtime(const struct strv *files)
 	return newest;
 }
 
+int config_env_line(char *line, char **name, char **value)
+{
+	line[strcspn(line, "\r\n")] = '\0';
+	char *p = line + strspn(line, " \t");
+	if (*p == '\0' || *p == '#')
+		return 0;
+	if (str_has_prefix(p, "export "))
+		p += 7;
+	size_t name_len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+	if (name_len == 0 || p[name_len] != '=' || (p[0] >= '0' && p[0] <= '9'))
+		return -1;
+	p[name_len] = '\0';
+	char *val = p + name_len + 1;
+	size_t vl = strlen(val);
+	if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+		val[vl - 1] = '\0';
+		val++;
+	}
+	*name = p;
+	*value = val;
+	return 1;
+}
+
+/* llm-router.env beside the configuration: NAME=value lines (provider keys, base URLs) for hosts
+ * where the web server cannot set the router's environment (shared hosting, .htaccess). A variable
+ * already in the environment wins. Read once per process, by the first config_load, which always
+ * runs before any thread starts (setenv is not thread-safe); a changed file needs a restart. */
+static int load_env_file(const char *config_dir, struct buf *errors)
+{
+	static int done;
+	if (done)
+		return 0;
+	done = 1;
+	int bad = 0;
+	char *file = xasprintf("%s/llm-router.env", config_dir);
+	FILE *f = fopen(file, "re");
+	if (!f) {
+		if (errno != ENOENT) {
+			buf_printf(errors, "%s: cannot read the file: %s\n", file, strerror(errno));
+			bad++;
+		}
+		free(file);
+		return bad;
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 007))
+		log_warn(NULL, "%s is readable by other users: chmod 600 it (it holds provider keys)",
+			 file);
+	char line[8192];
+	int lineno = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *name, *val;
+		int r = config_env_line(line, &name, &val);
+		if (r < 0) {
+			/* Name the line, never its content: it may hold a key. */
+			buf_printf(errors, "%s:%d: expected NAME=value\n", file, lineno);
+			bad++;
+		} else if (r > 0) {
+			setenv(name, val, 0);
+		}
+	}
+	fclose(f);
+	free(file);
+	return bad;
+}
+
 struct config *config_load(const char *path, struct buf *errors)
 {
 	static uint64_t generation;
@@ -973,12 +1040,14 @@ struct config *config_load(const char *path, struct buf *errors)
 	ld.cfg = cfg;
 	cfg->refs = 1;
 	cfg->path = absolute_path(path);
+	char *dir = dir_of(cfg->path);
+	/* First: the file may set variables read below (LLM_ROUTER_HOME, the clock offset). */
+	ld.nerr += load_env_file(dir, errors);
 	cfg->loaded_at = clock_wall_ms() / 1000;
 	strv_push(&cfg->sources, cfg->path);
 
 	config_t lc;
 	config_init(&lc);
-	char *dir = dir_of(cfg->path);
 	config_set_include_dir(&lc, dir);
 	if (!config_read_file(&lc, cfg->path)) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
@@ -1002,6 +1071,19 @@ struct config *config_load(const char *path, struct buf *errors)
 
 	parse_group(&ld, root, root_fields, cfg);
 	parse_group(&ld, config_setting_get_member(root, "server"), server_fields, cfg);
+	/* The web server's set-up decides what threads are worth: mod_fcgid sends one request at a
+	 * time to a process (its vhost sets LLM_ROUTER_THREADS=1). */
+	const char *threads_env = getenv("LLM_ROUTER_THREADS");
+	if (threads_env && threads_env[0]) {
+		long long v;
+		if (parse_ll(threads_env, &v) == 0 && v >= 1 && v <= 256) {
+			cfg->threads = v;
+		} else {
+			buf_printf(errors, "LLM_ROUTER_THREADS=%s: expected an integer from 1 to 256\n",
+				   threads_env);
+			ld.nerr++;
+		}
+	}
 	parse_group(&ld, config_setting_get_member(root, "log"), log_fields, cfg);
 	parse_group(&ld, config_setting_get_member(root, "storage"), storage_fields, cfg);
 	parse_group(&ld, config_setting_get_member(root, "upstream"), upstream_fields, cfg);

@@ -181,6 +181,12 @@ void config_log_errors(const struct buf *errors, const char *what);
  * above the directory of the executable. Returns a malloc'd string. */
 char *config_default_path(void);
 
+/* One line of llm-router.env (the file beside the configuration that carries environment
+ * variables where the web server cannot set them): NAME=value, optionally after "export ", the
+ * value optionally in matching quotes. Edits line in place. Returns 1 with *name and *value set,
+ * 0 for a blank line or a # comment, -1 for anything else. */
+int config_env_line(char *line, char **name, char **value);
+
 /* Process-wide current configuration. config_global_set takes ownership of cfg. */
 void config_global_set(struct config *cfg);
 /* Returns the current config with a reference held; pair with config_release. */

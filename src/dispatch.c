@@ -55,6 +55,7 @@ struct dispatch {
 	int64_t excluded_us;           /* upstream time of finished attempts, and waits */
 	double upstream_ms;            /* upstream time of every call */
 	int64_t cooling_until_ms;      /* earliest end of a cooldown that made us skip a model */
+	int64_t t_heartbeat_us;        /* last heartbeat to the web server (nothing sent yet) */
 	struct rerr last_err;          /* what the client gets when nothing answers */
 	struct health_source hs;
 };
@@ -195,9 +196,25 @@ static int on_tick(void *ud)
 	struct attempt *a = ud;
 	struct response *resp = &a->rc->resp;
 	const struct config *cfg = a->rc->cfg;
-	if (!a->relaying || !resp->started || cfg->keepalive_interval_ms <= 0)
+	if (cfg->keepalive_interval_ms <= 0)
 		return 0;
 	int64_t now = clock_mono_us();
+	if (!resp->started) {
+		/* Nothing sent yet (a non-streaming call, or a stream before its first byte): keep the
+		 * web server's idle timer (mod_fcgid's FcgidIOTimeout, 40 s by default) from cutting a
+		 * long call, without sending the client anything. */
+		const struct http_io *io = resp->io;
+		struct dispatch *d = a->d;
+		if (!d->t_heartbeat_us)
+			d->t_heartbeat_us = now;
+		if (io->heartbeat && now - d->t_heartbeat_us >= cfg->keepalive_interval_ms * 1000) {
+			d->t_heartbeat_us = now;
+			io->heartbeat(io->ctx);
+		}
+		return 0;
+	}
+	if (!a->relaying)
+		return 0;
 	if (now - a->t_last_write_us < cfg->keepalive_interval_ms * 1000)
 		return 0;
 	a->t_last_write_us = now;

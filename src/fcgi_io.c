@@ -7,13 +7,17 @@
 #include "fcgi_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -22,6 +26,7 @@ struct fcgi_conn {
 	FCGX_Request rq;
 	struct http_io io;
 	int accepted;
+	int wrote;                     /* response bytes were handed to libfcgi */
 };
 
 static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -38,7 +43,19 @@ int fcgi_io_is_fastcgi(void)
 
 int fcgi_io_listen(const char *spec, int backlog)
 {
-	return FCGX_OpenSocket(spec, backlog);
+	/* libfcgi binds ":PORT" to every interface; a FastCGI socket must never be reachable from
+	 * outside (CVE-2025-23016), so only an address or a unix socket path is accepted. */
+	if (spec[0] == ':') {
+		errno = EINVAL;
+		return -1;
+	}
+	int fd = FCGX_OpenSocket(spec, backlog);
+	/* A unix socket: the owner and its group (the web server's) only. */
+	if (fd >= 0 && !strchr(spec, ':') && chmod(spec, 0660) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 void fcgi_io_shutdown_pending(void)
@@ -66,6 +83,7 @@ static long fcgi_read(void *ctx, char *p, size_t n)
 static int fcgi_write(void *ctx, const char *p, size_t n)
 {
 	struct fcgi_conn *c = ctx;
+	c->wrote = 1;
 	while (n > 0) {
 		int chunk = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
 		if (FCGX_PutStr(p, chunk, c->rq.out) != chunk)
@@ -113,6 +131,21 @@ static int fcgi_peer_gone(void *ctx)
 	return 0;
 }
 
+/* An empty FCGI_STDERR record: the web server reads a record (which restarts mod_fcgid's
+ * FcgidIOTimeout and lighttpd's read-timeout), logs nothing and sends the client nothing. Written
+ * straight to the socket, which is safe only while libfcgi holds no output of this request; the
+ * router never writes to libfcgi's error stream, so libfcgi ends no stderr stream of its own. */
+static void fcgi_heartbeat(void *ctx)
+{
+	struct fcgi_conn *c = ctx;
+	if (!c->accepted || c->wrote || c->rq.ipcFd < 0)
+		return;
+	const unsigned char rec[8] = { FCGI_VERSION_1, FCGI_STDERR,
+				       (unsigned char)(c->rq.requestId >> 8),
+				       (unsigned char)(c->rq.requestId & 0xff), 0, 0, 0, 0 };
+	(void)!send(c->rq.ipcFd, rec, sizeof(rec), MSG_NOSIGNAL);
+}
+
 struct fcgi_conn *fcgi_conn_new(int listen_fd)
 {
 	struct fcgi_conn *c = xcalloc(1, sizeof(*c));
@@ -124,6 +157,7 @@ struct fcgi_conn *fcgi_conn_new(int listen_fd)
 	c->io.ctx = c;
 	c->io.peer_fd = fcgi_peer_fd;
 	c->io.peer_gone = fcgi_peer_gone;
+	c->io.heartbeat = fcgi_heartbeat;
 	return c;
 }
 
@@ -141,6 +175,7 @@ int fcgi_conn_accept(struct fcgi_conn *c)
 	int rc = FCGX_Accept_r(&c->rq);
 	pthread_mutex_unlock(&accept_mu);
 	c->accepted = rc >= 0;
+	c->wrote = 0;
 	return rc >= 0 ? 0 : -1;
 }
 
@@ -164,6 +199,8 @@ static const char *cgi_param(void *ctx, const char *name)
 	return getenv(name);
 }
 
+static long long cgi_body_read;       /* request body bytes consumed from stdin */
+
 static long cgi_read(void *ctx, char *p, size_t n)
 {
 	(void)ctx;
@@ -171,7 +208,37 @@ static long cgi_read(void *ctx, char *p, size_t n)
 		ssize_t r = read(STDIN_FILENO, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r > 0)
+			cgi_body_read += r;
 		return (long)r;
+	}
+}
+
+void cgi_drain_body(void)
+{
+	/* Under mod_cgid stdin and stdout are one socket: closing it with request bytes still unread
+	 * resets the connection, and Apache loses the response (a 401 or 413 is sent without reading
+	 * the body). Read the rest - CONTENT_LENGTH says how much; without it, until EOF - giving up
+	 * after a second of silence or 64 MiB. */
+	const char *cl = getenv("CONTENT_LENGTH");
+	long long want = cl && cl[0] ? strtoll(cl, NULL, 10) : -1;
+	long long left = want >= 0 ? want - cgi_body_read : (64LL << 20);
+	if (left > (64LL << 20))
+		left = 64LL << 20;
+	char sink[16384];
+	while (left > 0) {
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		int pr = poll(&pfd, 1, 1000);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			break;
+		ssize_t r = read(STDIN_FILENO, sink, left < (long long)sizeof(sink) ? (size_t)left : sizeof(sink));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		left -= r;
 	}
 }
 
@@ -187,8 +254,45 @@ static int cgi_flush(void *ctx)
 	return fflush(stdout) == 0 ? 0 : -1;
 }
 
+/* The web server signals a CGI program whose client left (mod_cgid sends SIGTERM): the handler
+ * writes to a pipe the request's waits watch, so the upstream call stops and the log row is still
+ * written before the process exits. */
+static int cgi_term_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t cgi_terminated;
+
+static void cgi_on_term(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	cgi_terminated = 1;
+	if (cgi_term_pipe[1] >= 0)
+		(void)!write(cgi_term_pipe[1], "t", 1);
+	errno = saved;
+}
+
+static int cgi_peer_fd(void *ctx)
+{
+	(void)ctx;
+	return cgi_term_pipe[0];
+}
+
+static int cgi_peer_gone(void *ctx)
+{
+	(void)ctx;
+	return cgi_terminated ? 1 : 2;
+}
+
 const struct http_io *cgi_io(void)
 {
-	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL, NULL, NULL };
+	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL,
+					   cgi_peer_fd, cgi_peer_gone, NULL };
+	if (cgi_term_pipe[0] < 0 && pipe2(cgi_term_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = cgi_on_term;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	return &io;
 }

@@ -30,5 +30,7 @@ void fcgi_conn_finish(struct fcgi_conn *c);
 
 /* Plain CGI: parameters from the environment, body on stdin, response on stdout. */
 const struct http_io *cgi_io(void);
+/* Reads and discards what the handler left of the request body (call after the response). */
+void cgi_drain_body(void);
 
 #endif

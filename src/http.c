@@ -24,6 +24,12 @@ void request_init(struct request *req, const struct http_io *io)
 		size_t n = strcspn(uri, "?#");
 		req->path = xstrndup(uri, n);
 	}
+	/* A site in a subdirectory (https://example.com/ai/v1/...): route on the part from /v1/. */
+	if (!str_has_prefix(req->path, "/v1/")) {
+		char *v1 = strstr(req->path, "/v1/");
+		if (v1)
+			memmove(req->path, v1, strlen(v1) + 1);
+	}
 	req->remote_addr = io->param(io->ctx, "REMOTE_ADDR");
 	const char *cl = io->param(io->ctx, "CONTENT_LENGTH");
 	long long v;
@@ -52,7 +58,12 @@ const char *request_header(const struct request *req, const char *name)
 		key[5 + i] = c;
 	}
 	key[5 + n] = '\0';
-	return req->io->param(req->io->ctx, key);
+	const char *v = req->io->param(req->io->ctx, key);
+	/* Apache hands a header that an .htaccess rewrite copied ([E=HTTP_AUTHORIZATION:...]) to the
+	 * application as REDIRECT_HTTP_AUTHORIZATION. */
+	if (!v && strcmp(key, "HTTP_AUTHORIZATION") == 0)
+		v = req->io->param(req->io->ctx, "REDIRECT_HTTP_AUTHORIZATION");
+	return v;
 }
 
 int request_read_body(struct request *req, size_t max, struct rerr *err)

@@ -36,6 +36,9 @@ struct http_io {
 	 * stay readable). */
 	int (*peer_fd)(void *ctx);
 	int (*peer_gone)(void *ctx);
+	/* Optional: tells the web server the request is alive, without sending the client anything,
+	 * while no response byte has been written yet. */
+	void (*heartbeat)(void *ctx);
 };
 
 struct request {

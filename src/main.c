@@ -51,8 +51,18 @@ static int load_global_config(void)
 
 static int run_server(int listen_fd)
 {
-	if (load_global_config() < 0)
+	if (load_global_config() < 0) {
+		/* A CGI program answers every request itself, this one included (the reasons are in the
+		 * web server's error log, where the configuration's errors went). A FastCGI responder
+		 * exits instead, and the web server reports it. */
+		if (listen_fd < 0)
+			fputs("Status: 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n"
+			      "{\"error\":{\"message\":\"The router's configuration is invalid; the web "
+			      "server's error log names the file, line and reason.\",\"type\":\"server_error\","
+			      "\"param\":null,\"code\":\"configuration_error\"}}\n",
+			      stdout);
 		return 78; /* EX_CONFIG */
+	}
 	if (upstream_global_init() < 0) {
 		log_error(NULL, "libcurl initialisation failed");
 		return 1;
@@ -85,7 +95,7 @@ int main(int argc, char **argv)
 				spec = argv[i + 1];
 		}
 		if (!spec) {
-			fprintf(stderr, "usage: llm-router serve --listen /path/to.sock|127.0.0.1:PORT\n");
+			fprintf(stderr, "usage: llm-router serve --listen /path/to.sock|127.0.0.1:PORT (a unix socket gets mode 0660)\n");
 			return 2;
 		}
 		if (fcgi_io_init() < 0)

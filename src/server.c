@@ -276,6 +276,16 @@ int server_run_cgi(void)
 		return 1;
 	handle_one(&w, cgi_io());
 	fflush(stdout);
+	cgi_drain_body();
+	/* No writer thread imports rows that went to the fallback file: the first request that finds
+	 * the database working again does (cheap when there is no file; concurrent processes claim
+	 * the file one at a time). */
+	struct config *cfg = config_acquire();
+	if (w.st && cfg && cfg->fallback_jsonl) {
+		struct replay_stats rs;
+		reqlog_replay(w.st, cfg->fallback_jsonl, &rs);
+	}
+	config_release(cfg);
 	upstream_free(w.up);
 	store_close(w.st);
 	return 0;

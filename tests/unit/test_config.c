@@ -901,3 +901,39 @@ TEST(config_global_acquire_release)
 	CHECK_NULL(config_acquire());
 	buf_free(&errors);
 }
+
+TEST(config_env_file_lines)
+{
+	static const struct {
+		const char *line;
+		int rc;
+		const char *name, *value;
+	} cases[] = {
+		{ "OPENAI_API_KEY=sk-abc\n", 1, "OPENAI_API_KEY", "sk-abc" },
+		{ "export GROQ_API_KEY=gsk_1\r\n", 1, "GROQ_API_KEY", "gsk_1" },
+		{ "  A=\"quoted value\"", 1, "A", "quoted value" },
+		{ "B='x=y'", 1, "B", "x=y" },
+		{ "C=", 1, "C", "" },
+		{ "D=\"unbalanced'", 1, "D", "\"unbalanced'" },
+		{ "", 0, NULL, NULL },
+		{ "   \n", 0, NULL, NULL },
+		{ "# OPENAI_API_KEY=commented out", 0, NULL, NULL },
+		{ "NO_EQUALS_SIGN", -1, NULL, NULL },
+		{ "=value", -1, NULL, NULL },
+		{ "9LIVES=1", -1, NULL, NULL },
+		{ "BAD NAME=1", -1, NULL, NULL },
+		{ "BAD-NAME=1", -1, NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		test_case("%s", cases[i].line);
+		char line[256];
+		snprintf(line, sizeof(line), "%s", cases[i].line);
+		char *name = NULL, *value = NULL;
+		CHECK_INT_EQ(config_env_line(line, &name, &value), cases[i].rc);
+		if (cases[i].rc == 1) {
+			CHECK_STR_EQ(name, cases[i].name);
+			CHECK_STR_EQ(value, cases[i].value);
+		}
+	}
+	test_case(NULL);
+}
