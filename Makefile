@@ -2,13 +2,15 @@
 #
 #   make            build build/llm-router
 #   make run        build, then serve on http://127.0.0.1:$(PORT) behind lighttpd (Ctrl-C stops)
-#   make test       the whole suite: unit, fixture and integration tests (installs what is missing)
+#   make test       the whole suite: unit, fixture and integration tests (installs what is missing);
+#                   the integration tests run behind each of FRONTS (lighttpd, Apache + mod_fcgid,
+#                   Apache with .htaccess, Apache plain CGI); FRONTS=lighttpd for one
 #   make test-budget-loop   the budget concurrency test, 20 rounds
 #   make asan       the whole suite against an ASan+UBSan build
 #   make valgrind   the integration suite with the router under valgrind
 #   make fuzz       every fuzz target for FUZZ_RUNS iterations (FUZZ_RUNS=... for longer runs)
 #   make bench      benchmarks with ratios against baselines measured in the same run
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (binary, configuration, web-server files)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -80,8 +82,11 @@ test-unit: $(BUILD)/test_unit
 test-fixtures: $(BUILD)/test_fixtures
 	$(BUILD)/test_fixtures tests/fixtures tests/specs/samples
 
+# The integration suite behind each web-server set-up in turn (tests/integration/lib/harness.js).
+FRONTS ?= lighttpd apache-fcgid apache-htaccess apache-cgi
+
 test-integration: $(BUILD)/llm-router
-	ROUTER_BIN=$(abspath $(BUILD)/llm-router) tests/tools/run-integration.sh
+	ROUTER_BIN=$(abspath $(BUILD)/llm-router) ROUTER_FRONTS="$(FRONTS)" tests/tools/run-integration.sh
 
 # The kill -9 test 10 times in a row.
 test-kill-loop: $(BUILD)/llm-router
@@ -100,8 +105,10 @@ asan: deps
 		all build-asan/test_unit build-asan/test_fixtures
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 build-asan/test_unit
 	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures tests/specs/samples
-	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan tests/tools/run-integration.sh
+	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan ROUTER_FRONTS="$(FRONTS)" \
+		tests/tools/run-integration.sh
 
+# Behind lighttpd only: under mod_fcgid and CGI every process start would pay valgrind's.
 valgrind: DEPS = valgrind
 valgrind: deps all
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) ROUTER_SANITIZER=valgrind tests/tools/run-integration.sh
@@ -118,10 +125,26 @@ bench: DEPS = bench
 bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream
 	@BUILD=$(BUILD) tests/bench/bench.sh
 
+# Installs the binary, the configuration (an edited one is kept: the new default goes beside it
+# as llm-router.conf.dist), and the web-server files under $(PREFIX)/share/llm-router.
+SHARE = $(DESTDIR)$(PREFIX)/share/llm-router
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/llm-router
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/llm-router $(SHARE)/docroot \
+		$(SHARE)/apache $(SHARE)/lighttpd $(SHARE)/www/errors
 	install -m 0755 $(BUILD)/llm-router $(DESTDIR)$(PREFIX)/bin/llm-router
-	install -m 0640 conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf
+	@if [ -f $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf ] && \
+	    ! cmp -s conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf; then \
+		echo "keeping $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf; the new default is llm-router.conf.dist"; \
+		install -m 0644 conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf.dist; \
+	else \
+		install -m 0644 conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf; \
+	fi
+	sed 's|@PREFIX@|$(PREFIX)|g' lighttpd/llm-router-container.conf > $(SHARE)/lighttpd-container.conf
+	install -m 0644 lighttpd/llm-router.conf $(SHARE)/lighttpd/llm-router.conf
+	install -m 0644 apache/llm-router-fcgid.conf apache/llm-router-proxy-fcgi.conf \
+		apache/llm-router.service $(SHARE)/apache/
+	install -m 0644 www/.htaccess $(SHARE)/www/.htaccess
+	install -m 0644 www/errors/*.json $(SHARE)/www/errors/
 
 clean:
 	rm -rf build build-asan build-fuzz build-valgrind

@@ -7,7 +7,7 @@ const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('net');
 const OpenAI = require('openai').default;
-const { startStack, readSSE, waitFor, sleep, SLOW } = require('./lib/harness');
+const { FRONT, startStack, readSSE, waitFor, sleep, SLOW } = require('./lib/harness');
 const { assertSchema } = require('./lib/schema');
 
 const MSG = [{ role: 'user', content: 'hello' }];
@@ -330,7 +330,11 @@ describe('fallback chains', () => {
     const ev = await waitFor(async () => (await stack.fake.events()).find((e) => e.type === 'client_closed'), 5000 * SLOW, 'the upstream connection to close');
     const delay = ev.wall - tAbort;
     t.diagnostic(`upstream closed ${delay} ms after the client left (provider silent, keep-alive every 300 ms)`);
-    assert.ok(delay < 800 * SLOW, `upstream closed ${delay} ms after the client left`);
+    // lighttpd closes the FastCGI connection as soon as its write to the client fails. Apache's
+    // first write after the client left still succeeds (the client's reset comes back after it);
+    // the second fails, and only then does Apache close the connection to the router.
+    const bound = FRONT === 'lighttpd' ? 800 : 1400;
+    assert.ok(delay < bound * SLOW, `upstream closed ${delay} ms after the client left`);
     assert.ok(ev.events_sent < 4);
   });
 
@@ -395,7 +399,7 @@ describe('cooldown across responder processes', () => {
       const m = stack.router.errorLog().match(new RegExp(`llm-router\\[(\\d+)\\] info \\[${r.id}\\] gpt-4o-mini skipped`));
       if (m) pids.add(m[1]);
     }
-    assert.equal(pids.size, 2, `skipped in ${pids.size} process(es)`);
+    assert.ok(pids.size >= 2, `skipped in ${pids.size} process(es)`);
     // After the cooldown one request probes the model; it answers, and everybody uses it again.
     await sleep(3100);
     await stack.fake.reset();

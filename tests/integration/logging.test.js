@@ -1,13 +1,13 @@
 // The request log never loses a row: each way the database can fail is induced for real while
-// traffic flows through lighttpd, the database is restored, and the rows are counted - exactly
-// one per request, in SQLite once the JSONL fallback is replayed, none twice.
+// traffic flows through the web server, the database is restored, and the rows are counted -
+// exactly one per request, in SQLite once the JSONL fallback is replayed, none twice.
 'use strict';
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { ROUTER_BIN, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROUTER_BIN, CAPS, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 
@@ -32,8 +32,10 @@ function jsonlLines(router) {
   return n;
 }
 
-// Every id exactly once in request_log.
+// Every id exactly once in request_log. A responder's writer thread imports the fallback file on
+// its own; in plain CGI the next request that finds the database working does.
 async function assertExactlyOnce(router, ids) {
+  if (!CAPS.persistent) await send(router, 1, 'next');
   await waitFor(() => {
     const rows = router.db(`SELECT request_id, count(*) AS n FROM request_log WHERE request_id IN (${ids.map((i) => `'${i}'`).join(',')}) GROUP BY request_id`);
     return rows.length === ids.length;
@@ -91,7 +93,8 @@ describe('the request log when the database fails', () => {
       fs.rmSync(path.dirname(stack.router.dbPath), { recursive: true, force: true });
       const during = await send(stack.router, 6, 'during');
       await assertExactlyOnce(stack.router, during);
-      assert.match(stack.router.errorLog(), /was moved or deleted: opening it anew/);
+      // A long-lived connection notices; a CGI process opens the path afresh anyway.
+      if (CAPS.persistent) assert.match(stack.router.errorLog(), /was moved or deleted: opening it anew/);
     } finally { await stack.stop(); }
   });
 
@@ -161,8 +164,9 @@ describe('the request log when the database fails', () => {
     try {
       const old = await send(stack.router, 3, 'old');
       await stack.router.row(old[2]);
-      const env = Object.assign({}, stack.router.env);
-      delete env.LLM_ROUTER_CLOCK_OFFSET_S;
+      // The real clock for the CLI (set, not removed: behind Apache the router's environment is
+      // also in llm-router.env, which fills in what the environment lacks).
+      const env = Object.assign({}, stack.router.env, { LLM_ROUTER_CLOCK_OFFSET_S: '0' });
       const r = spawnSync(ROUTER_BIN, ['prune'], { env, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^3 request-log row\(s\) from before/);

@@ -1,8 +1,17 @@
-// Integration harness: a real lighttpd running the real router binary as FastCGI responders, in
-// front of the fake provider (tests/fake/provider.js), everything on 127.0.0.1 with ephemeral
-// ports and a private temp directory per router instance.
+// Integration harness: a real web server running the real router binary, in front of the fake
+// provider (tests/fake/provider.js), everything on 127.0.0.1 with ephemeral ports and a private
+// temp directory per router instance.
 //
 // Environment:
+//   ROUTER_FRONT      the web server set-up (default lighttpd):
+//                     lighttpd         mod_fastcgi, bin-path responders (lighttpd/run.sh's set-up)
+//                     apache-fcgid     Apache + mod_fcgid, the vhost of apache/llm-router-fcgid.conf
+//                     apache-htaccess  Apache + mod_fcgid as a shared host runs it: www/.htaccess in
+//                                      a document root with AllowOverride, the binary copied in as
+//                                      llm-router.fcgi, config and data found relative to it
+//                     apache-cgi       the same document root on a host without mod_fcgid: the
+//                                      .htaccess falls back to plain CGI (mod_cgid), one process per
+//                                      request
 //   ROUTER_BIN        the router binary (default build/llm-router)
 //   ROUTER_SANITIZER  "asan": collect ASan/UBSan/LSan reports in files and fail on any;
 //                     "valgrind": run the responders under valgrind and fail on errors or leaks.
@@ -18,6 +27,18 @@ const ROOT = path.resolve(__dirname, '../../..');
 const ROUTER_BIN = process.env.ROUTER_BIN || path.join(ROOT, 'build/llm-router');
 const SANITIZER = process.env.ROUTER_SANITIZER || '';
 const LIGHTTPD = fs.existsSync('/usr/sbin/lighttpd') ? '/usr/sbin/lighttpd' : 'lighttpd';
+const APACHE = '/usr/sbin/apache2';
+const APACHE_MODULES = '/usr/lib/apache2/modules';
+const FRONT = process.env.ROUTER_FRONT || 'lighttpd';
+const FRONTS = ['lighttpd', 'apache-fcgid', 'apache-htaccess', 'apache-cgi'];
+if (!FRONTS.includes(FRONT)) throw new Error(`ROUTER_FRONT=${FRONT}: expected one of ${FRONTS.join(', ')}`);
+// What the set-up offers, for the few tests that depend on it.
+const CAPS = {
+  // Long-lived responder processes (with threads, a writer thread, a health cache).
+  persistent: FRONT !== 'apache-cgi',
+  // Several requests at once inside one process (mod_fcgid sends one at a time per process).
+  threaded: FRONT === 'lighttpd',
+};
 const SLOW = SANITIZER === 'valgrind' ? 8 : SANITIZER === 'asan' ? 2 : 1;
 
 // Keys used in tests: never real, but treated as secrets (they must not appear in logs).
@@ -83,16 +104,153 @@ async function startFake() {
   };
 }
 
-// ---- router behind lighttpd ----
+// ---- the web servers ----
+
+function lines(...parts) { return parts.flat().filter((l) => l !== null && l !== undefined).join('\n') + '\n'; }
+
+function launchLighttpd(work, port, env, binPath, opts) {
+  const errorlog = path.join(work, 'error.log');
+  const routerlog = path.join(work, 'router.log');
+  fs.writeFileSync(path.join(work, 'lighttpd.conf'), lines(
+    `server.document-root = "${path.join(work, 'www')}"`,
+    'server.bind = "127.0.0.1"',
+    `server.port = ${port}`,
+    `server.errorlog = "${errorlog}"`,
+    // The responders' stderr (the router's log lines) goes to the breakage log.
+    `server.breakagelog = "${routerlog}"`,
+    'server.modules += ( "mod_fastcgi" )',
+    'server.stream-response-body = 2',
+    `server.max-request-size = ${Math.ceil((opts.webMaxBody || 64 << 20) / 1024)}`,
+    'fastcgi.server = ( "/v1" => ((',
+    `  "bin-path" => "${binPath}",`,
+    `  "socket" => "${path.join(work, 'router.sock')}",`,
+    `  "max-procs" => ${opts.procs || 2},`,
+    '  "check-local" => "disable",',
+    `  "read-timeout" => ${opts.webTimeoutS || 180}`,
+    ')) )'));
+  const proc = spawn(LIGHTTPD, ['-D', '-f', path.join(work, 'lighttpd.conf')], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  return { proc, readLogs: () => [errorlog, routerlog].map((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')).join('') };
+}
+
+// Apache runs from a configuration of its own in the work directory (never /etc/apache2), as the
+// user running the tests: run-integration.sh starts the Apache set-ups as an unprivileged user,
+// the way a shared-hosting account runs.
+function launchApache(work, port, env, binPath, opts) {
+  const adir = path.join(work, 'apache');
+  const withFcgid = FRONT !== 'apache-cgi';
+  // The router's environment, apart from what a deployment sets itself: on shared hosting only
+  // llm-router.env beside the configuration can carry keys and provider URLs.
+  const routerEnv = Object.entries(env).filter(([k]) => !['PATH', 'LLM_ROUTER_CONFIG', 'LLM_ROUTER_HOME'].includes(k));
+  fs.writeFileSync(path.join(work, 'conf/llm-router.env'), routerEnv.map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+  const sanitizerEnv = routerEnv.filter(([k]) => /^(ASAN|UBSAN|LSAN)_OPTIONS$/.test(k));
+  let site;
+  if (FRONT === 'apache-fcgid') {
+    // The shipped vhost, with this instance's paths.
+    site = fs.readFileSync(path.join(ROOT, 'apache/llm-router-fcgid.conf'), 'utf8')
+      .replace('<VirtualHost *:80>', `<VirtualHost 127.0.0.1:${port}>`)
+      .split('/usr/local/bin/llm-router').join(binPath)
+      .split('/usr/local/etc/llm-router/llm-router.conf').join(path.join(work, 'conf/llm-router.conf'))
+      .split('/var/lib/llm-router').join(work);
+    if (opts.webTimeoutS) site = site.replace(/FcgidIOTimeout \d+/, `FcgidIOTimeout ${opts.webTimeoutS}`);
+    if (opts.webMaxBody) site = site.replace(/FcgidMaxRequestLen \d+/, `FcgidMaxRequestLen ${opts.webMaxBody}`);
+  } else {
+    // A shared host: the account's document root with the shipped .htaccess and the binary
+    // uploaded into it; the host's own settings stay at Apache's and mod_fcgid's defaults,
+    // except where a test scales a timeout down.
+    const docroot = path.join(work, 'www');
+    fs.copyFileSync(path.join(ROOT, 'www/.htaccess'), path.join(docroot, '.htaccess'));
+    fs.cpSync(path.join(ROOT, 'www/errors'), path.join(docroot, 'errors'), { recursive: true });
+    const target = path.join(docroot, 'llm-router.fcgi');
+    if (binPath === ROUTER_BIN) fs.copyFileSync(ROUTER_BIN, target);
+    else fs.writeFileSync(target, fs.readFileSync(binPath, 'utf8').replace('exec valgrind', `LLM_ROUTER_CONFIG=${path.join(work, 'conf/llm-router.conf')} exec valgrind`));
+    fs.chmodSync(target, 0o755);
+    site = lines(
+      `DocumentRoot "${docroot}"`,
+      `<Directory "${docroot}">`,
+      '  AllowOverride Options FileInfo AuthConfig Limit',
+      '  Options SymLinksIfOwnerMatch',
+      '  Require all granted',
+      '</Directory>',
+      // A host that streams: with mod_fcgid's default 64 KiB output buffer, SSE arrives in lumps
+      // and a shared-hosting account switches .htaccess to plain CGI (the apache-cgi set-up).
+      withFcgid ? 'FcgidOutputBufferSize 0' : null,
+      withFcgid && opts.webTimeoutS ? `FcgidIOTimeout ${opts.webTimeoutS}` : null,
+      withFcgid && opts.webMaxBody ? `FcgidMaxRequestLen ${opts.webMaxBody}` : null,
+      !withFcgid && opts.webMaxBody ? `LimitRequestBody ${opts.webMaxBody}` : null,
+      !withFcgid && opts.webTimeoutS ? `Timeout ${opts.webTimeoutS}` : null);
+  }
+  return spawnApache(adir, port, { withFcgid, sanitizerEnv, site });
+}
+
+// Apache with a configuration of its own in adir (never /etc/apache2): the modules, logs in
+// adir/../error.log, and the site lines. spawnOpts: extra options for spawn (uid, gid).
+function spawnApache(adir, port, { withFcgid, sanitizerEnv = [], site, spawnOpts = {} }) {
+  fs.mkdirSync(path.join(adir, 'fcgid'), { recursive: true });
+  if (spawnOpts.uid !== undefined) for (const d of [adir, path.join(adir, 'fcgid')]) fs.chownSync(d, spawnOpts.uid, spawnOpts.gid);
+  const errorlog = path.join(adir, '..', 'error.log');
+  const mods = ['mpm_event', 'authz_core', 'authz_host', 'mime', 'alias', 'rewrite', 'env', withFcgid ? 'fcgid' : 'cgid'];
+  const base = [
+    ...mods.map((m) => `LoadModule ${m}_module ${APACHE_MODULES}/mod_${m}.so`),
+    `ServerRoot "${adir}"`, 'ServerName 127.0.0.1', `Listen 127.0.0.1:${port}`,
+    `PidFile "${adir}/httpd.pid"`, `DefaultRuntimeDir "${adir}"`, `Mutex file:${adir} default`,
+    `ErrorLog "${errorlog}"`, 'LogLevel warn', 'TypesConfig /etc/mime.types',
+    'StartServers 1', 'ServerLimit 4', 'ThreadsPerChild 64', 'MaxRequestWorkers 256',
+    'Timeout 300',   // Debian's apache2.conf
+    '<Directory />', '  AllowOverride None', '  Require all denied', '</Directory>',
+    '<Files ".ht*">', '  Require all denied', '</Files>',
+  ];
+  if (withFcgid) {
+    base.push(`FcgidIPCDir "${adir}/fcgid"`, `FcgidProcessTableFile "${adir}/fcgid/shm"`);
+    for (const [k, v] of sanitizerEnv) base.push(`FcgidInitialEnv ${k} "${v}"`);
+  } else {
+    base.push(`ScriptSock "${adir}/cgid.sock"`);
+    for (const [k, v] of sanitizerEnv) base.push(`SetEnv ${k} "${v}"`);
+  }
+  const confFile = path.join(adir, 'httpd.conf');
+  fs.writeFileSync(confFile, lines(base, site));
+  // Apache's own environment carries nothing of the router's: what reaches it is what the
+  // configuration passes.
+  const proc = spawn(APACHE, ['-f', confFile, '-DFOREGROUND'], Object.assign({ env: { PATH: process.env.PATH, LANG: 'C' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true }, spawnOpts));
+  return { proc, readLogs: () => (fs.existsSync(errorlog) ? fs.readFileSync(errorlog, 'utf8') : '') };
+}
+
+// The web server runs in a process group of its own (spawned detached), with every process it
+// starts unless one leaves it.
+function killGroup(proc, sig) {
+  try { process.kill(-proc.pid, sig); } catch (e) { /* already gone */ }
+}
+
+// A live (not zombie) process is left in the web server's process group.
+function groupAlive(proc) {
+  const r = spawnSync('ps', ['-o', 'stat=', '-g', String(proc.pid)], { encoding: 'utf8' });
+  return r.stdout.split('\n').some((l) => l.trim() && !l.trim().startsWith('Z'));
+}
+
+// Router processes below a web server's process (children of lighttpd; of mod_fcgid's process
+// manager or mod_cgid's daemon under Apache).
+function routerDescendants(rootPid) {
+  const r = spawnSync('ps', ['-e', '-o', 'pid=,ppid=,comm='], { encoding: 'utf8' });
+  const procs = r.stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)).map(([pid, ppid, comm]) => ({ pid: Number(pid), ppid: Number(ppid), comm }));
+  const below = new Set([rootPid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of procs) if (below.has(p.ppid) && !below.has(p.pid)) { below.add(p.pid); grew = true; }
+  }
+  return procs.filter((p) => below.has(p.pid) && /^(llm-router|memcheck)/.test(p.comm)).map((p) => p.pid);
+}
+
+// ---- router behind a web server ----
 
 // opts:
 //   fake          the fake provider (its URL backs every provider that has a key)
 //   keys          which providers get a key: array of names (default all but GROQ)
 //   env           extra environment for the responders
 //   config        function(text) -> text, applied to conf/llm-router.conf
-//   procs         lighttpd max-procs (default 2)
+//   procs         lighttpd max-procs (default 2; mod_fcgid spawns processes on demand)
 //   threads       server.threads (default 4)
-//   lighttpd      extra lines for lighttpd.conf
+//   webTimeoutS   the web server's idle timeout on the router (lighttpd read-timeout,
+//                 FcgidIOTimeout, Apache Timeout for CGI)
+//   webMaxBody    the web server's request body limit in bytes
 //   auth          keep routing.auth_mode = "key" and default_tier "T3" (default: anonymous callers
 //                 in T1)
 async function startRouter(opts = {}) {
@@ -130,53 +288,34 @@ async function startRouter(opts = {}) {
     fs.chmodSync(binPath, 0o755);
   }
 
-  const errorlog = path.join(work, 'error.log');
-  const routerlog = path.join(work, 'router.log');
-  const readLogs = () => [errorlog, routerlog].map((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')).join('');
-  const lconf = [
-    `server.document-root = "${path.join(work, 'www')}"`,
-    'server.bind = "127.0.0.1"',
-    `server.port = ${port}`,
-    `server.errorlog = "${errorlog}"`,
-    // The responders' stderr (the router's log lines) goes to the breakage log.
-    `server.breakagelog = "${routerlog}"`,
-    'server.modules += ( "mod_fastcgi" )',
-    'server.stream-response-body = 2',
-    `server.max-request-size = ${opts.maxRequestKb || 65536}`,
-    ...(opts.lighttpd || []),
-    'fastcgi.server = ( "/v1" => ((',
-    `  "bin-path" => "${binPath}",`,
-    `  "socket" => "${path.join(work, 'router.sock')}",`,
-    `  "max-procs" => ${opts.procs || 2},`,
-    '  "check-local" => "disable",',
-    '  "read-timeout" => 180',
-    ')) )',
-    '',
-  ].join('\n');
-  fs.writeFileSync(path.join(work, 'lighttpd.conf'), lconf);
-  const lighttpd = spawn(LIGHTTPD, ['-D', '-f', path.join(work, 'lighttpd.conf')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let lstderr = '';
-  lighttpd.stderr.on('data', (d) => { lstderr += d; });
+  const front = FRONT.startsWith('apache') ? launchApache(work, port, env, binPath, opts) : launchLighttpd(work, port, env, binPath, opts);
+  const { proc, readLogs } = front;
+  let pstderr = '';
+  proc.stderr.on('data', (d) => { pstderr += d; });
   let exited = null;
-  lighttpd.once('exit', (code, sig) => { exited = { code, sig }; });
+  proc.once('exit', (code, sig) => { exited = { code, sig }; });
   const baseURL = `http://127.0.0.1:${port}/v1`;
   try {
     await waitFor(async () => {
-      if (exited) throw new Error(`lighttpd exited ${JSON.stringify(exited)}: ${lstderr}`);
-      if (/child exited: 78/.test(readLogs())) throw new Error('the router refused its configuration');
+      if (exited) throw new Error(`${FRONT} exited ${JSON.stringify(exited)}: ${pstderr}`);
+      if (/child exited: 78|exit\(communication error\)|exited with status 78/.test(readLogs())) throw new Error('the router refused its configuration');
       const r = await fetch(baseURL + '/models');
+      // Plain CGI answers a broken configuration itself.
+      if (r.status === 500 && /configuration_error/.test(await r.text())) throw new Error('the router refused its configuration');
       return r.status === 200;
     }, 20000 * SLOW, 'the router to answer /v1/models');
   } catch (e) {
-    lighttpd.kill('SIGKILL');
-    throw new Error(`${e.message}\nerror log:\n${readLogs()}`);
+    killGroup(proc, 'SIGKILL');
+    const err = new Error(`${e.message}\nerror log:\n${readLogs()}`);
+    if (!process.env.KEEP_WORK) fs.rmSync(work, { recursive: true, force: true });
+    throw err;
   }
 
   const router = {
-    work, port, baseURL, confPath, env, lighttpd,
+    work, port, baseURL, confPath, env, front: FRONT,
     dbPath: path.join(work, 'data/llm_logs.db'),
     jsonlPath: path.join(work, 'data/llm_logs_fallback.jsonl'),
-    // lighttpd's error log followed by the router's own log lines.
+    // The web server's error log followed by the router's own log lines.
     errorLog: readLogs,
     // Runs SQL with the sqlite3 shell and returns the rows as objects.
     db(sql) {
@@ -187,17 +326,18 @@ async function startRouter(opts = {}) {
     async row(requestId) {
       return waitFor(() => router.db(`SELECT * FROM request_log WHERE request_id = '${requestId}'`)[0], 5000 * SLOW, `log row ${requestId}`);
     },
-    responderPids() {
-      const r = spawnSync('pgrep', ['-P', String(lighttpd.pid)], { encoding: 'utf8' });
-      return r.stdout.split('\n').filter(Boolean).map(Number);
-    },
+    // The router processes under this web server (none between requests in plain CGI).
+    responderPids() { return routerDescendants(proc.pid); },
     async stop() {
       if (!exited) {
-        const done = new Promise((resolve) => lighttpd.once('exit', resolve));
-        lighttpd.kill('SIGTERM');
+        const done = new Promise((resolve) => proc.once('exit', resolve));
+        proc.kill('SIGTERM');
         await Promise.race([done, sleep(15000 * SLOW)]);
-        if (!exited) lighttpd.kill('SIGKILL');
       }
+      // What the web server left behind (responders finishing requests, mod_fcgid's processes)
+      // gets a few seconds to exit on its own (and write its sanitizer reports), then SIGKILL.
+      await waitFor(() => !groupAlive(proc), 5000 * SLOW, 'the web server\'s processes to exit').catch(() => {});
+      killGroup(proc, 'SIGKILL');
       await sleep(200 * SLOW);
       const problems = sanitizerReports(work);
       if (problems) throw new Error(`sanitizer reports in ${work}:\n${problems}`);
@@ -269,4 +409,4 @@ async function readSSE(response, onEvent) {
   return events;
 }
 
-module.exports = { ROOT, ROUTER_BIN, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, readSSE, sleep, waitFor };
+module.exports = { ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, readSSE, sleep, waitFor };
