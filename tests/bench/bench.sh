@@ -9,6 +9,11 @@
 #           per-thread keep-alive libcurl handle and nothing else: the ceiling of this design
 #   router  lighttpd + llm-router (model gpt-4o-mini on the openai provider, whose base URL points at
 #           the fake upstream), with its normal configuration: request log, budgets and all
+#   router_fcgid  the same router behind Apache + mod_fcgid, with apache/llm-router-fcgid.conf
+#   router_cgi    the same router as a plain CGI program behind Apache + mod_cgid (www/.htaccess on
+#                 a host without mod_fcgid): one process per request; the report gives the cost of
+#                 a process start per request against router_fcgid, and the binary's own start-up
+#                 cost measured without a web server
 #
 # For each mode (non-stream, and stream with stream_options.include_usage) and each target:
 #   latency     wrk -t1 -c1 --latency: p50 and p99. "Added" latency is the target's minus the fake
@@ -70,7 +75,8 @@ WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
 
-ALL_TARGETS="fake fixed bare router router_nobudget router_nolog router_anthropic router_fallback"
+ALL_TARGETS="fake fixed bare router router_nobudget router_nolog router_anthropic router_fallback router_fcgid router_cgi"
+APACHE=${APACHE:-/usr/sbin/apache2}
 
 die() {
 	echo "bench: FAILED: $*" >&2
@@ -153,17 +159,23 @@ free_port() {
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-children_of() {
-	local d
-	if command -v ps >/dev/null 2>&1; then
-		ps --ppid "$1" -o pid= | tr -d ' '
-		return 0
-	fi
-	for d in /proc/[0-9]*; do
-		[ "$(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null)" = "$1" ] && echo "${d#/proc/}"
-	done
-	return 0
+# descendants_of PID: "PID COMM" of every process below PID (Apache's children, mod_fcgid's
+# process manager and its FastCGI processes, mod_cgid's daemon and its CGI processes, lighttpd's
+# responders).
+descendants_of() {
+	ps -e -o pid=,ppid=,comm= | awk -v root="$1" '
+		{ parent[$1] = $2; comm[$1] = $3 }
+		END {
+			for (p in parent) {
+				q = p
+				while (q in parent && q != root && q > 1) q = parent[q]
+				if (q == root && p != root) print p, comm[p]
+			}
+		}'
 }
+
+# The FastCGI/CGI processes below a web server's process (not its own).
+responders_of() { descendants_of "$1" | awk '$2 != "apache2" && $2 != "lighttpd" { print $1 }'; }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -192,6 +204,35 @@ start_fake() { # start_fake NAME [fake_upstream args...]; sets FAKE_<NAME> to ht
 	port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$out")
 	[ -n "$port" ] || die "fake upstream $name did not start: $(cat "$TMP/fake-$name.log")"
 	set_var "FAKE_$name" "http://127.0.0.1:$port"
+}
+
+# ---- web servers ----
+
+# wait_up PID URL: succeeds once URL answers (any status); fails when PID exits or after 5 s.
+wait_up() {
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 1
+		curl -s -o /dev/null --max-time 2 "$2" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# serving INST PID PORT: the instance's web server runs as PID and answers on PORT.
+serving() {
+	set_var "LPID_$1" "$2"
+	set_var "DIR_$1" "$TMP/$1"
+	set_var "URL_$1" "http://127.0.0.1:$3/v1/chat/completions"
+}
+
+# not_started INST PID NAME LOG...: stops a web server that did not come up; returns (the caller
+# tries another port) when its port was taken, and stops the benchmark otherwise.
+not_started() {
+	local inst=$1 pid=$2 name=$3
+	shift 3
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	grep -qi "address already in use" "$@" 2>/dev/null || die "$inst: $name did not start: $(tail -n 5 "$@")"
 }
 
 # ---- lighttpd + FastCGI responder ----
@@ -229,30 +270,83 @@ EOF
 		taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/lighttpd.out" 2>&1 &
 		lpid=$!
 		PIDS+=("$lpid")
-		local up=0
-		for _ in $(seq 100); do
-			kill -0 "$lpid" 2>/dev/null || break
-			if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
-				up=1
-				break
-			fi
-			sleep 0.05
-		done
-		if [ $up = 1 ]; then
+		if wait_up "$lpid" "http://127.0.0.1:$port/"; then
 			sleep 0.2
-			children_of "$lpid" >"$dir/responder.pids"
+			responders_of "$lpid" >"$dir/responder.pids"
 			[ -s "$dir/responder.pids" ] || die "$inst: lighttpd runs but no FastCGI responder was spawned; $dir/error.log: $(tail -n 5 "$dir/error.log")"
-			set_var "LPID_$inst" "$lpid"
-			set_var "DIR_$inst" "$dir"
-			set_var "URL_$inst" "http://127.0.0.1:$port/v1/chat/completions"
+			serving "$inst" "$lpid" "$port"
 			return
 		fi
-		kill "$lpid" 2>/dev/null || true
-		wait "$lpid" 2>/dev/null || true
-		grep -qi "address already in use" "$dir/lighttpd.out" "$dir/error.log" 2>/dev/null ||
-			die "$inst: lighttpd did not start: $(tail -n 5 "$dir/lighttpd.out" "$dir/error.log")"
+		not_started "$inst" "$lpid" lighttpd "$dir/lighttpd.out" "$dir/error.log"
 	done
 	die "$inst: lighttpd found no free port"
+}
+
+# ---- Apache ----
+
+# start_apache INST FCGID(1|0) SITE_FILE: Apache 2.4 (event MPM) on a free port on the SUT CPU with
+# the modules of the set-up and the site configuration in SITE_FILE (@PORT@ replaced). As root it
+# runs as www-data, like a hosting account (Apache refuses to serve as root).
+start_apache() {
+	local inst=$1 fcgid=$2 site=$3 dir=$TMP/$1 port apid m
+	local as=()
+	if [ "$(id -u)" = 0 ]; then
+		as=(setpriv --reuid=www-data --regid=www-data --clear-groups)
+		chmod 711 "$TMP"
+	fi
+	mkdir -p "$dir/apache/fcgid"
+	for _ in 1 2 3 4 5; do
+		port=$(free_port)
+		{
+			for m in mpm_event authz_core authz_host mime alias rewrite env; do
+				echo "LoadModule ${m}_module /usr/lib/apache2/modules/mod_$m.so"
+			done
+			if [ "$fcgid" = 1 ]; then
+				echo "LoadModule fcgid_module /usr/lib/apache2/modules/mod_fcgid.so"
+				echo "FcgidIPCDir \"$dir/apache/fcgid\""
+				echo "FcgidProcessTableFile \"$dir/apache/fcgid/shm\""
+			else
+				echo "LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so"
+				echo "ScriptSock \"$dir/apache/cgid.sock\""
+			fi
+			cat <<EOF
+ServerRoot "$dir/apache"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/apache/httpd.pid"
+DefaultRuntimeDir "$dir/apache"
+Mutex file:$dir/apache default
+ErrorLog "$dir/error.log"
+LogLevel warn
+TypesConfig /etc/mime.types
+Timeout 300
+# wrk keeps its connections: no close after 100 requests (the default) in the middle of a run.
+MaxKeepAliveRequests 0
+KeepAliveTimeout 30
+StartServers 1
+ServerLimit 4
+ThreadsPerChild 64
+MaxRequestWorkers 256
+<Directory />
+  AllowOverride None
+  Require all denied
+</Directory>
+EOF
+			sed "s/@PORT@/$port/g" "$site"
+		} >"$dir/apache/httpd.conf"
+		: >"$dir/error.log"
+		[ "$(id -u)" = 0 ] && chown -R www-data:www-data "$dir"
+		taskset -c "$SUT_CPU" "${as[@]}" "$APACHE" -f "$dir/apache/httpd.conf" -DFOREGROUND >"$dir/apache.out" 2>&1 &
+		apid=$!
+		PIDS+=("$apid")
+		if wait_up "$apid" "http://127.0.0.1:$port/v1/models"; then
+			responders_of "$apid" >"$dir/responder.pids"
+			serving "$inst" "$apid" "$port"
+			return
+		fi
+		not_started "$inst" "$apid" Apache "$dir/apache.out" "$dir/error.log"
+	done
+	die "$inst: Apache found no free port"
 }
 
 # ---- targets ----
@@ -367,6 +461,74 @@ target_router_fallback_verify() {
 	echo "$1: every one of the $ok answers was a fallback (2 attempts, deepseek-chat failed with 503)" >>"$TMP/checks.txt"
 }
 
+target_router_fcgid_label="Apache + mod_fcgid + llm-router"
+# The router with the shipped vhost (apache/llm-router-fcgid.conf): one request at a time per
+# process, up to FcgidMaxProcessesPerClass (16) processes. Provider key and URL in llm-router.env.
+router_env_file() { # router_env_file DIR UPSTREAM
+	(umask 077 && printf 'OPENAI_API_KEY=%s\nOPENAI_BASE_URL=%s/openai/v1\n' "$API_KEY" "$2" >"$1/llm-router.env")
+}
+target_router_fcgid_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	router_env_file "$dir" "$2"
+	sed -e 's/<VirtualHost \*:80>/<VirtualHost 127.0.0.1:@PORT@>/' \
+		-e "s|/usr/local/bin/llm-router|$BIN/llm-router|g" \
+		-e "s|/usr/local/etc/llm-router/llm-router.conf|$dir/llm-router.conf|g" \
+		-e "s|/var/lib/llm-router|$dir|g" "$ROOT/apache/llm-router-fcgid.conf" >"$dir/site.conf"
+	start_apache "$1" 1 "$dir/site.conf"
+}
+target_router_fcgid_verify() { target_router_verify "$@"; }
+
+target_router_cgi_label="Apache + mod_cgid + llm-router as plain CGI"
+# A shared host without mod_fcgid, laid out as the README's shared hosting: the shipped
+# www/.htaccess and the binary in DIR/www, the configuration in DIR/conf, found from the binary.
+target_router_cgi_start() {
+	local dir=$TMP/$1
+	mkdir -p "$dir/data" "$dir/conf" "$dir/www"
+	router_config "$dir/conf"
+	router_env_file "$dir/conf" "$2"
+	cp "$ROOT/www/.htaccess" "$dir/www/"
+	cp -r "$ROOT/www/errors" "$dir/www/"
+	cp "$BIN/llm-router" "$dir/www/llm-router.fcgi"
+	cat >"$dir/site.conf" <<EOF
+DocumentRoot "$dir/www"
+<Directory "$dir/www">
+  AllowOverride Options FileInfo AuthConfig
+  Require all granted
+</Directory>
+EOF
+	start_apache "$1" 0 "$dir/site.conf"
+}
+target_router_cgi_verify() { target_router_verify "$@"; }
+
+# cgi_startup: the binary's own cost per request as a CGI program, without a web server: N runs
+# with a CGI environment on the SUT CPU, for GET /v1/models and for a chat completion against the
+# fast fake upstream (the request log written each time). Sets CGI_MODELS_MS and CGI_CHAT_MS
+# (mean wall time per run, fork and exec by the shell included).
+cgi_startup() {
+	local bin=$TMP/router_cgi/www/llm-router.fcgi n=200 t0 t1 body
+	local as=()
+	[ "$(id -u)" = 0 ] && as=(setpriv --reuid=www-data --regid=www-data --clear-groups)
+	body=$(body_file router_cgi nonstream)
+	local env=(GATEWAY_INTERFACE=CGI/1.1 SERVER_PROTOCOL=HTTP/1.1 REMOTE_ADDR=127.0.0.1)
+	t0=$(date +%s%N)
+	for _ in $(seq $n); do
+		env "${env[@]}" REQUEST_METHOD=GET REQUEST_URI=/v1/models taskset -c "$SUT_CPU" "${as[@]}" \
+			"$bin" </dev/null >/dev/null || die "CGI run of GET /v1/models failed"
+	done
+	t1=$(date +%s%N)
+	CGI_MODELS_MS=$(awk -v a="$t0" -v b="$t1" -v n=$n 'BEGIN { printf "%.2f", (b - a) / n / 1e6 }')
+	t0=$(date +%s%N)
+	for _ in $(seq $n); do
+		env "${env[@]}" REQUEST_METHOD=POST REQUEST_URI=/v1/chat/completions CONTENT_TYPE=application/json \
+			CONTENT_LENGTH="$(stat -c %s "$body")" taskset -c "$SUT_CPU" "${as[@]}" "$bin" <"$body" |
+			grep -q '"chat.completion"' || die "CGI run of a chat completion failed"
+	done
+	t1=$(date +%s%N)
+	CGI_CHAT_MS=$(awk -v a="$t0" -v b="$t1" -v n=$n 'BEGIN { printf "%.2f", (b - a) / n / 1e6 }')
+}
+
 target_router_verify() {
 	local inst=$1 dir db rows ok sent
 	dir=$(get_var "DIR_$inst")
@@ -446,13 +608,15 @@ cpu_ticks() {
 	local p
 	{
 		head -n 1 /proc/stat
-		for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do
+		# Every web server's whole tree: processes spawned on demand (mod_fcgid, CGI) included,
+		# and with the CPU time of the children they reaped (CGI processes).
+		for p in "${PIDS[@]}" $(for v in ${!LPID_*}; do descendants_of "${!v}" | cut -d' ' -f1; done); do
 			[ -r "/proc/$p/stat" ] && echo "P $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null)"
 		done
 		echo "S $(sed 's/.*) //' "/proc/$$/stat")"
 	} | awk '
 		$1 == "cpu" { busy = $2 + $3 + $4 + $9; for (i = 2; i <= 9; i++) total += $i }
-		$1 == "P" { ours += $13 + $14 }               # utime, stime
+		$1 == "P" { ours += $13 + $14 + $15 + $16 }   # utime, stime, cutime, cstime
 		$1 == "S" { ours += $13 + $14 + $15 + $16 }   # and the reaped children: cutime, cstime
 		END { print busy, total, ours }'
 }
@@ -518,7 +682,7 @@ sample_rss() {
 	lpid=$(get_var "LPID_$inst")
 	[ -n "$lpid" ] || return 0
 	dir=$(get_var "DIR_$inst")
-	children_of "$lpid" >"$dir/responder.now"
+	responders_of "$lpid" >"$dir/responder.now"
 	sort -u "$dir/responder.now" "$dir/responder.pids" -o "$dir/responder.pids"
 	for p in $(cat "$dir/responder.now"); do
 		r=$(rss_kb "$p")
@@ -618,6 +782,9 @@ for round in $(seq "$ROUNDS"); do
 	record fake.rss_slow "$(rss_kb "$FAKEPID_slow")"
 done
 
+CGI_MODELS_MS= CGI_CHAT_MS=
+case " $TARGETS " in *" router_cgi "*) cgi_startup ;; esac
+
 for t in $TARGETS; do
 	if declare -F "target_${t}_verify" >/dev/null; then
 		"target_${t}_verify" "$t"
@@ -644,7 +811,7 @@ REPORT=$TMP/report.md
 {
 	echo "# LLM Router benchmark, $(date '+%Y-%m-%d %H:%M:%S')"
 	echo
-	echo "Medians of $ROUNDS interleaved rounds, $DURATION per run. lighttpd and its FastCGI responders pinned to CPU $SUT_CPU;"
+	echo "Medians of $ROUNDS interleaved rounds, $DURATION per run. The web server (lighttpd or Apache) and its FastCGI/CGI processes pinned to CPU $SUT_CPU;"
 	echo "wrk and the fake upstreams on CPU $LOAD_CPU. Responders: $THREADS threads, one process. Model $MODEL (openai provider); the Anthropic-backed row asks for claude-haiku-4-5."
 	echo "Latency: wrk -t1 -c1; added = target minus the fake upstream called directly, same round."
 	echo "Throughput: wrk -t1 -c$CONNS; \"+${DELAY_MS} ms\": upstream answering ${DELAY_MS} ms after each request (ceilings: $CONNS connections / ${DELAY_MS} ms = $((CONNS * 1000 / DELAY_MS)) req/s;"
@@ -680,7 +847,7 @@ REPORT=$TMP/report.md
 	echo
 	echo "## Memory (VmRSS after all the load, MB)"
 	echo
-	echo "| target | responder processes | responders, each | responders, total | lighttpd | upstream +${DELAY_MS} ms: responders total / lighttpd |"
+	echo "| target | responder processes | responders, each | responders, total | web server | upstream +${DELAY_MS} ms: responders total / web server |"
 	echo "|---|---:|---:|---:|---:|---:|"
 	for t in $TARGETS; do
 		[ "$t" = fake ] && continue
@@ -735,6 +902,23 @@ REPORT=$TMP/report.md
 			d99=$(awk -v a="$(get "router_fallback.$mode.add99")" -v b="$(get "router.$mode.add99")" 'BEGIN { printf "%.3f", a - b }')
 			echo "- $mode: one fallback step adds $d50 ms at p50 and $d99 ms at p99 (the failed call to the fake upstream included); throughput $(ratio "$(get "router_fallback.$mode.rps")" "$(get "router.$mode.rps")") of the plain router's"
 		done
+	fi
+	if has_target router && { has_target router_fcgid || has_target router_cgi; }; then
+		echo
+		echo "## Apache: mod_fcgid and plain CGI"
+		echo
+		echo "The same router and configuration as the lighttpd row. mod_fcgid sends one request at a time to a process (up to FcgidMaxProcessesPerClass 16 processes, spawned on demand); plain CGI starts a process per request."
+		for mode in $MODES; do
+			if has_target router_fcgid; then
+				echo "- $mode: Apache + mod_fcgid $(get "router_fcgid.$mode.rps") req/s @$CONNS against lighttpd's $(get "router.$mode.rps") ($(ratio "$(get "router_fcgid.$mode.rps")" "$(get "router.$mode.rps")")), with upstream +${DELAY_MS} ms $(get "router_fcgid.$mode.rps_slow") against $(get "router.$mode.rps_slow") ($(ratio "$(get "router_fcgid.$mode.rps_slow")" "$(get "router.$mode.rps_slow")")); added p50 $(get "router_fcgid.$mode.add50") ms against $(get "router.$mode.add50") ms"
+			fi
+			if has_target router_cgi && has_target router_fcgid; then
+				echo "- $mode: plain CGI adds $(awk -v a="$(get "router_cgi.$mode.add50")" -v b="$(get "router_fcgid.$mode.add50")" 'BEGIN { printf "%.3f", a - b }') ms per request at p50 over mod_fcgid through the same Apache (process start, configuration, database open); $(get "router_cgi.$mode.rps") req/s @$CONNS ($(ratio "$(get "router_cgi.$mode.rps")" "$(get "router_fcgid.$mode.rps")") of mod_fcgid's), with upstream +${DELAY_MS} ms $(get "router_cgi.$mode.rps_slow")"
+			fi
+		done
+		if [ -n "$CGI_MODELS_MS" ]; then
+			echo "- the binary alone as a CGI program, no web server (200 runs each, pinned to CPU $SUT_CPU): $CGI_MODELS_MS ms per GET /v1/models, $CGI_CHAT_MS ms per chat completion (upstream call and request-log row included)"
+		fi
 	fi
 	if [ -s "$TMP/checks.txt" ]; then
 		echo
