@@ -85,6 +85,10 @@ test-fixtures: $(BUILD)/test_fixtures
 # The integration suite behind each web-server set-up in turn (tests/integration/lib/harness.js).
 FRONTS ?= lighttpd apache-fcgid apache-htaccess apache-cgi
 
+# Under ASan: the router's two ways of serving, as a FastCGI responder (lighttpd; mod_fcgid runs the
+# same code) and as a CGI program; ASAN_FRONTS="$(FRONTS)" for all four.
+ASAN_FRONTS ?= lighttpd apache-cgi
+
 test-integration: $(BUILD)/llm-router
 	ROUTER_BIN=$(abspath $(BUILD)/llm-router) ROUTER_FRONTS="$(FRONTS)" tests/tools/run-integration.sh
 
@@ -105,7 +109,7 @@ asan: deps
 		all build-asan/test_unit build-asan/test_fixtures
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 build-asan/test_unit
 	ASAN_OPTIONS=detect_leaks=1 build-asan/test_fixtures tests/fixtures tests/specs/samples
-	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan ROUTER_FRONTS="$(FRONTS)" \
+	ROUTER_BIN=$(abspath build-asan/llm-router) ROUTER_SANITIZER=asan ROUTER_FRONTS="$(ASAN_FRONTS)" \
 		tests/tools/run-integration.sh
 
 # Behind lighttpd only: under mod_fcgid and CGI every process start would pay valgrind's.
