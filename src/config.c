@@ -1270,7 +1270,8 @@ char *config_default_path(void)
 		free(dir);
 		return fallback;
 	}
-	return xstrdup("conf/llm-router.conf");
+	/* Without /proc: make install's location; never a path relative to the working directory. */
+	return xstrdup("/usr/local/etc/llm-router/llm-router.conf");
 }
 
 /* ---------------------------------------------------------------------------------------------- */

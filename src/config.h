@@ -177,8 +177,9 @@ void config_free(struct config *cfg);
 /* Logs each "FILE:LINE: reason" line of errors as one error, prefixed with what. */
 void config_log_errors(const struct buf *errors, const char *what);
 
-/* The path used when none is given: $LLM_ROUTER_CONFIG, else conf/llm-router.conf next to or
- * above the directory of the executable. Returns a malloc'd string. */
+/* The path used when none is given: $LLM_ROUTER_CONFIG, else ../conf/llm-router.conf,
+ * conf/llm-router.conf or ../etc/llm-router/llm-router.conf relative to the executable's directory
+ * (never the working directory). Returns a malloc'd string. */
 char *config_default_path(void);
 
 /* One line of llm-router.env (the file beside the configuration that carries environment

@@ -42,14 +42,14 @@ describe('README: shared hosting, step by step', () => {
 
   it('builds the site, serves it with mod_fcgid, then as plain CGI after the documented switch', async () => {
     const [steps, cron] = sectionBlocks('### Shared hosting');
-    // A checkout as uploaded: the repository's files and its build (the router under test).
+    // A checkout as uploaded: the repository's files and its build (the router under test), copied
+    // with their times (make finds the build up to date) and owned by the account.
     const checkout = path.join(work, 'llm-router');
-    fs.mkdirSync(checkout);
-    for (const f of ['Makefile', 'src', 'conf', 'www', 'lighttpd', 'apache']) fs.symlinkSync(path.join(ROOT, f), path.join(checkout, f));
-    fs.symlinkSync(path.dirname(ROUTER_BIN), path.join(checkout, 'build'));
+    for (const f of ['Makefile', 'src', 'conf', 'www', 'lighttpd', 'apache']) fs.cpSync(path.join(ROOT, f), path.join(checkout, f), { recursive: true, preserveTimestamps: true });
+    fs.cpSync(path.dirname(ROUTER_BIN), path.join(checkout, 'build'), { recursive: true, preserveTimestamps: true });
     const home = path.join(work, 'home');
     fs.mkdirSync(home);
-    if (account.uid !== undefined) for (const d of [work, checkout, home]) fs.chownSync(d, account.uid, account.gid);
+    if (account.uid !== undefined) spawnSync('chown', ['-R', `${account.uid}:${account.gid}`, work]);
 
     // Everything but the final check, as the account, with its key in the environment.
     const lines = steps.trim().split('\n');

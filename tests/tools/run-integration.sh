@@ -17,17 +17,40 @@ export ROUTER_BIN
 cd "$ROOT/tests"
 conc=2
 [ "${ROUTER_SANITIZER:-}" = valgrind ] && conc=1
+# The unprivileged user must read the tests, the shipped files and the binary; a checkout it
+# cannot reach (under /root, say) is mirrored into a temporary directory for the Apache set-ups.
+as_www="setpriv --reuid=www-data --regid=www-data --clear-groups"
+mirror=""
+trap '[ -z "$mirror" ] || rm -rf "$mirror"' EXIT
+# Sets apache_root (and makes the mirror once).
+apache_root=""
+find_apache_root() {
+  [ -z "$apache_root" ] || return 0
+  if $as_www test -r "$ROOT/tests/integration/lib/harness.js" -a -x "$ROUTER_BIN"; then
+    apache_root=$ROOT
+    return 0
+  fi
+  mirror=$(mktemp -d "${TMPDIR:-/tmp}/llm-router-tests.XXXXXX")
+  cp -a "$ROOT/conf" "$ROOT/www" "$ROOT/apache" "$ROOT/lighttpd" "$ROOT/tests" "$mirror/"
+  mkdir -p "$mirror/build" && cp -a "$ROUTER_BIN" "$mirror/build/"
+  chmod -R a+rX "$mirror"
+  apache_root=$mirror
+}
 status=0
 for front in ${ROUTER_FRONTS:-lighttpd}; do
   echo "=== integration tests behind $front"
-  as="" home=${HOME:-/tmp} files="$*"
+  as="" home=${HOME:-/tmp} files="$*" root=$ROOT bin=$ROUTER_BIN
   case "$front" in
     apache-*)
-      [ "$(id -u)" -eq 0 ] && as="setpriv --reuid=www-data --regid=www-data --clear-groups" home=/tmp
+      if [ "$(id -u)" -eq 0 ]; then
+        find_apache_root
+        as=$as_www home=/tmp root=$apache_root
+        [ "$root" = "$ROOT" ] || bin=$root/build/$(basename "$ROUTER_BIN")
+      fi
       [ -n "$files" ] || files=$(ls integration/*.test.js | grep -Ev '/(cli|fastcgi|install|shared-hosting)\.test\.js$') ;;
   esac
   # shellcheck disable=SC2086
-  ROUTER_FRONT=$front HOME=$home $as \
-    node --test --test-concurrency="$conc" --test-reporter=spec ${files:-integration/} || status=1
+  (cd "$root/tests" && ROUTER_FRONT=$front ROUTER_BIN=$bin HOME=$home $as \
+    node --test --test-concurrency="$conc" --test-reporter=spec ${files:-integration/}) || status=1
 done
 exit $status

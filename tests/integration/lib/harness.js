@@ -193,6 +193,8 @@ function spawnApache(adir, port, { withFcgid, sanitizerEnv = [], site, spawnOpts
     ...mods.map((m) => `LoadModule ${m}_module ${APACHE_MODULES}/mod_${m}.so`),
     `ServerRoot "${adir}"`, 'ServerName 127.0.0.1', `Listen 127.0.0.1:${port}`,
     `PidFile "${adir}/httpd.pid"`, `DefaultRuntimeDir "${adir}"`, `Mutex file:${adir} default`,
+    // As apache/llm-router-fcgid.conf sets it (fcntl locks give EDEADLK between threads).
+    ...(withFcgid ? ['Mutex pthread fcgid-pipe fcgid-proctbl'] : []),
     `ErrorLog "${errorlog}"`, 'LogLevel warn', 'TypesConfig /etc/mime.types',
     'StartServers 1', 'ServerLimit 4', 'ThreadsPerChild 64', 'MaxRequestWorkers 256',
     'Timeout 300',   // Debian's apache2.conf
