@@ -951,7 +951,11 @@ REPORT=$TMP/report.md
 	fi
 	if [ -s "$TMP/checks.txt" ]; then
 		echo
-		echo "Checks: every run all 2xx, no socket errors."
+		if [ -s "$TMP/failures.txt" ]; then
+			echo "Checks: every run of the other targets all 2xx, no socket errors."
+		else
+			echo "Checks: every run all 2xx, no socket errors."
+		fi
 		sed 's/^/- /' "$TMP/checks.txt"
 	fi
 	echo
@@ -981,8 +985,8 @@ for t in $TARGETS; do
 		n=$(grep -ciE 'error|warn' "$dir/error.log" || true)
 		if [ "$n" -gt 0 ]; then
 			echo
-			echo "bench: $inst: $n error/warning lines in its lighttpd error log, the first ones:"
-			grep -iE 'error|warn' "$dir/error.log" | head -n 5
+			echo "bench: $inst: $n error/warning lines in its web server's error log, the first ones:"
+			grep -m 5 -iE 'error|warn' "$dir/error.log"
 		fi
 	done
 done
