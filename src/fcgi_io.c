@@ -221,7 +221,9 @@ void cgi_drain_body(void)
 	 * the body). Read the rest - CONTENT_LENGTH says how much; without it, until EOF - giving up
 	 * after a second of silence or 64 MiB. */
 	const char *cl = getenv("CONTENT_LENGTH");
-	long long want = cl && cl[0] ? strtoll(cl, NULL, 10) : -1;
+	long long want = -1;
+	if (cl && cl[0] && parse_ll(cl, &want) < 0)
+		want = -1;
 	long long left = want >= 0 ? want - cgi_body_read : (64LL << 20);
 	if (left > (64LL << 20))
 		left = 64LL << 20;
