@@ -354,7 +354,9 @@ function sanitizerReports(work) {
   for (const f of fs.readdirSync(work)) {
     const p = path.join(work, f);
     if (/^(asan|ubsan)\./.test(f)) {
-      const t = fs.readFileSync(p, 'utf8');
+      // A process killed (kill -9 tests) while LeakSanitizer checks it at exit leaves only this
+      // line from the checker: no finding about the router.
+      const t = fs.readFileSync(p, 'utf8').replace(/^==\d+==Unable to get registers from thread \d+\.\n?/gm, '');
       if (t.trim()) out.push(`${f}:\n${t.slice(0, 6000)}`);
     } else if (/^valgrind\./.test(f)) {
       const t = fs.readFileSync(p, 'utf8');
