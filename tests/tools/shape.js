@@ -127,7 +127,7 @@ for (const f of files) {
 		if (headers.has(target)) addEdge(mod, headers.get(target), `src/${f} includes ${m[1]}`);
 	}
 	if (!f.endsWith('.c')) continue; // a header's prototypes are declarations, not uses
-	for (const m of code.get(f).matchAll(/\b([A-Za-z_][A-Za-z0-9_]*)\b/g)) {
+	for (const m of code.get(f).matchAll(/(?<![.>]\s*)\b([A-Za-z_][A-Za-z0-9_]*)\b/g)) {
 		const owner = defs.get(m[1]);
 		if (owner && owner !== mod) addEdge(mod, owner, `src/${f} uses ${m[1]}()`);
 	}
