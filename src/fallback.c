@@ -62,7 +62,7 @@ int failure_counts_for_health(enum failure_kind k)
 	return k != FAIL_NONE && k != FAIL_FINAL && k != FAIL_CANCELLED;
 }
 
-int64_t backoff_ms(const struct config *cfg, int n, double jitter)
+int64_t fallback_backoff_ms(const struct config *cfg, int n, double jitter)
 {
 	int64_t d = cfg->backoff_ms;
 	for (int i = 1; i < n && d < cfg->backoff_max_ms; i++)
@@ -94,7 +94,7 @@ void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, s
 	if (k + 1 < ch->n) {
 		out->action = NEXT_MODEL;
 		/* Another provider is asked at once; the same provider gets a moment to recover. */
-		out->wait_ms = same_provider ? backoff_ms(cfg, backoffs + 1, jitter) : 0;
+		out->wait_ms = same_provider ? fallback_backoff_ms(cfg, backoffs + 1, jitter) : 0;
 		return;
 	}
 	/* The chain is used up: a transient failure is worth another try of the same model, a bad
@@ -102,5 +102,5 @@ void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, s
 	if (kind == FAIL_AUTH || kind == FAIL_RATE_LIMIT)
 		return;
 	out->action = NEXT_SAME;
-	out->wait_ms = backoff_ms(cfg, backoffs + 1, jitter);
+	out->wait_ms = fallback_backoff_ms(cfg, backoffs + 1, jitter);
 }

@@ -67,6 +67,6 @@ void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, s
 
 /* Exponential backoff with jitter: the n-th (1-based) retry waits between half and all of
  * min(backoff_max_ms, backoff_ms * 2^(n-1)). */
-int64_t backoff_ms(const struct config *cfg, int n, double jitter);
+int64_t fallback_backoff_ms(const struct config *cfg, int n, double jitter);
 
 #endif

@@ -252,13 +252,13 @@ TEST(fallback_backoff_grows_with_jitter_and_is_capped)
 	REQUIRE_NOT_NULL(cfg);
 	cfg->backoff_ms = 100;
 	cfg->backoff_max_ms = 2000;
-	CHECK_INT_EQ(backoff_ms(cfg, 1, 0.0), 50);
-	CHECK_INT_EQ(backoff_ms(cfg, 1, 0.999999), 99);
-	CHECK_INT_EQ(backoff_ms(cfg, 2, 0.0), 100);
-	CHECK_INT_EQ(backoff_ms(cfg, 3, 0.0), 200);
-	CHECK_INT_EQ(backoff_ms(cfg, 10, 0.0), 1000);
-	CHECK(backoff_ms(cfg, 30, 0.99) <= 2000);
-	CHECK_INT_EQ(backoff_ms(cfg, 1, 7.0), 50);     /* out-of-range jitter counts as 0 */
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 1, 0.0), 50);
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 1, 0.999999), 99);
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 2, 0.0), 100);
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 3, 0.0), 200);
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 10, 0.0), 1000);
+	CHECK(fallback_backoff_ms(cfg, 30, 0.99) <= 2000);
+	CHECK_INT_EQ(fallback_backoff_ms(cfg, 1, 7.0), 50);     /* out-of-range jitter counts as 0 */
 	config_free(cfg);
 	buf_free(&errors);
 }
