@@ -1,9 +1,15 @@
 /* api_budget.c - GET /v1/router/budget: the calling agent's limits and today's spend;
- * GET /v1/router/budgets: every tier's (admin key required). */
+ * GET /v1/router/budgets: every tier's (admin key required).
+ *
+ * Read-only: the caller is identified by auth.h, today's spend and reservations are read through
+ * the worker's reader connection (reqctx_reader), and a database that cannot be opened turns the
+ * answer into a 503 that still carries the limits. Neither endpoint writes a request-log row.
+ */
 #include <string.h>
 
+#include "api.h"
+#include "auth.h"
 #include "budget.h"
-#include "routes.h"
 #include "util.h"
 
 static json_t *scope_json(struct store *st, const char *day, const char *scope, double budget_usd,
@@ -45,15 +51,18 @@ void api_budget_get(struct request_ctx *rc)
 	const struct config *cfg = rc->cfg;
 	char agent_buf[128];
 	const char *agent = NULL;
-	if (api_identify(rc, agent_buf, sizeof(agent_buf), &agent) < 0)
+	struct rerr err;
+	if (auth_identify(rc, agent_buf, sizeof(agent_buf), &agent, &err) < 0) {
+		resp_error(&rc->resp, &err);
 		return;
+	}
 	const struct tier_conf *tier = config_tier_for_agent(cfg, agent);
 	char day[11];
 	json_t *o = head_json(rc, day);
 	json_object_set_new(o, "agent", agent ? json_string(agent) : json_null());
 	json_object_set_new(o, "tier", tier ? json_string(tier->id) : json_null());
 	json_t *scopes = json_array();
-	struct store *st = server_reader(rc);
+	struct store *st = reqctx_reader(rc);
 	if (tier) {
 		char scope[200];
 		snprintf(scope, sizeof(scope), "tier:%s", tier->id);
@@ -92,7 +101,7 @@ void api_budgets_admin(struct request_ctx *rc)
 	char day[11];
 	json_t *o = head_json(rc, day);
 	json_t *scopes = json_array();
-	struct store *st = server_reader(rc);
+	struct store *st = reqctx_reader(rc);
 	for (size_t i = 0; i < cfg->n_tiers; i++) {
 		char scope[80];
 		snprintf(scope, sizeof(scope), "tier:%s", cfg->tiers[i].id);

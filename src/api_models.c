@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "routes.h"
+#include "api.h"
 #include "util.h"
 
 static json_t *model_object(const struct config *cfg, const struct model_conf *m,

@@ -275,7 +275,7 @@ static int stream_sink(void *ud, const char *p, size_t n)
 		return -1;
 	a->t_last_write_us = clock_mono_us();
 	a->unflushed = 1;
-	/* The final frame stays buffered until the log row is committed (server_commit_log). */
+	/* The final frame stays buffered until the log row is committed (reqctx_commit_log). */
 	static const char done[] = "data: [DONE]\n\n";
 	a->final_pending = n >= sizeof(done) - 1 &&
 			   memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0;
@@ -413,13 +413,13 @@ static enum attempt_result run_stream(struct attempt *a)
 static json_t *lookup_state(void *ud, const char *tool_call_id)
 {
 	struct request_ctx *rc = ud;
-	struct store *st = server_reader(rc);
+	struct store *st = reqctx_reader(rc);
 	return st ? store_tool_state(st, tool_call_id) : NULL;
 }
 
 static struct store *health_store(void *ud)
 {
-	return server_reader(ud);
+	return reqctx_reader(ud);
 }
 
 static void attempt_init(struct attempt *a, struct dispatch *d, size_t k)
@@ -850,7 +850,7 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 	if (a.dropped.len)
 		log_info(rc->id, "parameters dropped for %s: %s", a.public_model, a.dropped.p);
 	fill_log(&d, &a);
-	server_commit_log(rc);
+	reqctx_commit_log(rc);
 	attempt_free(&a);
 	for (size_t i = 0; i < d.n_log; i++)
 		for (size_t j = 0; j < 4; j++)

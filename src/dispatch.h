@@ -12,7 +12,7 @@
 
 #include "chatreq.h"
 #include "fallback.h"
-#include "server.h"
+#include "reqctx.h"
 
 struct chat_call {
 	json_t *body;                    /* the client's request (borrowed) */

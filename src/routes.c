@@ -1,9 +1,14 @@
 /* routes.c - one static table of {method, path, handler}; routing is on REQUEST_URI so that
- * lighttpd, Apache (mod_fcgid, CGI, .htaccess rewrites) and mod_proxy_fcgi behave the same. */
+ * lighttpd, Apache (mod_fcgid, CGI, .htaccess rewrites) and mod_proxy_fcgi behave the same.
+ *
+ * Between server.c above and the handlers (api.h) below: the first route whose path and method
+ * match gets the request; a path that matches with another method gets 405 with Allow, anything
+ * else 404. */
 #include "routes.h"
 
 #include <string.h>
 
+#include "api.h"
 #include "util.h"
 
 struct route {

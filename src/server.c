@@ -1,14 +1,15 @@
-/* server.c - responder processes: worker threads, signals, reload, and one request's lifecycle.
+/* server.c - responder processes: worker threads, signals, reload; each request handed to routes.
  *
  * Threads of a FastCGI responder: N workers (server.threads) each looping accept -> handle ->
- * finish with their own libcurl handle; one signal thread that owns every process signal (all
- * other threads block them) and also polls the config file for changes; the store's writer and
- * WAL checkpointer (store.h), through which the workers commit their request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is
- * accepted (the listening socket is shut down), requests in flight run to completion, then the
- * process exits 0. SIGHUP re-reads the configuration.
+ * finish with their own libcurl handle (struct worker, reqctx.h); one signal thread that owns every
+ * process signal (all other threads block them) and also polls the config file for changes; the
+ * store's writer and WAL checkpointer (store.h), through which the workers commit their
+ * request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is accepted
+ * (the listening socket is shut down), requests in flight run to completion, then the process
+ * exits 0. SIGHUP re-reads the configuration.
  *
- * A request's row in the request log is committed before the last bytes of its response are
- * flushed, so a client that has seen the end of a response can rely on the row existing.
+ * Handling one request is reqctx_begin, routes_dispatch, reqctx_end: what happens in between
+ * (answering, the request-log row) belongs to the handler and reqctx.c.
  */
 #include "server.h"
 
@@ -22,120 +23,23 @@
 
 #include "fcgi_io.h"
 #include "log.h"
+#include "reqctx.h"
 #include "routes.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
 
-/* Retry interval for a database that could not be opened. */
-#define STORE_RETRY_US (10 * 1000000LL)
-
 static int g_listen_fd = -1;
 static int g_stopping;
-
-static void store_opts_from(const struct config *cfg, struct store_opts *o, int background)
-{
-	o->path = cfg->db_path;
-	o->busy_timeout_ms = (long)cfg->busy_timeout_ms;
-	o->synchronous_full = strcmp(cfg->synchronous, "full") == 0;
-	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
-	o->jsonl_path = background ? cfg->fallback_jsonl : NULL;
-	o->retention_days = background ? (long)cfg->retention_days : 0;
-}
-
-/* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
-static void worker_ensure_store(struct worker *w, const struct config *cfg)
-{
-	if (w->st || store_writer_running() || clock_mono_us() < w->st_retry_us)
-		return;
-	struct store_opts o;
-	store_opts_from(cfg, &o, 0);
-	char err[512];
-	w->st = store_open(&o, err, sizeof(err));
-	if (!w->st) {
-		w->st_retry_us = clock_mono_us() + STORE_RETRY_US;
-		log_error(NULL, "request log database unavailable (rows go to %s): %s",
-			  cfg->fallback_jsonl, err);
-	}
-}
-
-struct store *server_reader(struct request_ctx *rc)
-{
-	struct worker *w = rc->w;
-	/* A connection to a file that was deleted or replaced would read and write a ghost: look
-	 * at most once a second. */
-	int64_t now = clock_mono_us();
-	if (now >= w->moved_check_us) {
-		w->moved_check_us = now + 1000000;
-		for (struct store **sp = &w->st; sp; sp = sp == &w->st ? &w->reader : NULL) {
-			if (*sp && store_file_moved(*sp)) {
-				store_close(*sp);
-				*sp = NULL;
-			}
-		}
-	}
-	worker_ensure_store(w, rc->cfg);
-	if (w->st)
-		return w->st;
-	if (!w->reader && clock_mono_us() >= w->reader_retry_us) {
-		struct store_opts o;
-		store_opts_from(rc->cfg, &o, 0);
-		char err[512];
-		w->reader = store_open(&o, err, sizeof(err));
-		if (!w->reader) {
-			w->reader_retry_us = clock_mono_us() + STORE_RETRY_US;
-			log_warn(NULL, "cannot open the database for reading: %s", err);
-		}
-	}
-	return w->reader;
-}
-
-void server_commit_log(struct request_ctx *rc)
-{
-	rc->log.request_id = rc->id;
-	rc->log.ts_start_ms = rc->t0_wall_ms;
-	rc->log.ts_end_ms = clock_wall_ms();
-	rc->log.latency_ms = (double)(clock_mono_us() - rc->t0_us) / 1000.0;
-	/* The router's share: everything but the upstream's time (the row's own commit excepted). */
-	rc->log.overhead_ms = rc->log.upstream_ms >= 0 ? rc->log.latency_ms - rc->log.upstream_ms
-						       : rc->log.latency_ms;
-	if (rc->log.overhead_ms < 0)
-		rc->log.overhead_ms = 0;
-	rc->log.status = rc->resp.status;
-	rc->log.client_gone = rc->resp.client_gone;
-	if (!rc->cfg->request_log)
-		return;
-	worker_ensure_store(rc->w, rc->cfg);
-	reqlog_write(rc->w->st, rc->cfg->fallback_jsonl, &rc->log);
-}
 
 static void handle_one(struct worker *w, const struct http_io *io)
 {
 	struct request_ctx rc;
-	memset(&rc, 0, sizeof(rc));
-	rc.w = w;
-	rc.t0_us = clock_mono_us();
-	rc.t0_wall_ms = clock_wall_ms();
-	rc.cfg = config_acquire();
-	request_id_new(rc.id, sizeof(rc.id), "chatcmpl-", 21);
-	request_init(&rc.req, io);
-	response_init(&rc.resp, io);
-	resp_header(&rc.resp, "X-Request-Id", "%s", rc.id);
-	reqlog_init(&rc.log);
-
+	reqctx_begin(&rc, w, io);
 	routes_dispatch(&rc);
-
-	if (!rc.resp.started) {
-		struct rerr e;
-		rerr_clear(&e);
-		rerr_set(&e, 500, "server_error", NULL, NULL, "The router produced no response.");
-		resp_error(&rc.resp, &e);
-	}
 	/* No flush here: finishing the request flushes the rest together with FastCGI's end record
 	 * in one write (the CGI path flushes stdout itself). */
-	response_free(&rc.resp);
-	request_free(&rc.req);
-	config_release(rc.cfg);
+	reqctx_end(&rc);
 }
 
 static void *worker_main(void *arg)
@@ -227,7 +131,7 @@ int server_run_fastcgi(int listen_fd)
 	struct config *cfg = config_acquire();
 	size_t nthreads = (size_t)cfg->threads;
 	struct store_opts so;
-	store_opts_from(cfg, &so, 1);
+	reqctx_store_opts(cfg, &so, 1);
 	if (store_writer_start(&so) < 0) {
 		log_error(NULL, "cannot start the database writer thread");
 		return 1;

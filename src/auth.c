@@ -1,0 +1,60 @@
+/* auth.c - identifies the caller of a request: its API key or the trusted agent header.
+ *
+ * Modes (routing.auth_mode): "key" checks the Authorization bearer against the keys table
+ * through the worker's reader connection (keys.h) and yields the key's agent; "header" trusts the
+ * configured agent header as the web server passes it; anything else identifies nobody. Refusals
+ * come back as errors for the handler to answer; a refusal for a bad key is logged at info level
+ * here, once.
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "keys.h"
+#include "log.h"
+
+int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const char **out,
+		  struct rerr *err)
+{
+	const struct config *cfg = rc->cfg;
+	rerr_clear(err);
+	*out = NULL;
+	if (strcmp(cfg->auth_mode, "header") == 0) {
+		const char *h = request_header(&rc->req, cfg->agent_header);
+		if (h && h[0]) {
+			snprintf(agent, agentsz, "%s", h);
+			*out = agent;
+		}
+		return 0;
+	}
+	if (strcmp(cfg->auth_mode, "key") != 0)
+		return 0;
+	enum key_status ks = key_check(reqctx_reader(rc), request_header(&rc->req, "Authorization"),
+				       agent, agentsz);
+	switch (ks) {
+	case KEY_OK:
+		*out = agent;
+		return 0;
+	case KEY_MISSING:
+		rerr_set(err, 401, "invalid_request_error", "missing_api_key", NULL,
+			 "You didn't provide an API key. Send 'Authorization: Bearer <key>' with the key "
+			 "created for your agent by 'llm-router keys create --agent NAME'.");
+		break;
+	case KEY_REVOKED:
+		rerr_set(err, 401, "invalid_request_error", "invalid_api_key", NULL,
+			 "This API key has been revoked.");
+		break;
+	case KEY_DB_ERROR:
+		rerr_set(err, 503, "server_error", "keys_unavailable", NULL,
+			 "API keys cannot be checked: the database is unavailable. Retry later.");
+		break;
+	default:
+		rerr_set(err, 401, "invalid_request_error", "invalid_api_key", NULL,
+			 "Incorrect API key provided.");
+		break;
+	}
+	if (ks != KEY_DB_ERROR)
+		log_info(rc->id, "refused: %s", err->message);
+	return -1;
+}
