@@ -1,12 +1,17 @@
 /* dispatch.c - one chat completion: walk the fallback chain, translate, call the upstream, relay,
  * account, log.
  *
- * The chain (fallback.h) is walked one attempt at a time. Before each attempt a model in cooldown
- * (health.h) or without an available provider is skipped. An attempt that fails before anything
- * reached the client - an error status, a transport failure, a reply the router cannot read, a
- * stream that breaks before its first content event - is recorded and, when the policy says so,
- * followed by the next one; the client sees only the answer, or one final error naming the models
- * tried. Every attempt (and every skip) becomes a row of request_attempts with the request's row.
+ * The walk is a loop over states, one function each: gate (may chain position k be called?),
+ * attempt (call it), account (the model's health), record (the attempt's row), wait (the pause
+ * before the next attempt), answer (the reply, or one final error naming the models tried, then
+ * the request's row). Which state follows is never decided here: after the gate and after every
+ * attempt, fallback_decide() (fallback.h, pure) turns what happened into the next step, and the
+ * loop only carries it out. A model in cooldown (health.h) or without an available provider is
+ * skipped; an attempt that fails before anything reached the client - an error status, a
+ * transport failure, a reply the router cannot read, a stream that breaks before its first
+ * content event - may be followed by another. Every attempt (and every skip) becomes a row of
+ * request_attempts with the request's row. The current attempt lives in struct dispatch and is
+ * always initialised: the final error and the row are made from the last one.
  *
  * Non-streaming: the upstream body is collected (bounded by upstream.max_response_bytes), then
  * translated and sent with Content-Length. Streaming: the upstream status is known from the head
@@ -38,26 +43,13 @@
 
 #define MAX_LOG 24
 
-struct dispatch {
-	struct request_ctx *rc;
-	const struct chat_call *call;
-	struct chain chain;
-	struct attempt_log log[MAX_LOG];
-	char *owned[MAX_LOG][4];       /* strings the log entries point to */
-	size_t n_log;
-	struct buf fallback_from;      /* models that failed or were skipped, in order */
-	struct buf tried;              /* models called, for the final error */
-	int calls;                     /* upstream calls made */
-	int backoffs;
-	int cancelled;                 /* the client left */
-	int watch_wakeups;             /* the client's connection was readable, the client still there */
-	int64_t deadline_us;
-	int64_t excluded_us;           /* upstream time of finished attempts, and waits */
-	double upstream_ms;            /* upstream time of every call */
-	int64_t cooling_until_ms;      /* earliest end of a cooldown that made us skip a model */
-	int64_t t_heartbeat_us;        /* last heartbeat to the web server (nothing sent yet) */
-	struct rerr last_err;          /* what the client gets when nothing answers */
-	struct health_source hs;
+/* How run_attempt ended. */
+enum attempt_result {
+	ATTEMPT_ANSWERED,     /* the reply went (or, non-streaming, is ready to go) to the client */
+	ATTEMPT_FAILED,       /* nothing reached the client; a->err says why */
+	ATTEMPT_NO_ADAPTER,   /* no call: this build cannot speak the provider's API */
+	ATTEMPT_REFUSED,      /* no call: the translator refused the request (a->err) */
+	ATTEMPT_CANCELLED,    /* the client left before anything was sent */
 };
 
 struct attempt {
@@ -92,9 +84,34 @@ struct attempt {
 	int transport_failed;
 	int malformed;             /* a 2xx reply the router could not use */
 	char upstream_request_id[128];
+	enum attempt_result res;
+	enum failure_kind kind;    /* res ATTEMPT_FAILED, or an overloaded reply */
+	double span_ms;            /* upstream time of this attempt */
 };
 
-enum attempt_result { ATTEMPT_ANSWERED, ATTEMPT_FAILED, ATTEMPT_SKIPPED, ATTEMPT_CANCELLED };
+struct dispatch {
+	struct request_ctx *rc;
+	const struct chat_call *call;
+	struct chain chain;
+	struct attempt_log log[MAX_LOG];
+	char *owned[MAX_LOG][4];       /* strings the log entries point to */
+	size_t n_log;
+	struct buf fallback_from;      /* models that failed or were skipped, in order */
+	struct buf tried;              /* models called, for the final error */
+	int calls;                     /* upstream calls made */
+	int backoffs;
+	int cancelled;                 /* the client left */
+	int watch_wakeups;             /* the client's connection was readable, the client still there */
+	int64_t deadline_us;
+	int64_t excluded_us;           /* upstream time of finished attempts, and waits */
+	double upstream_ms;            /* upstream time of every call */
+	int64_t cooling_until_ms;      /* earliest end of a cooldown that made us skip a model */
+	int64_t t_heartbeat_us;        /* last heartbeat to the web server (nothing sent yet) */
+	struct rerr last_err;          /* what the client gets when nothing answers */
+	struct health_source hs;
+	size_t k;                      /* chain position of the current attempt */
+	struct attempt a;              /* the current attempt, always initialised */
+};
 
 static void set_common_headers(struct attempt *a)
 {
@@ -553,9 +570,10 @@ static int wait_watching(struct dispatch *d, int64_t ms)
 	}
 }
 
-/* Runs chain position k. The answer (or the refusal of the routed model's request) is sent by
- * the time it returns ATTEMPT_ANSWERED. */
-static enum attempt_result run_attempt(struct dispatch *d, struct attempt *a, size_t k)
+/* Calls chain position d->k: builds the upstream request (restoring tool-call state the client
+ * dropped) and runs it, streaming or not. A streamed answer has reached the client by the time it
+ * returns ATTEMPT_ANSWERED; a non-streaming one is in a->response. */
+static enum attempt_result run_attempt(struct dispatch *d, struct attempt *a)
 {
 	struct request_ctx *rc = d->rc;
 	const struct provider_conf *p = a->x.prov;
@@ -563,18 +581,15 @@ static enum attempt_result run_attempt(struct dispatch *d, struct attempt *a, si
 		rerr_set(&a->err, 503, "provider_unavailable", "adapter_unavailable", "model",
 			 "Model %s is unavailable: this build has no adapter for the %s API.",
 			 a->public_model, provider_api_name(p->api));
-		return ATTEMPT_SKIPPED;
+		return ATTEMPT_NO_ADAPTER;
 	}
 	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
 	json_t *restored = toolstate_restore(d->call->body, p, lookup_state, rc);
 	int built = a->ops->build_request(&a->x, restored ? restored : d->call->body, &a->ureq,
 					  &a->dropped, &a->err);
 	json_decref(restored);
-	if (built < 0) {
-		/* The routed model refuses the request itself: that is the answer. A fallback model
-		 * that cannot take it is passed over. */
-		return k == 0 ? ATTEMPT_ANSWERED : ATTEMPT_SKIPPED;
-	}
+	if (built < 0)
+		return ATTEMPT_REFUSED;
 	d->calls++;
 	if (d->tried.len)
 		buf_puts(&d->tried, ", ");
@@ -644,9 +659,18 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 	}
 }
 
-/* Nothing answered: the last failure, naming the models tried. */
+/* Nothing answered: the last failure, naming the models tried (every model cooling down: when
+ * to come back). */
 static void send_final_error(struct dispatch *d, struct attempt *a)
 {
+	if (!d->calls && d->cooling_until_ms && d->last_err.code &&
+	    strcmp(d->last_err.code, "model_cooling_down") == 0) {
+		int64_t secs = (d->cooling_until_ms - clock_wall_ms() + 999) / 1000;
+		rerr_set(&d->last_err, 503, "overloaded_error", "model_cooling_down", "model",
+			 "Every model of the chain of %s is cooling down after repeated failures; "
+			 "retry in %lld s.", d->call->public_model, (long long)(secs > 0 ? secs : 1));
+		d->last_err.retry_after = secs > 0 ? secs : 1;
+	}
 	struct rerr e = d->last_err;
 	if (!e.status)
 		rerr_set(&e, 503, "overloaded_error", "no_model_available", "model",
@@ -666,195 +690,289 @@ static void send_final_error(struct dispatch *d, struct attempt *a)
 	a->err = e;
 }
 
-void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
+/* ---- the walk: one function per state; fallback_decide() chooses the next ---- */
+
+/* The decision's inputs at the current chain position after event ev. */
+static void decision_input(struct dispatch *d, enum fallback_event ev, struct fallback_input *in)
+{
+	const struct config *cfg = d->rc->cfg;
+	const struct attempt *a = &d->a;
+	size_t k = d->k;
+	memset(in, 0, sizeof(*in));
+	in->event = ev;
+	in->k = k;
+	in->n = d->chain.n;
+	if (k < d->chain.n) {
+		in->provider_available = a->x.prov->available;
+		in->same_provider = k + 1 < d->chain.n &&
+				    cfg->models[d->chain.model[k + 1]].provider == a->model->provider;
+	}
+	in->kind = a->kind;
+	in->partial = a->relay_ready && a->relay.state == RELAY_FAILED;
+	in->http_status = a->ures.status;
+	in->retry_after_s = a->err.retry_after;
+	in->calls = d->calls;
+	in->backoffs = d->backoffs;
+	in->time_left_us = d->deadline_us - clock_mono_us();
+	in->jitter = ev == FB_EV_REPLY ? random_unit() : 0;
+}
+
+/* Moves the walk to chain position k with a fresh attempt; past the chain's end the last attempt
+ * stays (the final error and the row are made from it). */
+static void attempt_move(struct dispatch *d, size_t k)
+{
+	d->k = k;
+	if (k >= d->chain.n)
+		return;
+	attempt_free(&d->a);
+	attempt_init(&d->a, d, k);
+}
+
+/* State "gate", before calling position d->k: a model without a key or cooling down is passed
+ * over (its reason in a->err); at the chain's end, the attempt limit or the deadline the walk
+ * gives up. */
+static void state_gate(struct dispatch *d, struct fallback_step *st)
+{
+	struct request_ctx *rc = d->rc;
+	const struct config *cfg = rc->cfg;
+	struct attempt *a = &d->a;
+	struct fallback_input in;
+	decision_input(d, FB_EV_BEFORE, &in);
+	fallback_decide(cfg, &in, st);
+	if (st->action == FB_SKIP) {
+		const struct provider_conf *p = a->x.prov;
+		rerr_set(&a->err, 503, "provider_unavailable", "provider_unavailable", "model",
+			 "Model %s is unavailable: provider %s has no API key (%s).", a->public_model,
+			 p->name, p->unavailable_reason ? p->unavailable_reason : "not configured");
+		return;
+	}
+	if (st->why == FB_WHY_DEADLINE)
+		rerr_set(&d->last_err, 504, "timeout_error", "deadline_exceeded", NULL,
+			 "No model answered within upstream.deadline_ms (%lld ms)",
+			 (long long)cfg->deadline_ms);
+	if (st->action != FB_CALL)
+		return;
+	int64_t until = 0;
+	if (health_check(cfg, a->public_model, &d->hs, &until) != HEALTH_COOLING)
+		return;
+	int64_t secs = (until - clock_wall_ms() + 999) / 1000;
+	rerr_set(&a->err, 503, "overloaded_error", "model_cooling_down", "model",
+		 "Model %s is skipped for %lld s after repeated failures.", a->public_model,
+		 (long long)(secs > 0 ? secs : 1));
+	a->err.retry_after = secs > 0 ? secs : 1;
+	if (!d->cooling_until_ms || until < d->cooling_until_ms)
+		d->cooling_until_ms = until;
+	log_info(rc->id, "%s skipped: cooling down for %lld s more", a->public_model,
+		 (long long)a->err.retry_after);
+	decision_input(d, FB_EV_COOLING, &in);
+	fallback_decide(cfg, &in, st);
+}
+
+/* An attempt that failed: its kind. An error event inside a 2xx stream counts with the status it
+ * maps to. */
+static enum failure_kind classify_failure(const struct config *cfg, const struct attempt *a)
+{
+	long st = a->ures.status;
+	if (!a->transport_failed && !a->malformed && st >= 200 && st < 300)
+		st = a->err.status;
+	return failure_classify(cfg, a->transport_failed || a->malformed ? 200 : st,
+				a->transport_failed, a->malformed);
+}
+
+/* State "attempt": calls position d->k, tells how it went, and decides what comes next. */
+static void state_attempt(struct dispatch *d, struct fallback_step *st)
+{
+	const struct config *cfg = d->rc->cfg;
+	struct attempt *a = &d->a;
+	a->res = run_attempt(d, a);
+	a->span_ms = (double)upstream_span_us(a, clock_mono_us()) / 1000.0;
+	if (a->called)
+		d->upstream_ms += a->span_ms;
+	enum fallback_event ev = FB_EV_REPLY;
+	switch (a->res) {
+	case ATTEMPT_NO_ADAPTER:
+		ev = FB_EV_UNAVAILABLE;
+		break;
+	case ATTEMPT_REFUSED:
+		ev = FB_EV_REFUSED;
+		break;
+	case ATTEMPT_CANCELLED:
+		rerr_set(&a->err, 499, "client_disconnected", "client_disconnected", NULL,
+			 "The client closed the connection before the answer.");
+		d->rc->resp.status = 499;
+		ev = FB_EV_CLIENT_GONE;
+		break;
+	case ATTEMPT_FAILED:
+		a->kind = classify_failure(cfg, a);
+		break;
+	case ATTEMPT_ANSWERED:
+		/* The client may have left in the middle of the stream. */
+		if (d->cancelled)
+			ev = FB_EV_CLIENT_GONE;
+		else if (!a->x.stream && reply_overloaded(a))
+			a->kind = FAIL_OVERLOAD;
+		break;
+	}
+	struct fallback_input in;
+	decision_input(d, ev, &in);
+	fallback_decide(cfg, &in, st);
+}
+
+/* State "account": the model's health, and the log line for a key the provider rejected. */
+static void state_account(struct dispatch *d, const struct fallback_step *st)
+{
+	const struct config *cfg = d->rc->cfg;
+	struct attempt *a = &d->a;
+	const char *reason = a->kind == FAIL_OVERLOAD ? "insufficient_system_resource"
+			     : a->err.status ? a->err.message : "ok";
+	if (st->health_failure)
+		health_report(cfg, a->public_model, 0, reason, &d->hs);
+	if (a->res == ATTEMPT_FAILED && a->kind == FAIL_AUTH)
+		log_error(d->rc->id, "provider %s rejected the router's credentials for %s (HTTP %ld): "
+			  "check %s", a->x.prov->name, a->public_model, a->ures.status, a->x.prov->key_env);
+	if (st->health_success)
+		health_report(cfg, a->public_model, 1, NULL, &d->hs);
+}
+
+/* A failed call's row; its error becomes the last failure, and its model is named in
+ * X-Router-Fallback-From when another attempt was planned. */
+static void record_failure(struct dispatch *d, const struct fallback_step *st)
+{
+	struct request_ctx *rc = d->rc;
+	const struct config *cfg = rc->cfg;
+	struct attempt *a = &d->a;
+	if (a->kind == FAIL_OVERLOAD)
+		rerr_set(&a->err, 503, "overloaded_error", "upstream_overloaded", NULL,
+			 "%s cut the reply short: insufficient_system_resource", a->x.prov->name);
+	log_attempt(d, a, "failed", &a->err, a->span_ms);
+	d->last_err = a->err;
+	d->excluded_us += (int64_t)(a->span_ms * 1000);
+	enum fallback_action next = st->action == FB_GIVE_UP ? st->planned : st->action;
+	if (next != FB_NEXT_MODEL && next != FB_RETRY_SAME)
+		return;
+	note_failed_model(d, a->public_model);
+	log_info(rc->id, "%s failed (%s: %s); trying %s%s", a->public_model,
+		 failure_kind_name(a->kind), a->err.code ? a->err.code : a->err.type,
+		 next == FB_RETRY_SAME ? "it again" : cfg->models[d->chain.model[d->k + 1]].id,
+		 st->wait_ms ? " after a pause" : "");
+}
+
+/* State "record": the attempt's row in request_attempts. */
+static void state_record(struct dispatch *d, const struct fallback_step *st)
+{
+	struct attempt *a = &d->a;
+	switch (st->row) {
+	case FB_ROW_NONE:
+		break;
+	case FB_ROW_SKIPPED:
+		skip_model(d, a, &a->err);
+		break;
+	case FB_ROW_OK:
+		log_attempt(d, a, "ok", NULL, a->span_ms);
+		break;
+	case FB_ROW_PARTIAL:
+		log_attempt(d, a, "partial", &a->err, a->span_ms);
+		break;
+	case FB_ROW_CANCELLED:
+		log_attempt(d, a, "cancelled", a->res == ATTEMPT_CANCELLED ? &a->err : NULL, a->span_ms);
+		break;
+	case FB_ROW_FAILED:
+		record_failure(d, st);
+		break;
+	}
+}
+
+/* State "wait": the pause before the next attempt, watching the client. Returns -1 when the
+ * client left. */
+static int state_wait(struct dispatch *d, const struct fallback_step *st)
+{
+	if (st->wait_ms <= 0)
+		return 0;
+	int64_t t = clock_mono_us();
+	if (st->backoff)
+		d->backoffs++;
+	int gone = wait_watching(d, st->wait_ms) < 0;
+	d->excluded_us += clock_mono_us() - t;
+	if (gone) {
+		d->rc->resp.status = 499;
+		return -1;
+	}
+	return 0;
+}
+
+/* State "answer": the reply (a stream is already out), the routed model's refusal, or the final
+ * error; then the request's row, committed before the response's last bytes are flushed. */
+static void state_answer(struct dispatch *d, const struct fallback_step *st)
+{
+	struct request_ctx *rc = d->rc;
+	struct attempt *a = &d->a;
+	if (st->action == FB_ANSWER && a->called) {
+		if (!a->x.stream)
+			send_reply(a);
+	} else if (st->action == FB_ANSWER && a->err.status) {
+		/* The routed model's translator refused the request. */
+		resp_header(&rc->resp, "X-Router-Overhead-Ms", "%.3f", overhead_now(a));
+		resp_error(&rc->resp, &a->err);
+	} else if (st->action == FB_GIVE_UP && !d->cancelled) {
+		send_final_error(d, a);
+	}
+	if (a->dropped.len)
+		log_info(rc->id, "parameters dropped for %s: %s", a->public_model, a->dropped.p);
+	fill_log(d, a);
+	reqctx_commit_log(rc);
+}
+
+static void dispatch_init(struct dispatch *d, struct request_ctx *rc, const struct chat_call *call)
 {
 	const struct config *cfg = rc->cfg;
-	struct dispatch d;
-	memset(&d, 0, sizeof(d));
-	d.rc = rc;
-	d.call = call;
-	rerr_clear(&d.last_err);
-	buf_init(&d.fallback_from, 4096);
-	buf_init(&d.tried, 4096);
-	d.deadline_us = rc->t0_us + cfg->deadline_ms * 1000;
-	d.hs = (struct health_source){ health_store, rc };
+	memset(d, 0, sizeof(*d));
+	d->rc = rc;
+	d->call = call;
+	rerr_clear(&d->last_err);
+	buf_init(&d->fallback_from, 4096);
+	buf_init(&d->tried, 4096);
+	d->deadline_us = rc->t0_us + cfg->deadline_ms * 1000;
+	d->hs = (struct health_source){ health_store, rc };
 	if (call->chain)
-		d.chain = *call->chain;
+		d->chain = *call->chain;
 	else
-		chain_build(cfg, (size_t)(call->model - cfg->models), NULL, &d.chain);
+		chain_build(cfg, (size_t)(call->model - cfg->models), NULL, &d->chain);
+	attempt_init(&d->a, d, 0);
+}
 
-	struct attempt a;
-	int have_attempt = 0;   /* a holds an attempt not yet freed */
-	int answered = 0;
-	size_t k = 0;
-	while (!answered && !d.cancelled && k < d.chain.n) {
-		if (have_attempt)
-			attempt_free(&a);
-		attempt_init(&a, &d, k);
-		have_attempt = 1;
-		const struct provider_conf *p = a.x.prov;
-		if (!p->available) {
-			struct rerr why;
-			rerr_clear(&why);
-			rerr_set(&why, 503, "provider_unavailable", "provider_unavailable", "model",
-				 "Model %s is unavailable: provider %s has no API key (%s).", a.public_model,
-				 p->name, p->unavailable_reason ? p->unavailable_reason : "not configured");
-			skip_model(&d, &a, &why);
-			k++;
-			continue;
-		}
-		if (d.calls >= cfg->max_retries + 1)
-			break;
-		if (clock_mono_us() >= d.deadline_us) {
-			rerr_set(&d.last_err, 504, "timeout_error", "deadline_exceeded", NULL,
-				 "No model answered within upstream.deadline_ms (%lld ms)",
-				 (long long)cfg->deadline_ms);
-			break;
-		}
-		int64_t until = 0;
-		enum health_verdict hv = health_check(cfg, a.public_model, &d.hs, &until);
-		if (hv == HEALTH_COOLING) {
-			struct rerr why;
-			rerr_clear(&why);
-			int64_t secs = (until - clock_wall_ms() + 999) / 1000;
-			rerr_set(&why, 503, "overloaded_error", "model_cooling_down", "model",
-				 "Model %s is skipped for %lld s after repeated failures.", a.public_model,
-				 (long long)(secs > 0 ? secs : 1));
-			why.retry_after = secs > 0 ? secs : 1;
-			if (!d.cooling_until_ms || until < d.cooling_until_ms)
-				d.cooling_until_ms = until;
-			log_info(rc->id, "%s skipped: cooling down for %lld s more", a.public_model,
-				 (long long)why.retry_after);
-			skip_model(&d, &a, &why);
-			k++;
-			continue;
-		}
-		enum attempt_result res = run_attempt(&d, &a, k);
-		int64_t now = clock_mono_us();
-		double span_ms = (double)upstream_span_us(&a, now) / 1000.0;
-		if (a.called)
-			d.upstream_ms += span_ms;
-		if (res == ATTEMPT_SKIPPED) {
-			skip_model(&d, &a, &a.err);
-			k++;
-			continue;
-		}
-		if (res == ATTEMPT_CANCELLED) {
-			rerr_set(&a.err, 499, "client_disconnected", "client_disconnected", NULL,
-				 "The client closed the connection before the answer.");
-			log_attempt(&d, &a, "cancelled", &a.err, span_ms);
-			rc->resp.status = 499;
-			break;
-		}
-		if (res == ATTEMPT_ANSWERED && !a.called) {
-			/* The request was refused before any call (the routed model cannot take it). */
-			answered = 1;
-			break;
-		}
-		enum failure_kind kind = FAIL_NONE;
-		if (res == ATTEMPT_FAILED) {
-			/* An error event inside a 2xx stream counts with the status it maps to. */
-			long st = a.ures.status;
-			if (!a.transport_failed && !a.malformed && st >= 200 && st < 300)
-				st = a.err.status;
-			kind = failure_classify(cfg, a.transport_failed || a.malformed ? 200 : st,
-						a.transport_failed, a.malformed);
-		} else if (!a.x.stream && reply_overloaded(&a)) {
-			kind = FAIL_OVERLOAD;
-		}
-		const char *reason = a.err.status ? a.err.message : "ok";
-		if (res == ATTEMPT_ANSWERED && d.cancelled) {
-			/* The client left in the middle of the stream. */
-			log_attempt(&d, &a, "cancelled", NULL, span_ms);
-			answered = 1;
-			break;
-		}
-		if (res == ATTEMPT_ANSWERED && kind == FAIL_NONE) {
-			/* Streams: a stream that failed after content reached the client is partial. */
-			int partial = a.relay_ready && a.relay.state == RELAY_FAILED;
-			health_report(cfg, a.public_model, !partial, partial ? reason : NULL, &d.hs);
-			log_attempt(&d, &a, partial ? "partial" : "ok", partial ? &a.err : NULL, span_ms);
-			if (!a.x.stream)
-				send_reply(&a);
-			answered = 1;
-			break;
-		}
-		if (failure_counts_for_health(kind))
-			health_report(cfg, a.public_model, 0,
-				      kind == FAIL_OVERLOAD ? "insufficient_system_resource" : reason, &d.hs);
-		if (kind == FAIL_AUTH)
-			log_error(rc->id, "provider %s rejected the router's credentials for %s (HTTP %ld): "
-				  "check %s", p->name, a.public_model, a.ures.status, p->key_env);
-		struct next_step next;
-		int same_provider = k + 1 < d.chain.n &&
-				    cfg->models[d.chain.model[k + 1]].provider == a.model->provider;
-		fallback_next(cfg, &d.chain, k, (size_t)d.calls, kind, a.err.retry_after, d.backoffs,
-			      same_provider, random_unit(), &next);
-		if (kind == FAIL_OVERLOAD && next.action == NEXT_STOP) {
-			/* No other model left: the cut-short reply is still the best answer. */
-			health_report(cfg, a.public_model, 1, NULL, &d.hs);
-			log_attempt(&d, &a, "ok", NULL, span_ms);
-			send_reply(&a);
-			answered = 1;
-			break;
-		}
-		if (kind == FAIL_OVERLOAD)
-			rerr_set(&a.err, 503, "overloaded_error", "upstream_overloaded", NULL,
-				 "%s cut the reply short: insufficient_system_resource", p->name);
-		log_attempt(&d, &a, "failed", &a.err, span_ms);
-		d.last_err = a.err;
-		d.excluded_us += (int64_t)(span_ms * 1000);
-		if (next.action == NEXT_STOP)
-			break;
-		note_failed_model(&d, a.public_model);
-		log_info(rc->id, "%s failed (%s: %s); trying %s%s", a.public_model,
-			 failure_kind_name(kind), a.err.code ? a.err.code : a.err.type,
-			 next.action == NEXT_SAME ? "it again" : cfg->models[d.chain.model[k + 1]].id,
-			 next.wait_ms ? " after a pause" : "");
-		if (next.wait_ms > 0) {
-			if (clock_mono_us() + next.wait_ms * 1000 >= d.deadline_us)
-				break;
-			int64_t t = clock_mono_us();
-			if (next.action == NEXT_MODEL || a.err.retry_after == 0 ||
-			    a.ures.status != 429)
-				d.backoffs++;
-			int gone = wait_watching(&d, next.wait_ms) < 0;
-			d.excluded_us += clock_mono_us() - t;
-			if (gone) {
-				rc->resp.status = 499;
-				break;
-			}
-		}
-		if (next.action == NEXT_MODEL)
-			k++;
-	}
-	if (!answered && !d.cancelled) {
-		if (!have_attempt) {
-			attempt_init(&a, &d, 0);
-			have_attempt = 1;
-		}
-		if (!d.calls && d.cooling_until_ms && d.last_err.code &&
-		    strcmp(d.last_err.code, "model_cooling_down") == 0) {
-			int64_t secs = (d.cooling_until_ms - clock_wall_ms() + 999) / 1000;
-			rerr_set(&d.last_err, 503, "overloaded_error", "model_cooling_down", "model",
-				 "Every model of the chain of %s is cooling down after repeated failures; "
-				 "retry in %lld s.", call->public_model, (long long)(secs > 0 ? secs : 1));
-			d.last_err.retry_after = secs > 0 ? secs : 1;
-		}
-		send_final_error(&d, &a);
-	} else if (answered && a.err.status && !a.called) {
-		/* The routed model's translator refused the request. */
-		resp_header(&rc->resp, "X-Router-Overhead-Ms", "%.3f", overhead_now(&a));
-		resp_error(&rc->resp, &a.err);
-	}
-	if (a.dropped.len)
-		log_info(rc->id, "parameters dropped for %s: %s", a.public_model, a.dropped.p);
-	fill_log(&d, &a);
-	reqctx_commit_log(rc);
-	attempt_free(&a);
-	for (size_t i = 0; i < d.n_log; i++)
+static void dispatch_free(struct dispatch *d)
+{
+	attempt_free(&d->a);
+	for (size_t i = 0; i < d->n_log; i++)
 		for (size_t j = 0; j < 4; j++)
-			free(d.owned[i][j]);
-	buf_free(&d.fallback_from);
-	buf_free(&d.tried);
+			free(d->owned[i][j]);
+	buf_free(&d->fallback_from);
+	buf_free(&d->tried);
+}
+
+void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
+{
+	struct dispatch d;
+	dispatch_init(&d, rc, call);
+	struct fallback_step st;
+	for (;;) {
+		state_gate(&d, &st);
+		if (st.action == FB_CALL)
+			state_attempt(&d, &st);
+		state_account(&d, &st);
+		state_record(&d, &st);
+		if (st.action == FB_SKIP) {
+			attempt_move(&d, d.k + 1);
+			continue;
+		}
+		if (st.action != FB_NEXT_MODEL && st.action != FB_RETRY_SAME)
+			break;
+		if (state_wait(&d, &st) < 0) {
+			st.action = FB_CLIENT_GONE;
+			break;
+		}
+		attempt_move(&d, st.action == FB_NEXT_MODEL ? d.k + 1 : d.k);
+	}
+	state_answer(&d, &st);
+	dispatch_free(&d);
 }

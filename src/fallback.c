@@ -1,4 +1,8 @@
-/* fallback.c - fallback chains and the retry policy (see fallback.h). */
+/* fallback.c - fallback chains and the retry policy: every decision of dispatch's walk (pure).
+ *
+ * No I/O, no clock, no randomness: the time left and the jitter are inputs, so that every row of
+ * the policy is a unit test (tests/unit/test_fallback.c). dispatch.c carries out the steps.
+ */
 #include "fallback.h"
 
 static void chain_add(struct chain *c, size_t m)
@@ -74,9 +78,10 @@ int64_t fallback_backoff_ms(const struct config *cfg, int n, double jitter)
 	return d / 2 + (int64_t)((double)(d - d / 2) * jitter);
 }
 
-void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, size_t attempts,
-		   enum failure_kind kind, long retry_after_s, int backoffs, int same_provider,
-		   double jitter, struct next_step *out)
+/* The policy after a failed call at position k of a chain of n models. */
+static void next_after_failure(const struct config *cfg, size_t n, size_t k, size_t attempts,
+			       enum failure_kind kind, long retry_after_s, int backoffs,
+			       int same_provider, double jitter, struct next_step *out)
 {
 	out->action = NEXT_STOP;
 	out->wait_ms = 0;
@@ -91,7 +96,7 @@ void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, s
 		out->wait_ms = retry_after_s * 1000;
 		return;
 	}
-	if (k + 1 < ch->n) {
+	if (k + 1 < n) {
 		out->action = NEXT_MODEL;
 		/* Another provider is asked at once; the same provider gets a moment to recover. */
 		out->wait_ms = same_provider ? fallback_backoff_ms(cfg, backoffs + 1, jitter) : 0;
@@ -103,4 +108,106 @@ void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, s
 		return;
 	out->action = NEXT_SAME;
 	out->wait_ms = fallback_backoff_ms(cfg, backoffs + 1, jitter);
+}
+
+void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, size_t attempts,
+		   enum failure_kind kind, long retry_after_s, int backoffs, int same_provider,
+		   double jitter, struct next_step *out)
+{
+	next_after_failure(cfg, ch->n, k, attempts, kind, retry_after_s, backoffs, same_provider,
+			   jitter, out);
+}
+
+/* Before a call: the model must be reachable, and an attempt and some time must be left. */
+static void decide_before(const struct config *cfg, const struct fallback_input *in,
+			  struct fallback_step *out)
+{
+	if (in->k >= in->n) {
+		out->why = FB_WHY_EXHAUSTED;
+	} else if (!in->provider_available) {
+		out->action = FB_SKIP;
+		out->row = FB_ROW_SKIPPED;
+	} else if (in->calls >= cfg->max_retries + 1) {
+		out->why = FB_WHY_EXHAUSTED;
+	} else if (in->time_left_us <= 0) {
+		out->why = FB_WHY_DEADLINE;
+	} else {
+		out->action = FB_CALL;
+	}
+}
+
+/* After a call. */
+static void decide_reply(const struct config *cfg, const struct fallback_input *in,
+			 struct fallback_step *out)
+{
+	if (in->kind == FAIL_NONE) {
+		/* A stream that failed after content reached the client is still the answer. */
+		out->action = FB_ANSWER;
+		out->row = in->partial ? FB_ROW_PARTIAL : FB_ROW_OK;
+		out->health_failure = in->partial;
+		out->health_success = !in->partial;
+		return;
+	}
+	out->health_failure = failure_counts_for_health(in->kind);
+	struct next_step next;
+	next_after_failure(cfg, in->n, in->k, in->calls > 0 ? (size_t)in->calls : 0, in->kind,
+			   in->retry_after_s, in->backoffs, in->same_provider, in->jitter, &next);
+	if (in->kind == FAIL_OVERLOAD && next.action == NEXT_STOP) {
+		/* No other model left: the cut-short reply is still the best answer. */
+		out->action = FB_ANSWER;
+		out->row = FB_ROW_OK;
+		out->health_success = 1;
+		return;
+	}
+	out->row = FB_ROW_FAILED;
+	if (next.action == NEXT_STOP) {
+		out->why = in->kind == FAIL_FINAL ? FB_WHY_FINAL : FB_WHY_EXHAUSTED;
+		return;
+	}
+	out->planned = next.action == NEXT_MODEL ? FB_NEXT_MODEL : FB_RETRY_SAME;
+	out->wait_ms = next.wait_ms;
+	if (next.wait_ms > 0 && next.wait_ms * 1000 >= in->time_left_us) {
+		out->why = FB_WHY_NO_TIME;
+		return;
+	}
+	out->action = out->planned;
+	/* Waiting out a 429's Retry-After is not a backoff. */
+	out->backoff = next.wait_ms > 0 && (next.action == NEXT_MODEL || in->retry_after_s == 0 ||
+					    in->http_status != 429);
+}
+
+void fallback_decide(const struct config *cfg, const struct fallback_input *in,
+		     struct fallback_step *out)
+{
+	out->action = FB_GIVE_UP;
+	out->planned = FB_GIVE_UP;
+	out->wait_ms = 0;
+	out->why = FB_WHY_NONE;
+	out->row = FB_ROW_NONE;
+	out->health_failure = 0;
+	out->health_success = 0;
+	out->backoff = 0;
+	switch (in->event) {
+	case FB_EV_BEFORE:
+		decide_before(cfg, in, out);
+		return;
+	case FB_EV_COOLING:
+	case FB_EV_UNAVAILABLE:
+		out->action = FB_SKIP;
+		out->row = FB_ROW_SKIPPED;
+		return;
+	case FB_EV_REFUSED:
+		/* The routed model refuses the request itself: that is the answer. A fallback model
+		 * that cannot take it is passed over. */
+		out->action = in->k == 0 ? FB_ANSWER : FB_SKIP;
+		out->row = in->k == 0 ? FB_ROW_NONE : FB_ROW_SKIPPED;
+		return;
+	case FB_EV_CLIENT_GONE:
+		out->action = FB_CLIENT_GONE;
+		out->row = FB_ROW_CANCELLED;
+		return;
+	case FB_EV_REPLY:
+		decide_reply(cfg, in, out);
+		return;
+	}
 }

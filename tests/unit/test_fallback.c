@@ -1,4 +1,5 @@
-/* test_fallback.c - fallback chains from the configuration, the retry policy, and model cooldown
+/* test_fallback.c - fallback chains from the configuration, the retry policy, the whole decision
+ * of the dispatch walk (one row per case of the README's fallback table), and model cooldown
  * (process copy and the shared table). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,230 @@ TEST(fallback_backoff_grows_with_jitter_and_is_capped)
 	CHECK_INT_EQ(fallback_backoff_ms(cfg, 10, 0.0), 1000);
 	CHECK(fallback_backoff_ms(cfg, 30, 0.99) <= 2000);
 	CHECK_INT_EQ(fallback_backoff_ms(cfg, 1, 7.0), 50);     /* out-of-range jitter counts as 0 */
+	config_free(cfg);
+	buf_free(&errors);
+}
+
+/* ---- the whole walk: README "Fallback, retries and cooldown", one row per case ---- */
+
+enum { H_NONE, H_FAIL, H_OK, H_FAIL_OK };   /* health reports wanted */
+
+struct decide_row {
+	const char *name;
+	enum fallback_event ev;
+	long status;            /* FB_EV_REPLY: the status classified (failure_classify) */
+	long http_status;       /* the upstream's HTTP status when it differs (a stream's error event) */
+	int transport;          /* DNS, connect, timeout, stall, lost connection */
+	int malformed;          /* an unreadable 2xx reply */
+	int overloaded;         /* DeepSeek's reply cut short (insufficient_system_resource) */
+	int partial;            /* a stream that failed after content reached the client */
+	long retry_after_s;
+	size_t k, n;            /* chain position and length */
+	int calls, backoffs;
+	int same_provider;      /* position k + 1 is on the same provider */
+	int no_key;             /* FB_EV_BEFORE: the provider has no key */
+	int no_retries;         /* upstream.max_retries = 0 instead of the shipped 2 */
+	int64_t left_ms;        /* time to the deadline; 0 = plenty, < 0 = passed */
+	enum fallback_action want;
+	int64_t want_wait;
+	enum fallback_why want_why;
+	enum fallback_row want_row;
+	int want_health;
+	int want_backoff;
+};
+
+/* backoff_ms = 100 and jitter 0.5: the first backoff is 75 ms, the second 150. */
+static const struct decide_row decide_rows[] = {
+	/* retry_on statuses: next model; another provider at once */
+	{ "500 -> next model", FB_EV_REPLY, .status = 500, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_wait = 0, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "502 -> next model", FB_EV_REPLY, .status = 502, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_wait = 0, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "503 -> next model", FB_EV_REPLY, .status = 503, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_wait = 0, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "504 -> next model", FB_EV_REPLY, .status = 504, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_wait = 0, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "529 -> next model", FB_EV_REPLY, .status = 529, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_wait = 0, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	/* network failures and unreadable replies (upstream.retry_on_network) */
+	{ "DNS or connection failure -> next model", FB_EV_REPLY, .transport = 1, .k = 0, .n = 3,
+	  .calls = 1, .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "timeout -> next model", FB_EV_REPLY, .transport = 1, .k = 1, .n = 3, .calls = 2,
+	  .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "stream silent / connection lost -> next model", FB_EV_REPLY, .status = 200, .transport = 1,
+	  .k = 0, .n = 2, .calls = 1, .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED,
+	  .want_health = H_FAIL },
+	{ "unreadable 2xx body -> next model", FB_EV_REPLY, .status = 200, .malformed = 1, .k = 0,
+	  .n = 3, .calls = 1, .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	/* DeepSeek's cut reply */
+	{ "insufficient_system_resource, a model left -> next model", FB_EV_REPLY, .status = 200,
+	  .overloaded = 1, .k = 0, .n = 3, .calls = 1, .want = FB_NEXT_MODEL,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "insufficient_system_resource, no attempt left -> the cut reply is the answer",
+	  FB_EV_REPLY, .status = 200, .overloaded = 1, .k = 2, .n = 3, .calls = 3,
+	  .want = FB_ANSWER, .want_row = FB_ROW_OK, .want_health = H_FAIL_OK },
+	{ "insufficient_system_resource on the only model, attempts left -> same model after a "
+	  "backoff", FB_EV_REPLY, .status = 200, .overloaded = 1, .k = 0, .n = 1, .calls = 1,
+	  .want = FB_RETRY_SAME, .want_wait = 75, .want_row = FB_ROW_FAILED, .want_health = H_FAIL,
+	  .want_backoff = 1 },
+	/* the router's own key */
+	{ "401 -> next model", FB_EV_REPLY, .status = 401, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "403 -> next model", FB_EV_REPLY, .status = 403, .k = 1, .n = 3, .calls = 2,
+	  .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "401 on the last model -> give up, not the same key again", FB_EV_REPLY, .status = 401,
+	  .k = 0, .n = 1, .calls = 1, .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	/* rate limits */
+	{ "429 Retry-After 1 s -> wait, same model", FB_EV_REPLY, .status = 429, .retry_after_s = 1,
+	  .k = 0, .n = 3, .calls = 1, .want = FB_RETRY_SAME, .want_wait = 1000,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "429 Retry-After = retry_after_max_ms -> wait, same model", FB_EV_REPLY, .status = 429,
+	  .retry_after_s = 2, .k = 0, .n = 3, .calls = 1, .want = FB_RETRY_SAME, .want_wait = 2000,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "429 Retry-After 3 s (long) -> next model at once", FB_EV_REPLY, .status = 429,
+	  .retry_after_s = 3, .k = 0, .n = 3, .calls = 1, .want = FB_NEXT_MODEL, .want_wait = 0,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "429 without Retry-After -> next model at once", FB_EV_REPLY, .status = 429, .k = 0,
+	  .n = 3, .calls = 1, .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "429 long on the last model -> give up", FB_EV_REPLY, .status = 429, .retry_after_s = 60,
+	  .k = 0, .n = 1, .calls = 1, .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "429 error event inside a 2xx stream -> wait, same model, counted as a backoff",
+	  FB_EV_REPLY, .status = 429, .http_status = 200, .retry_after_s = 1, .k = 0, .n = 3,
+	  .calls = 1, .want = FB_RETRY_SAME, .want_wait = 1000, .want_row = FB_ROW_FAILED,
+	  .want_health = H_FAIL, .want_backoff = 1 },
+	/* the request itself is refused: the answer */
+	{ "400 -> the answer", FB_EV_REPLY, .status = 400, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_FINAL, .want_row = FB_ROW_FAILED },
+	{ "404 -> the answer", FB_EV_REPLY, .status = 404, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_FINAL, .want_row = FB_ROW_FAILED },
+	{ "422 -> the answer", FB_EV_REPLY, .status = 422, .k = 1, .n = 3, .calls = 2,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_FINAL, .want_row = FB_ROW_FAILED },
+	{ "402 -> the answer", FB_EV_REPLY, .status = 402, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_FINAL, .want_row = FB_ROW_FAILED },
+	{ "413 -> the answer", FB_EV_REPLY, .status = 413, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_FINAL, .want_row = FB_ROW_FAILED },
+	/* at most 1 + max_retries calls */
+	{ "500 on the third call -> give up", FB_EV_REPLY, .status = 500, .k = 2, .n = 3, .calls = 3,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED, .want_row = FB_ROW_FAILED,
+	  .want_health = H_FAIL },
+	{ "max_retries 0: the first failure -> give up", FB_EV_REPLY, .status = 500, .k = 0, .n = 3,
+	  .calls = 1, .no_retries = 1, .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "before a fourth call -> give up", FB_EV_BEFORE, .k = 2, .n = 3, .calls = 3,
+	  .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED },
+	{ "before a call with attempts left -> call", FB_EV_BEFORE, .k = 1, .n = 3, .calls = 1,
+	  .want = FB_CALL },
+	{ "chain used up, 500 with calls left -> same model after a backoff", FB_EV_REPLY,
+	  .status = 500, .k = 0, .n = 1, .calls = 1, .want = FB_RETRY_SAME, .want_wait = 75,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL, .want_backoff = 1 },
+	{ "chain used up, timeout, second backoff -> same model after a longer one", FB_EV_REPLY,
+	  .transport = 1, .k = 0, .n = 1, .calls = 2, .backoffs = 1, .want = FB_RETRY_SAME,
+	  .want_wait = 150, .want_row = FB_ROW_FAILED, .want_health = H_FAIL, .want_backoff = 1 },
+	{ "past the chain's end -> give up (all models failed)", FB_EV_BEFORE, .k = 3, .n = 3,
+	  .calls = 2, .want = FB_GIVE_UP, .want_why = FB_WHY_EXHAUSTED },
+	/* the deadline */
+	{ "deadline passed before a call -> give up", FB_EV_BEFORE, .k = 1, .n = 3, .calls = 1,
+	  .left_ms = -1, .want = FB_GIVE_UP, .want_why = FB_WHY_DEADLINE },
+	{ "backoff that would cross the deadline -> give up", FB_EV_REPLY, .status = 500, .k = 0,
+	  .n = 3, .calls = 1, .same_provider = 1, .left_ms = 50, .want = FB_GIVE_UP, .want_wait = 75,
+	  .want_why = FB_WHY_NO_TIME, .want_row = FB_ROW_FAILED, .want_health = H_FAIL },
+	{ "Retry-After that would cross the deadline -> give up", FB_EV_REPLY, .status = 429,
+	  .retry_after_s = 1, .k = 0, .n = 3, .calls = 1, .left_ms = 500, .want = FB_GIVE_UP,
+	  .want_wait = 1000, .want_why = FB_WHY_NO_TIME, .want_row = FB_ROW_FAILED,
+	  .want_health = H_FAIL },
+	{ "next provider at once, even with little time left", FB_EV_REPLY, .status = 503, .k = 0,
+	  .n = 3, .calls = 1, .left_ms = 1, .want = FB_NEXT_MODEL, .want_row = FB_ROW_FAILED,
+	  .want_health = H_FAIL },
+	/* models passed over without a call */
+	{ "model cooling down -> skipped", FB_EV_COOLING, .k = 0, .n = 3, .want = FB_SKIP,
+	  .want_row = FB_ROW_SKIPPED },
+	{ "last model cooling down -> skipped (then give up)", FB_EV_COOLING, .k = 2, .n = 3,
+	  .calls = 1, .want = FB_SKIP, .want_row = FB_ROW_SKIPPED },
+	{ "provider without a key -> skipped", FB_EV_BEFORE, .k = 0, .n = 3, .no_key = 1,
+	  .want = FB_SKIP, .want_row = FB_ROW_SKIPPED },
+	{ "provider without a key, no attempt left -> skipped all the same", FB_EV_BEFORE, .k = 2,
+	  .n = 3, .calls = 3, .no_key = 1, .want = FB_SKIP, .want_row = FB_ROW_SKIPPED },
+	{ "no adapter for the API -> skipped", FB_EV_UNAVAILABLE, .k = 0, .n = 2, .want = FB_SKIP,
+	  .want_row = FB_ROW_SKIPPED },
+	{ "routed model's translator refuses the request -> the answer", FB_EV_REFUSED, .k = 0,
+	  .n = 3, .want = FB_ANSWER },
+	{ "fallback model's translator refuses the request -> skipped", FB_EV_REFUSED, .k = 1,
+	  .n = 3, .calls = 1, .want = FB_SKIP, .want_row = FB_ROW_SKIPPED },
+	/* same provider: a pause; another provider: at once */
+	{ "500, next model on the same provider -> after a backoff", FB_EV_REPLY, .status = 500,
+	  .k = 0, .n = 3, .calls = 1, .same_provider = 1, .want = FB_NEXT_MODEL, .want_wait = 75,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL, .want_backoff = 1 },
+	{ "500, same provider, second backoff -> twice as long", FB_EV_REPLY, .status = 500,
+	  .k = 1, .n = 3, .calls = 2, .backoffs = 1, .same_provider = 1, .want = FB_NEXT_MODEL,
+	  .want_wait = 150, .want_row = FB_ROW_FAILED, .want_health = H_FAIL, .want_backoff = 1 },
+	{ "401, next model on the same provider -> after a backoff", FB_EV_REPLY, .status = 401,
+	  .k = 0, .n = 3, .calls = 1, .same_provider = 1, .want = FB_NEXT_MODEL, .want_wait = 75,
+	  .want_row = FB_ROW_FAILED, .want_health = H_FAIL, .want_backoff = 1 },
+	/* answers */
+	{ "2xx reply -> the answer", FB_EV_REPLY, .status = 200, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_ANSWER, .want_row = FB_ROW_OK, .want_health = H_OK },
+	{ "stream broken after content -> the answer, partial", FB_EV_REPLY, .status = 200,
+	  .partial = 1, .k = 0, .n = 3, .calls = 1, .want = FB_ANSWER, .want_row = FB_ROW_PARTIAL,
+	  .want_health = H_FAIL },
+	/* the client leaving */
+	{ "client left during the call -> stop", FB_EV_CLIENT_GONE, .k = 0, .n = 3, .calls = 1,
+	  .want = FB_CLIENT_GONE, .want_row = FB_ROW_CANCELLED },
+	{ "client left during a fallback's stream -> stop", FB_EV_CLIENT_GONE, .k = 1, .n = 3,
+	  .calls = 2, .want = FB_CLIENT_GONE, .want_row = FB_ROW_CANCELLED },
+};
+
+static const char *action_name(enum fallback_action a)
+{
+	static const char *const names[] = { "call", "skip", "next model", "retry same", "answer",
+					     "give up", "client gone" };
+	return (size_t)a < sizeof(names) / sizeof(names[0]) ? names[a] : "?";
+}
+
+TEST(fallback_decide_follows_the_readme_table)
+{
+	struct buf errors;
+	struct config *cfg = load_shipped(&errors);
+	REQUIRE_NOT_NULL(cfg);
+	REQUIRE_INT_EQ(cfg->max_retries, 2);
+	cfg->backoff_ms = 100;
+	cfg->backoff_max_ms = 2000;
+	cfg->retry_after_max_ms = 2000;
+	for (size_t i = 0; i < sizeof(decide_rows) / sizeof(decide_rows[0]); i++) {
+		const struct decide_row *r = &decide_rows[i];
+		test_case("%s", r->name);
+		cfg->max_retries = r->no_retries ? 0 : 2;
+		struct fallback_input in;
+		memset(&in, 0, sizeof(in));
+		in.event = r->ev;
+		in.k = r->k;
+		in.n = r->n;
+		in.provider_available = !r->no_key;
+		in.kind = r->overloaded ? FAIL_OVERLOAD
+					: failure_classify(cfg, r->status, r->transport, r->malformed);
+		in.partial = r->partial;
+		in.http_status = r->http_status ? r->http_status : r->status;
+		in.retry_after_s = r->retry_after_s;
+		in.calls = r->calls;
+		in.backoffs = r->backoffs;
+		in.same_provider = r->same_provider;
+		in.time_left_us = r->left_ms == 0 ? 300000000LL : r->left_ms < 0 ? 0 : r->left_ms * 1000;
+		in.jitter = 0.5;
+		struct fallback_step st;
+		fallback_decide(cfg, &in, &st);
+		CHECK_STR_EQ(action_name(st.action), action_name(r->want));
+		CHECK_INT_EQ(st.wait_ms, r->want_wait);
+		CHECK_INT_EQ(st.why, r->want_why);
+		CHECK_INT_EQ(st.row, r->want_row);
+		CHECK_INT_EQ(st.health_failure, r->want_health == H_FAIL || r->want_health == H_FAIL_OK);
+		CHECK_INT_EQ(st.health_success, r->want_health == H_OK || r->want_health == H_FAIL_OK);
+		CHECK_INT_EQ(st.backoff, r->want_backoff);
+		if (r->want_why == FB_WHY_NO_TIME)
+			CHECK_STR_EQ(action_name(st.planned), action_name(r->status == 429 ? FB_RETRY_SAME
+											    : FB_NEXT_MODEL));
+	}
+	test_case(NULL);
 	config_free(cfg);
 	buf_free(&errors);
 }
