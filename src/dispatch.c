@@ -1,5 +1,5 @@
-/* dispatch.c - one chat completion: walk the fallback chain, translate, call the upstream, relay,
- * account, log.
+/* dispatch.c - one chat completion: walk the fallback chain, one attempt after another; account,
+ * log, answer.
  *
  * The walk is a loop over states, one function each: gate (may chain position k be called?),
  * attempt (call it), account (the model's health), record (the attempt's row), wait (the pause
@@ -13,479 +13,46 @@
  * request_attempts with the request's row. The current attempt lives in struct dispatch and is
  * always initialised: the final error and the row are made from the last one.
  *
- * Non-streaming: the upstream body is collected (bounded by upstream.max_response_bytes), then
- * translated and sent with Content-Length. Streaming: the upstream status is known from the head
- * callback; a 2xx body is fed to the relay as it arrives and the client events made from each piece
- * are flushed as soon as that piece is relayed (headers go out with the first event that carries
- * content, so until then another model can still answer). While the client is connected and the
- * upstream silent, a ": keep-alive" comment is flushed every upstream.keepalive_interval_ms. The
- * client's connection is watched during every upstream wait and every backoff: when the client
- * leaves, the upstream transfer is aborted at once and the row records the cancellation.
+ * One attempt - translating, calling the upstream, relaying the reply, watching the client - is
+ * attempt.c's; what the attempts share is the struct attempt_shared inside struct dispatch. Here:
+ * the attempt rows, the model's health, the final error, usage and cost, and the request's row,
+ * committed (reqctx_commit_log) before a stream's last frame is flushed.
  *
  * Timing: X-Router-Overhead-Ms is the router's own share of the latency up to the moment the
  * headers are written: the elapsed time minus upstream calls and the waits between attempts.
  */
 #include "dispatch.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "attempt.h"
 #include "fallback.h"
 #include "health.h"
 #include "log.h"
-#include "providers/provider.h"
-#include "relay.h"
-#include "store.h"
 #include "toolstate.h"
-#include "upstream.h"
 #include "util.h"
 
 #define MAX_LOG 24
 
-/* How run_attempt ended. */
-enum attempt_result {
-	ATTEMPT_ANSWERED,     /* the reply went (or, non-streaming, is ready to go) to the client */
-	ATTEMPT_FAILED,       /* nothing reached the client; a->err says why */
-	ATTEMPT_NO_ADAPTER,   /* no call: this build cannot speak the provider's API */
-	ATTEMPT_REFUSED,      /* no call: the translator refused the request (a->err) */
-	ATTEMPT_CANCELLED,    /* the client left before anything was sent */
-};
-
-struct attempt {
-	struct dispatch *d;
-	struct request_ctx *rc;
-	const struct chat_call *call;
-	const struct model_conf *model;
-	const char *public_model;
-	const struct provider_ops *ops;
-	struct xlate_ctx x;
-	char provider_label[96];
-	struct buf dropped;
-	struct upstream_req ureq;
-	struct upstream_result ures;
-	struct rerr err;
-	struct usage usage;        /* non-streaming usage (streams keep theirs in the relay) */
-	struct buf body;           /* non-2xx or non-streaming upstream body */
-	struct relay relay;
-	int relay_ready;
-	json_t *response;          /* non-streaming reply sent to the client */
-	json_t *tool_state;        /* state of this turn's tool calls to keep (toolstate.h) */
-	int relaying;              /* stream with a 2xx head: body goes to the relay */
-	long status;
-	int64_t ts_start_ms;
-	int64_t t_up_start_us;
-	int64_t t_last_byte_us;
-	int64_t t_last_write_us;
-	double overhead_ms;
-	int called;                /* the upstream call was made */
-	int unflushed;             /* stream frames written since the last flush */
-	int final_pending;         /* the last frame written ends the stream */
-	int transport_failed;
-	int malformed;             /* a 2xx reply the router could not use */
-	char upstream_request_id[128];
-	enum attempt_result res;
-	enum failure_kind kind;    /* res ATTEMPT_FAILED, or an overloaded reply */
-	double span_ms;            /* upstream time of this attempt */
-};
-
 struct dispatch {
-	struct request_ctx *rc;
-	const struct chat_call *call;
+	struct attempt_shared s;       /* rc, call, calls, fallback_from, tried, cancelled, deadline */
 	struct chain chain;
 	struct attempt_log log[MAX_LOG];
 	char *owned[MAX_LOG][4];       /* strings the log entries point to */
 	size_t n_log;
-	struct buf fallback_from;      /* models that failed or were skipped, in order */
-	struct buf tried;              /* models called, for the final error */
-	int calls;                     /* upstream calls made */
 	int backoffs;
-	int cancelled;                 /* the client left */
-	int watch_wakeups;             /* the client's connection was readable, the client still there */
-	int64_t deadline_us;
-	int64_t excluded_us;           /* upstream time of finished attempts, and waits */
 	double upstream_ms;            /* upstream time of every call */
 	int64_t cooling_until_ms;      /* earliest end of a cooldown that made us skip a model */
-	int64_t t_heartbeat_us;        /* last heartbeat to the web server (nothing sent yet) */
 	struct rerr last_err;          /* what the client gets when nothing answers */
 	struct health_source hs;
 	size_t k;                      /* chain position of the current attempt */
 	struct attempt a;              /* the current attempt, always initialised */
 };
 
-static void set_common_headers(struct attempt *a)
-{
-	struct response *resp = &a->rc->resp;
-	resp_header(resp, "X-Router-Model", "%s", a->public_model);
-	resp_header(resp, "X-Router-Provider", "%s", a->provider_label);
-	resp_header(resp, "X-Router-Attempts", "%d", a->d->calls);
-	if (a->d->fallback_from.len)
-		resp_header(resp, "X-Router-Fallback-From", "%s", a->d->fallback_from.p);
-	if (a->dropped.len)
-		resp_header(resp, "X-Router-Dropped-Params", "%s", a->dropped.p);
-	if (a->upstream_request_id[0])
-		resp_header(resp, "X-Upstream-Request-Id", "%s", a->upstream_request_id);
-}
-
-/* The upstream's share of this attempt so far. */
-static int64_t upstream_span_us(const struct attempt *a, int64_t now)
-{
-	if (!a->called)
-		return 0;
-	return (a->t_last_byte_us ? a->t_last_byte_us : now) - a->t_up_start_us;
-}
-
-/* Router-owned time so far: everything but upstream calls and waits between attempts. */
-static double overhead_now(const struct attempt *a)
-{
-	int64_t now = clock_mono_us();
-	int64_t own = now - a->rc->t0_us - a->d->excluded_us - upstream_span_us(a, now);
-	return own < 0 ? 0 : (double)own / 1000.0;
-}
-
-static void map_transport_failure(struct attempt *a, struct rerr *e)
-{
-	const char *prov = a->x.prov->name;
-	switch (a->ures.fail) {
-	case UPSTREAM_CONNECT:
-		rerr_set(e, 502, "server_error", "upstream_unreachable", NULL,
-			 "Could not reach provider %s: %s", prov, a->ures.error);
-		break;
-	case UPSTREAM_TIMEOUT:
-		rerr_set(e, 504, "timeout_error", "upstream_timeout", NULL,
-			 "Provider %s did not answer in time: %s", prov, a->ures.error);
-		break;
-	case UPSTREAM_STALLED:
-		rerr_set(e, 504, "timeout_error", "upstream_stalled", NULL,
-			 "Provider %s stopped sending: %s", prov, a->ures.error);
-		break;
-	default:
-		rerr_set(e, 502, "server_error", "bad_upstream_response", NULL,
-			 "The connection to provider %s failed: %s", prov, a->ures.error);
-		break;
-	}
-	e->should_retry = 1;
-}
-
-/* ---- callbacks ---- */
-
-static int on_head(void *ud, const struct upstream_head *h)
-{
-	struct attempt *a = ud;
-	a->status = h->status;
-	snprintf(a->upstream_request_id, sizeof(a->upstream_request_id), "%s", h->request_id);
-	a->relaying = a->x.stream && h->status >= 200 && h->status < 300;
-	return 0;
-}
-
-static int on_body(void *ud, const char *p, size_t n)
-{
-	struct attempt *a = ud;
-	a->t_last_byte_us = clock_mono_us();
-	if (a->relaying) {
-		int rc = relay_feed(&a->relay, p, n);
-		/* Every event of this piece went out together: one flush, unless the last frame is the
-		 * end of the stream, which waits for the log row (stream_sink). */
-		if (a->unflushed && !a->final_pending) {
-			a->unflushed = 0;
-			if (resp_flush(&a->rc->resp) < 0) {
-				a->relay.state = RELAY_CLIENT_GONE;
-				return -1;
-			}
-		}
-		if (rc == 0)
-			return 0;
-		/* After the end of the stream, let the rest of the body drain so the connection can be
-		 * reused; stop at once when the client left or the stream failed. */
-		return a->relay.state == RELAY_DONE ? 0 : -1;
-	}
-	if (buf_append(&a->body, p, n) < 0) {
-		rerr_set(&a->err, 502, "server_error", "bad_upstream_response", NULL,
-			 "Provider %s sent a reply larger than %zu bytes", a->x.prov->name, a->body.max);
-		a->malformed = 1;
-		return -1;
-	}
-	return 0;
-}
-
-static int on_tick(void *ud)
-{
-	struct attempt *a = ud;
-	struct response *resp = &a->rc->resp;
-	const struct config *cfg = a->rc->cfg;
-	if (cfg->keepalive_interval_ms <= 0)
-		return 0;
-	int64_t now = clock_mono_us();
-	if (!resp->started) {
-		/* Nothing sent yet (a non-streaming call, or a stream before its first byte): keep the
-		 * web server's idle timer (mod_fcgid's FcgidIOTimeout, 40 s by default) from cutting a
-		 * long call, without sending the client anything. */
-		const struct http_io *io = resp->io;
-		struct dispatch *d = a->d;
-		if (!d->t_heartbeat_us)
-			d->t_heartbeat_us = now;
-		if (io->heartbeat && now - d->t_heartbeat_us >= cfg->keepalive_interval_ms * 1000) {
-			d->t_heartbeat_us = now;
-			io->heartbeat(io->ctx);
-		}
-		return 0;
-	}
-	if (!a->relaying)
-		return 0;
-	if (now - a->t_last_write_us < cfg->keepalive_interval_ms * 1000)
-		return 0;
-	a->t_last_write_us = now;
-	static const char ping[] = ": keep-alive\n\n";
-	if (resp_write(resp, ping, sizeof(ping) - 1) < 0 || resp_flush(resp) < 0) {
-		a->relay.state = RELAY_CLIENT_GONE;
-		return -1;
-	}
-	return 0;
-}
-
-/* The client's connection became readable while we wait: -1 the client is gone, 1 keep
- * watching, 0 stop watching. */
-static int client_check(struct dispatch *d)
-{
-	const struct http_io *io = d->rc->req.io;
-	int g = io->peer_gone ? io->peer_gone(io->ctx) : 0;
-	/* Something that stays readable without meaning anything would wake every wait. */
-	if (g == 2 && ++d->watch_wakeups > 8)
-		g = 0;
-	if (g == 1) {
-		d->cancelled = 1;
-		d->rc->resp.client_gone = 1;
-		return -1;
-	}
-	return g == 2 ? 1 : 0;
-}
-
-static int on_watch(void *ud)
-{
-	struct attempt *a = ud;
-	int w = client_check(a->d);
-	if (w < 0 && a->relay_ready)
-		a->relay.state = RELAY_CLIENT_GONE;
-	return w;
-}
-
-static int client_fd(const struct dispatch *d)
-{
-	const struct http_io *io = d->rc->req.io;
-	return io->peer_fd ? io->peer_fd(io->ctx) : -1;
-}
-
-static int stream_sink(void *ud, const char *p, size_t n)
-{
-	struct attempt *a = ud;
-	struct response *resp = &a->rc->resp;
-	if (!resp->started) {
-		a->overhead_ms = overhead_now(a);
-		set_common_headers(a);
-		resp_header(resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
-		resp_header(resp, "Cache-Control", "no-cache");
-		resp_header(resp, "X-Accel-Buffering", "no");
-		if (resp_begin(resp, 200, "text/event-stream") < 0)
-			return -1;
-	}
-	if (resp_write(resp, p, n) < 0)
-		return -1;
-	a->t_last_write_us = clock_mono_us();
-	a->unflushed = 1;
-	/* The final frame stays buffered until the log row is committed (reqctx_commit_log). */
-	static const char done[] = "data: [DONE]\n\n";
-	a->final_pending = n >= sizeof(done) - 1 &&
-			   memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0;
-	return 0;
-}
-
-/* ---- one attempt ---- */
-
-static void upstream_opts_for(struct attempt *a, struct upstream_opts *o)
-{
-	const struct config *cfg = a->rc->cfg;
-	int64_t left_ms = (a->d->deadline_us - clock_mono_us()) / 1000;
-	if (left_ms < 1)
-		left_ms = 1;
-	memset(o, 0, sizeof(*o));
-	o->connect_timeout_ms = (long)(cfg->connect_timeout_ms < left_ms ? cfg->connect_timeout_ms : left_ms);
-	o->timeout_ms = (long)(cfg->timeout_ms < left_ms ? cfg->timeout_ms : left_ms);
-	o->idle_timeout_ms = a->x.stream ? (long)cfg->stream_idle_timeout_ms : 0;
-	o->proxy = cfg->proxy;
-	o->ca_file = cfg->ca_file;
-	o->watch_fd = client_fd(a->d);
-}
-
-static enum attempt_result run_nonstream(struct attempt *a)
-{
-	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
-	struct upstream_opts opts;
-	upstream_opts_for(a, &opts);
-	a->t_up_start_us = clock_mono_us();
-	a->called = 1;
-	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
-	a->t_last_byte_us = clock_mono_us();
-	if (a->d->cancelled)
-		return ATTEMPT_CANCELLED;
-	if (rc < 0) {
-		if (!a->err.status) {
-			map_transport_failure(a, &a->err);
-			a->transport_failed = 1;
-		}
-		return ATTEMPT_FAILED;
-	}
-	if (a->ures.status < 200 || a->ures.status >= 300) {
-		a->ops->map_error(&a->x, a->ures.status, a->body.p ? a->body.p : "", a->body.len,
-				  a->ures.retry_after, &a->err);
-		return ATTEMPT_FAILED;
-	}
-	if (relay_response(a->ops, &a->x, a->body.p ? a->body.p : "", a->body.len, &a->response,
-			   &a->usage, &a->err) < 0) {
-		a->malformed = 1;
-		return ATTEMPT_FAILED;
-	}
-	return ATTEMPT_ANSWERED;
-}
-
-/* A non-streaming reply that the provider cut short for lack of capacity (DeepSeek's
- * insufficient_system_resource) is worth another model when one is left. */
-static int reply_overloaded(const struct attempt *a)
-{
-	const json_t *c0 = json_array_get(json_object_get(a->response, "choices"), 0);
-	const char *raw = json_string_value(json_object_get(c0, "provider_finish_reason"));
-	return raw && strcmp(raw, "insufficient_system_resource") == 0;
-}
-
-static void send_reply(struct attempt *a)
-{
-	const json_t *c0 = json_array_get(json_object_get(a->response, "choices"), 0);
-	const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
-	if (fr)
-		a->rc->log.finish_reason = fr;
-	a->overhead_ms = overhead_now(a);
-	set_common_headers(a);
-	resp_header(&a->rc->resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
-	resp_json(&a->rc->resp, 200, a->response);
-}
-
-static enum attempt_result run_stream(struct attempt *a)
-{
-	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
-	struct upstream_opts opts;
-	upstream_opts_for(a, &opts);
-	a->t_up_start_us = clock_mono_us();
-	a->called = 1;
-	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
-	if (!a->t_last_byte_us)
-		a->t_last_byte_us = clock_mono_us();
-	struct relay *r = &a->relay;
-	if (a->d->cancelled || r->state == RELAY_CLIENT_GONE) {
-		a->d->cancelled = 1;
-		a->rc->resp.client_gone = 1;
-		return relay_started(r) ? ATTEMPT_ANSWERED : ATTEMPT_CANCELLED;
-	}
-	if (!a->relaying) {
-		if (rc < 0) {
-			if (!a->err.status) {
-				map_transport_failure(a, &a->err);
-				a->transport_failed = 1;
-			}
-		} else {
-			a->ops->map_error(&a->x, a->ures.status, a->body.p ? a->body.p : "", a->body.len,
-					  a->ures.retry_after, &a->err);
-		}
-		return ATTEMPT_FAILED;
-	}
-	if (rc < 0 && r->state == RELAY_RUNNING) {
-		struct rerr e;
-		rerr_clear(&e);
-		map_transport_failure(a, &e);
-		a->transport_failed = 1;
-		relay_fail(r, &e);
-	} else if (rc == 0) {
-		relay_finish(r);
-	}
-	if (r->state == RELAY_FAILED && !relay_started(r)) {
-		/* Nothing reached the client: another model may still answer. An unreadable stream is
-		 * malformed; an error event inside it counts with the status it maps to. */
-		a->err = r->err;
-		if (!a->transport_failed && (r->err.status >= 500 || r->err.status == 0) &&
-		    (!r->err.code || strcmp(r->err.code, "upstream_overloaded") != 0))
-			a->malformed = 1;
-		return ATTEMPT_FAILED;
-	}
-	if (r->state == RELAY_FAILED) {
-		a->err = r->err;
-		relay_emit_error(r);
-	}
-	if (a->unflushed && !a->final_pending && resp_flush(&a->rc->resp) < 0)
-		r->state = RELAY_CLIENT_GONE;
-	if (r->first_content_us)
-		a->rc->log.ttft_ms = (double)(r->first_content_us - a->rc->t0_us) / 1000.0;
-	if (r->finish_reason[0])
-		a->rc->log.finish_reason = r->finish_reason;
-	return ATTEMPT_ANSWERED;
-}
-
-static json_t *lookup_state(void *ud, const char *tool_call_id)
-{
-	struct request_ctx *rc = ud;
-	struct store *st = reqctx_reader(rc);
-	return st ? store_tool_state(st, tool_call_id) : NULL;
-}
-
 static struct store *health_store(void *ud)
 {
 	return reqctx_reader(ud);
-}
-
-static void attempt_init(struct attempt *a, struct dispatch *d, size_t k)
-{
-	struct request_ctx *rc = d->rc;
-	const struct config *cfg = rc->cfg;
-	const struct chat_call *call = d->call;
-	memset(a, 0, sizeof(*a));
-	a->d = d;
-	a->rc = rc;
-	a->call = call;
-	rerr_clear(&a->err);
-	usage_init(&a->usage);
-	buf_init(&a->dropped, 4096);
-	buf_init(&a->body, (size_t)cfg->max_response_bytes);
-	a->model = &cfg->models[d->chain.model[k]];
-	/* The routed model keeps the id the client used (a pass-through route's full id). */
-	const char *upstream_model = k == 0 ? call->upstream_model : a->model->upstream;
-	a->public_model = k == 0 ? call->public_model : a->model->id;
-	const struct provider_conf *p = &cfg->providers[a->model->provider];
-	snprintf(a->provider_label, sizeof(a->provider_label), "%s%s", p->demo ? "demo:" : "", p->name);
-	a->x = (struct xlate_ctx){
-		.cfg = cfg,
-		.prov = p,
-		.model = a->model,
-		.upstream_model = upstream_model,
-		.public_model = a->public_model,
-		.id = rc->id,
-		.created = rc->t0_wall_ms / 1000,
-		.stream = call->req.stream,
-		.include_usage = call->req.include_usage,
-	};
-	a->ops = provider_ops_for(p->api);
-	a->ts_start_ms = clock_wall_ms();
-}
-
-static void attempt_free(struct attempt *a)
-{
-	if (a->relay_ready)
-		relay_free(&a->relay);
-	a->relay_ready = 0;
-	json_decref(a->response);
-	a->response = NULL;
-	json_decref(a->tool_state);
-	a->tool_state = NULL;
-	usage_clear(&a->usage);
-	upstream_req_free(&a->ureq);
-	buf_free(&a->body);
-	buf_free(&a->dropped);
 }
 
 /* Records one attempt (or skip) for the log. Strings are copied. */
@@ -517,19 +84,19 @@ static void log_attempt(struct dispatch *d, const struct attempt *a, const char 
 
 static void note_failed_model(struct dispatch *d, const char *model)
 {
-	const char *p = buf_str(&d->fallback_from);
+	const char *p = buf_str(&d->s.fallback_from);
 	size_t n = strlen(model);
 	for (;;) {
 		const char *hit = strstr(p, model);
 		if (!hit)
 			break;
-		if ((hit == d->fallback_from.p || hit[-1] == ',') && (hit[n] == ',' || hit[n] == '\0'))
+		if ((hit == d->s.fallback_from.p || hit[-1] == ',') && (hit[n] == ',' || hit[n] == '\0'))
 			return;
 		p = hit + 1;
 	}
-	if (d->fallback_from.len)
-		buf_putc(&d->fallback_from, ',');
-	buf_puts(&d->fallback_from, model);
+	if (d->s.fallback_from.len)
+		buf_putc(&d->s.fallback_from, ',');
+	buf_puts(&d->s.fallback_from, model);
 }
 
 /* Skips chain position k without calling it. */
@@ -538,7 +105,7 @@ static void skip_model(struct dispatch *d, struct attempt *a, const struct rerr 
 	log_attempt(d, a, "skipped", why, -1);
 	note_failed_model(d, a->public_model);
 	/* Without any call, the first reason (the routed model's) is the one to report. */
-	if (!d->calls && !d->last_err.status)
+	if (!d->s.calls && !d->last_err.status)
 		d->last_err = *why;
 }
 
@@ -549,74 +116,20 @@ static double random_unit(void)
 	return (double)r / 4294967296.0;
 }
 
-/* Sleeps ms while watching the client. Returns -1 when the client left. */
-static int wait_watching(struct dispatch *d, int64_t ms)
-{
-	int64_t end = clock_mono_us() + ms * 1000;
-	int fd = client_fd(d);
-	for (;;) {
-		int64_t left = (end - clock_mono_us()) / 1000;
-		if (left <= 0)
-			return 0;
-		struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
-		int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)left);
-		if (n > 0 && p.revents) {
-			int w = client_check(d);
-			if (w < 0)
-				return -1;
-			if (w == 0)
-				fd = -1;
-		}
-	}
-}
-
-/* Calls chain position d->k: builds the upstream request (restoring tool-call state the client
- * dropped) and runs it, streaming or not. A streamed answer has reached the client by the time it
- * returns ATTEMPT_ANSWERED; a non-streaming one is in a->response. */
-static enum attempt_result run_attempt(struct dispatch *d, struct attempt *a)
-{
-	struct request_ctx *rc = d->rc;
-	const struct provider_conf *p = a->x.prov;
-	if (!a->ops) {
-		rerr_set(&a->err, 503, "provider_unavailable", "adapter_unavailable", "model",
-			 "Model %s is unavailable: this build has no adapter for the %s API.",
-			 a->public_model, provider_api_name(p->api));
-		return ATTEMPT_NO_ADAPTER;
-	}
-	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
-	json_t *restored = toolstate_restore(d->call->body, p, lookup_state, rc);
-	int built = a->ops->build_request(&a->x, restored ? restored : d->call->body, &a->ureq,
-					  &a->dropped, &a->err);
-	json_decref(restored);
-	if (built < 0)
-		return ATTEMPT_REFUSED;
-	d->calls++;
-	if (d->tried.len)
-		buf_puts(&d->tried, ", ");
-	buf_puts(&d->tried, a->public_model);
-	if (a->x.stream) {
-		struct relay_sink sink = { stream_sink, a };
-		relay_init(&a->relay, a->ops, &a->x, &sink);
-		a->relay_ready = 1;
-		return run_stream(a);
-	}
-	return run_nonstream(a);
-}
-
 static void fill_log(struct dispatch *d, struct attempt *a)
 {
-	struct reqlog *l = &d->rc->log;
+	struct reqlog *l = &d->s.rc->log;
 	const struct usage *u = a->relay_ready ? &a->relay.usage : &a->usage;
 	l->model = d->n_log ? d->log[d->n_log - 1].model : a->public_model;
 	l->provider = d->n_log ? d->log[d->n_log - 1].provider : a->provider_label;
 	l->upstream_model = a->x.upstream_model;
-	l->attempts = d->calls;
+	l->attempts = d->s.calls;
 	l->dropped_params = a->dropped.len ? a->dropped.p : NULL;
 	l->upstream_request_id = a->upstream_request_id;
-	l->fallback_from = d->fallback_from.len ? d->fallback_from.p : NULL;
+	l->fallback_from = d->s.fallback_from.len ? d->s.fallback_from.p : NULL;
 	l->attempt_log = d->log;
 	l->n_attempt_log = d->n_log;
-	if (d->calls)
+	if (d->s.calls)
 		l->upstream_ms = d->upstream_ms;
 	if (u->have) {
 		l->input_tokens = u->prompt;
@@ -653,7 +166,7 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 		l->error_code = a->err.code;
 		l->error_message = a->err.message;
 		l->partial = a->relay_ready && relay_started(&a->relay);
-	} else if (d->cancelled || (a->relay_ready && a->relay.state == RELAY_CLIENT_GONE)) {
+	} else if (d->s.cancelled || (a->relay_ready && a->relay.state == RELAY_CLIENT_GONE)) {
 		l->error_type = "client_disconnected";
 		l->partial = a->relay_ready && relay_started(&a->relay) && a->relay.state != RELAY_DONE;
 	}
@@ -663,29 +176,29 @@ static void fill_log(struct dispatch *d, struct attempt *a)
  * to come back). */
 static void send_final_error(struct dispatch *d, struct attempt *a)
 {
-	if (!d->calls && d->cooling_until_ms && d->last_err.code &&
+	if (!d->s.calls && d->cooling_until_ms && d->last_err.code &&
 	    strcmp(d->last_err.code, "model_cooling_down") == 0) {
 		int64_t secs = (d->cooling_until_ms - clock_wall_ms() + 999) / 1000;
 		rerr_set(&d->last_err, 503, "overloaded_error", "model_cooling_down", "model",
 			 "Every model of the chain of %s is cooling down after repeated failures; "
-			 "retry in %lld s.", d->call->public_model, (long long)(secs > 0 ? secs : 1));
+			 "retry in %lld s.", d->s.call->public_model, (long long)(secs > 0 ? secs : 1));
 		d->last_err.retry_after = secs > 0 ? secs : 1;
 	}
 	struct rerr e = d->last_err;
 	if (!e.status)
 		rerr_set(&e, 503, "overloaded_error", "no_model_available", "model",
 			 "No model could take the request.");
-	if (d->calls > 1 || d->fallback_from.len) {
+	if (d->s.calls > 1 || d->s.fallback_from.len) {
 		size_t n = strlen(e.message);
-		if (d->tried.len)
-			snprintf(e.message + n, sizeof(e.message) - n, " (models tried: %s)", d->tried.p);
+		if (d->s.tried.len)
+			snprintf(e.message + n, sizeof(e.message) - n, " (models tried: %s)", d->s.tried.p);
 		e.should_retry = e.retry_after > 0;
 	}
-	if (d->fallback_from.len)
-		resp_header(&d->rc->resp, "X-Router-Fallback-From", "%s", d->fallback_from.p);
-	resp_header(&d->rc->resp, "X-Router-Attempts", "%d", d->calls);
-	resp_header(&d->rc->resp, "X-Router-Overhead-Ms", "%.3f", overhead_now(a));
-	resp_error(&d->rc->resp, &e);
+	if (d->s.fallback_from.len)
+		resp_header(&d->s.rc->resp, "X-Router-Fallback-From", "%s", d->s.fallback_from.p);
+	resp_header(&d->s.rc->resp, "X-Router-Attempts", "%d", d->s.calls);
+	resp_header(&d->s.rc->resp, "X-Router-Overhead-Ms", "%.3f", attempt_overhead_ms(a));
+	resp_error(&d->s.rc->resp, &e);
 	/* The row carries the final error. */
 	a->err = e;
 }
@@ -695,7 +208,7 @@ static void send_final_error(struct dispatch *d, struct attempt *a)
 /* The decision's inputs at the current chain position after event ev. */
 static void decision_input(struct dispatch *d, enum fallback_event ev, struct fallback_input *in)
 {
-	const struct config *cfg = d->rc->cfg;
+	const struct config *cfg = d->s.rc->cfg;
 	const struct attempt *a = &d->a;
 	size_t k = d->k;
 	memset(in, 0, sizeof(*in));
@@ -711,9 +224,9 @@ static void decision_input(struct dispatch *d, enum fallback_event ev, struct fa
 	in->partial = a->relay_ready && a->relay.state == RELAY_FAILED;
 	in->http_status = a->ures.status;
 	in->retry_after_s = a->err.retry_after;
-	in->calls = d->calls;
+	in->calls = d->s.calls;
 	in->backoffs = d->backoffs;
-	in->time_left_us = d->deadline_us - clock_mono_us();
+	in->time_left_us = d->s.deadline_us - clock_mono_us();
 	in->jitter = ev == FB_EV_REPLY ? random_unit() : 0;
 }
 
@@ -725,7 +238,7 @@ static void attempt_move(struct dispatch *d, size_t k)
 	if (k >= d->chain.n)
 		return;
 	attempt_free(&d->a);
-	attempt_init(&d->a, d, k);
+	attempt_init(&d->a, &d->s, d->chain.model[k], k == 0);
 }
 
 /* State "gate", before calling position d->k: a model without a key or cooling down is passed
@@ -733,7 +246,7 @@ static void attempt_move(struct dispatch *d, size_t k)
  * gives up. */
 static void state_gate(struct dispatch *d, struct fallback_step *st)
 {
-	struct request_ctx *rc = d->rc;
+	struct request_ctx *rc = d->s.rc;
 	const struct config *cfg = rc->cfg;
 	struct attempt *a = &d->a;
 	struct fallback_input in;
@@ -782,10 +295,10 @@ static enum failure_kind classify_failure(const struct config *cfg, const struct
 /* State "attempt": calls position d->k, tells how it went, and decides what comes next. */
 static void state_attempt(struct dispatch *d, struct fallback_step *st)
 {
-	const struct config *cfg = d->rc->cfg;
+	const struct config *cfg = d->s.rc->cfg;
 	struct attempt *a = &d->a;
-	a->res = run_attempt(d, a);
-	a->span_ms = (double)upstream_span_us(a, clock_mono_us()) / 1000.0;
+	a->res = attempt_run(a);
+	a->span_ms = (double)attempt_upstream_span_us(a, clock_mono_us()) / 1000.0;
 	if (a->called)
 		d->upstream_ms += a->span_ms;
 	enum fallback_event ev = FB_EV_REPLY;
@@ -799,7 +312,7 @@ static void state_attempt(struct dispatch *d, struct fallback_step *st)
 	case ATTEMPT_CANCELLED:
 		rerr_set(&a->err, 499, "client_disconnected", "client_disconnected", NULL,
 			 "The client closed the connection before the answer.");
-		d->rc->resp.status = 499;
+		d->s.rc->resp.status = 499;
 		ev = FB_EV_CLIENT_GONE;
 		break;
 	case ATTEMPT_FAILED:
@@ -807,9 +320,9 @@ static void state_attempt(struct dispatch *d, struct fallback_step *st)
 		break;
 	case ATTEMPT_ANSWERED:
 		/* The client may have left in the middle of the stream. */
-		if (d->cancelled)
+		if (d->s.cancelled)
 			ev = FB_EV_CLIENT_GONE;
-		else if (!a->x.stream && reply_overloaded(a))
+		else if (!a->x.stream && attempt_reply_overloaded(a))
 			a->kind = FAIL_OVERLOAD;
 		break;
 	}
@@ -821,14 +334,14 @@ static void state_attempt(struct dispatch *d, struct fallback_step *st)
 /* State "account": the model's health, and the log line for a key the provider rejected. */
 static void state_account(struct dispatch *d, const struct fallback_step *st)
 {
-	const struct config *cfg = d->rc->cfg;
+	const struct config *cfg = d->s.rc->cfg;
 	struct attempt *a = &d->a;
 	const char *reason = a->kind == FAIL_OVERLOAD ? "insufficient_system_resource"
 			     : a->err.status ? a->err.message : "ok";
 	if (st->health_failure)
 		health_report(cfg, a->public_model, 0, reason, &d->hs);
 	if (a->res == ATTEMPT_FAILED && a->kind == FAIL_AUTH)
-		log_error(d->rc->id, "provider %s rejected the router's credentials for %s (HTTP %ld): "
+		log_error(d->s.rc->id, "provider %s rejected the router's credentials for %s (HTTP %ld): "
 			  "check %s", a->x.prov->name, a->public_model, a->ures.status, a->x.prov->key_env);
 	if (st->health_success)
 		health_report(cfg, a->public_model, 1, NULL, &d->hs);
@@ -838,7 +351,7 @@ static void state_account(struct dispatch *d, const struct fallback_step *st)
  * X-Router-Fallback-From when another attempt was planned. */
 static void record_failure(struct dispatch *d, const struct fallback_step *st)
 {
-	struct request_ctx *rc = d->rc;
+	struct request_ctx *rc = d->s.rc;
 	const struct config *cfg = rc->cfg;
 	struct attempt *a = &d->a;
 	if (a->kind == FAIL_OVERLOAD)
@@ -846,7 +359,7 @@ static void record_failure(struct dispatch *d, const struct fallback_step *st)
 			 "%s cut the reply short: insufficient_system_resource", a->x.prov->name);
 	log_attempt(d, a, "failed", &a->err, a->span_ms);
 	d->last_err = a->err;
-	d->excluded_us += (int64_t)(a->span_ms * 1000);
+	d->s.excluded_us += (int64_t)(a->span_ms * 1000);
 	enum fallback_action next = st->action == FB_GIVE_UP ? st->planned : st->action;
 	if (next != FB_NEXT_MODEL && next != FB_RETRY_SAME)
 		return;
@@ -891,10 +404,10 @@ static int state_wait(struct dispatch *d, const struct fallback_step *st)
 	int64_t t = clock_mono_us();
 	if (st->backoff)
 		d->backoffs++;
-	int gone = wait_watching(d, st->wait_ms) < 0;
-	d->excluded_us += clock_mono_us() - t;
+	int gone = attempt_wait_watching(&d->s, st->wait_ms) < 0;
+	d->s.excluded_us += clock_mono_us() - t;
 	if (gone) {
-		d->rc->resp.status = 499;
+		d->s.rc->resp.status = 499;
 		return -1;
 	}
 	return 0;
@@ -904,16 +417,16 @@ static int state_wait(struct dispatch *d, const struct fallback_step *st)
  * error; then the request's row, committed before the response's last bytes are flushed. */
 static void state_answer(struct dispatch *d, const struct fallback_step *st)
 {
-	struct request_ctx *rc = d->rc;
+	struct request_ctx *rc = d->s.rc;
 	struct attempt *a = &d->a;
 	if (st->action == FB_ANSWER && a->called) {
 		if (!a->x.stream)
-			send_reply(a);
+			attempt_send_reply(a);
 	} else if (st->action == FB_ANSWER && a->err.status) {
 		/* The routed model's translator refused the request. */
-		resp_header(&rc->resp, "X-Router-Overhead-Ms", "%.3f", overhead_now(a));
+		resp_header(&rc->resp, "X-Router-Overhead-Ms", "%.3f", attempt_overhead_ms(a));
 		resp_error(&rc->resp, &a->err);
-	} else if (st->action == FB_GIVE_UP && !d->cancelled) {
+	} else if (st->action == FB_GIVE_UP && !d->s.cancelled) {
 		send_final_error(d, a);
 	}
 	if (a->dropped.len)
@@ -926,18 +439,18 @@ static void dispatch_init(struct dispatch *d, struct request_ctx *rc, const stru
 {
 	const struct config *cfg = rc->cfg;
 	memset(d, 0, sizeof(*d));
-	d->rc = rc;
-	d->call = call;
+	d->s.rc = rc;
+	d->s.call = call;
 	rerr_clear(&d->last_err);
-	buf_init(&d->fallback_from, 4096);
-	buf_init(&d->tried, 4096);
-	d->deadline_us = rc->t0_us + cfg->deadline_ms * 1000;
+	buf_init(&d->s.fallback_from, 4096);
+	buf_init(&d->s.tried, 4096);
+	d->s.deadline_us = rc->t0_us + cfg->deadline_ms * 1000;
 	d->hs = (struct health_source){ health_store, rc };
 	if (call->chain)
 		d->chain = *call->chain;
 	else
 		chain_build(cfg, (size_t)(call->model - cfg->models), NULL, &d->chain);
-	attempt_init(&d->a, d, 0);
+	attempt_init(&d->a, &d->s, d->chain.model[0], 1);
 }
 
 static void dispatch_free(struct dispatch *d)
@@ -946,8 +459,8 @@ static void dispatch_free(struct dispatch *d)
 	for (size_t i = 0; i < d->n_log; i++)
 		for (size_t j = 0; j < 4; j++)
 			free(d->owned[i][j]);
-	buf_free(&d->fallback_from);
-	buf_free(&d->tried);
+	buf_free(&d->s.fallback_from);
+	buf_free(&d->s.tried);
 }
 
 void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
@@ -976,3 +489,4 @@ void dispatch_chat(struct request_ctx *rc, const struct chat_call *call)
 	state_answer(&d, &st);
 	dispatch_free(&d);
 }
+

@@ -11,20 +11,8 @@
 #ifndef ROUTER_DISPATCH_H
 #define ROUTER_DISPATCH_H
 
-#include <jansson.h>
-
-#include "chatreq.h"
-#include "fallback.h"
+#include "attempt.h"
 #include "reqctx.h"
-
-struct chat_call {
-	json_t *body;                    /* the client's request (borrowed) */
-	struct chatreq req;
-	const struct model_conf *model;  /* resolved route */
-	const char *upstream_model;      /* upstream id to send */
-	const char *public_model;        /* id shown to the client */
-	const struct chain *chain;       /* models to try, routed model first */
-};
 
 /* Answers rc's request: the client gets the reply or one error, rc->log is filled and committed.
  * call and what it points to are borrowed; call->chain (NULL: the model's own) is not empty. */

@@ -1,0 +1,448 @@
+/* attempt.c - one attempt of a chat completion: build, call, relay (see attempt.h).
+ *
+ * Non-streaming: the upstream body is collected (bounded by upstream.max_response_bytes), then
+ * translated; the walk sends it with Content-Length. Streaming: the upstream status is known from
+ * the head callback; a 2xx body is fed to the relay as it arrives and the client events made from
+ * each piece are flushed as soon as that piece is relayed (headers go out with the first event that
+ * carries content, so until then another model can still answer). While the client is connected
+ * and the upstream silent, a ": keep-alive" comment is flushed every
+ * upstream.keepalive_interval_ms. The client's connection is watched during every upstream wait
+ * and every backoff: when the client leaves, the upstream transfer is aborted at once and
+ * s->cancelled is set. The final frame of a stream stays buffered until the walk has committed
+ * the request's row.
+ */
+#include "attempt.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store.h"
+#include "toolstate.h"
+#include "util.h"
+
+static void set_common_headers(struct attempt *a)
+{
+	struct response *resp = &a->rc->resp;
+	resp_header(resp, "X-Router-Model", "%s", a->public_model);
+	resp_header(resp, "X-Router-Provider", "%s", a->provider_label);
+	resp_header(resp, "X-Router-Attempts", "%d", a->s->calls);
+	if (a->s->fallback_from.len)
+		resp_header(resp, "X-Router-Fallback-From", "%s", a->s->fallback_from.p);
+	if (a->dropped.len)
+		resp_header(resp, "X-Router-Dropped-Params", "%s", a->dropped.p);
+	if (a->upstream_request_id[0])
+		resp_header(resp, "X-Upstream-Request-Id", "%s", a->upstream_request_id);
+}
+
+/* The upstream's share of this attempt so far. */
+int64_t attempt_upstream_span_us(const struct attempt *a, int64_t now)
+{
+	if (!a->called)
+		return 0;
+	return (a->t_last_byte_us ? a->t_last_byte_us : now) - a->t_up_start_us;
+}
+
+/* Router-owned time so far: everything but upstream calls and waits between attempts. */
+double attempt_overhead_ms(const struct attempt *a)
+{
+	int64_t now = clock_mono_us();
+	int64_t own = now - a->rc->t0_us - a->s->excluded_us - attempt_upstream_span_us(a, now);
+	return own < 0 ? 0 : (double)own / 1000.0;
+}
+
+static void map_transport_failure(struct attempt *a, struct rerr *e)
+{
+	const char *prov = a->x.prov->name;
+	switch (a->ures.fail) {
+	case UPSTREAM_CONNECT:
+		rerr_set(e, 502, "server_error", "upstream_unreachable", NULL,
+			 "Could not reach provider %s: %s", prov, a->ures.error);
+		break;
+	case UPSTREAM_TIMEOUT:
+		rerr_set(e, 504, "timeout_error", "upstream_timeout", NULL,
+			 "Provider %s did not answer in time: %s", prov, a->ures.error);
+		break;
+	case UPSTREAM_STALLED:
+		rerr_set(e, 504, "timeout_error", "upstream_stalled", NULL,
+			 "Provider %s stopped sending: %s", prov, a->ures.error);
+		break;
+	default:
+		rerr_set(e, 502, "server_error", "bad_upstream_response", NULL,
+			 "The connection to provider %s failed: %s", prov, a->ures.error);
+		break;
+	}
+	e->should_retry = 1;
+}
+
+/* ---- callbacks ---- */
+
+static int on_head(void *ud, const struct upstream_head *h)
+{
+	struct attempt *a = ud;
+	a->status = h->status;
+	snprintf(a->upstream_request_id, sizeof(a->upstream_request_id), "%s", h->request_id);
+	a->relaying = a->x.stream && h->status >= 200 && h->status < 300;
+	return 0;
+}
+
+static int on_body(void *ud, const char *p, size_t n)
+{
+	struct attempt *a = ud;
+	a->t_last_byte_us = clock_mono_us();
+	if (a->relaying) {
+		int rc = relay_feed(&a->relay, p, n);
+		/* Every event of this piece went out together: one flush, unless the last frame is the
+		 * end of the stream, which waits for the log row (stream_sink). */
+		if (a->unflushed && !a->final_pending) {
+			a->unflushed = 0;
+			if (resp_flush(&a->rc->resp) < 0) {
+				a->relay.state = RELAY_CLIENT_GONE;
+				return -1;
+			}
+		}
+		if (rc == 0)
+			return 0;
+		/* After the end of the stream, let the rest of the body drain so the connection can be
+		 * reused; stop at once when the client left or the stream failed. */
+		return a->relay.state == RELAY_DONE ? 0 : -1;
+	}
+	if (buf_append(&a->body, p, n) < 0) {
+		rerr_set(&a->err, 502, "server_error", "bad_upstream_response", NULL,
+			 "Provider %s sent a reply larger than %zu bytes", a->x.prov->name, a->body.max);
+		a->malformed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_tick(void *ud)
+{
+	struct attempt *a = ud;
+	struct response *resp = &a->rc->resp;
+	const struct config *cfg = a->rc->cfg;
+	if (cfg->keepalive_interval_ms <= 0)
+		return 0;
+	int64_t now = clock_mono_us();
+	if (!resp->started) {
+		/* Nothing sent yet (a non-streaming call, or a stream before its first byte): keep the
+		 * web server's idle timer (mod_fcgid's FcgidIOTimeout, 40 s by default) from cutting a
+		 * long call, without sending the client anything. */
+		const struct http_io *io = resp->io;
+		struct attempt_shared *s = a->s;
+		if (!s->t_heartbeat_us)
+			s->t_heartbeat_us = now;
+		if (io->heartbeat && now - s->t_heartbeat_us >= cfg->keepalive_interval_ms * 1000) {
+			s->t_heartbeat_us = now;
+			io->heartbeat(io->ctx);
+		}
+		return 0;
+	}
+	if (!a->relaying)
+		return 0;
+	if (now - a->t_last_write_us < cfg->keepalive_interval_ms * 1000)
+		return 0;
+	a->t_last_write_us = now;
+	static const char ping[] = ": keep-alive\n\n";
+	if (resp_write(resp, ping, sizeof(ping) - 1) < 0 || resp_flush(resp) < 0) {
+		a->relay.state = RELAY_CLIENT_GONE;
+		return -1;
+	}
+	return 0;
+}
+
+/* The client's connection became readable while we wait: -1 the client is gone, 1 keep
+ * watching, 0 stop watching. */
+static int client_check(struct attempt_shared *s)
+{
+	const struct http_io *io = s->rc->req.io;
+	int g = io->peer_gone ? io->peer_gone(io->ctx) : 0;
+	/* Something that stays readable without meaning anything would wake every wait. */
+	if (g == 2 && ++s->watch_wakeups > 8)
+		g = 0;
+	if (g == 1) {
+		s->cancelled = 1;
+		s->rc->resp.client_gone = 1;
+		return -1;
+	}
+	return g == 2 ? 1 : 0;
+}
+
+static int on_watch(void *ud)
+{
+	struct attempt *a = ud;
+	int w = client_check(a->s);
+	if (w < 0 && a->relay_ready)
+		a->relay.state = RELAY_CLIENT_GONE;
+	return w;
+}
+
+static int client_fd(const struct attempt_shared *s)
+{
+	const struct http_io *io = s->rc->req.io;
+	return io->peer_fd ? io->peer_fd(io->ctx) : -1;
+}
+
+static int stream_sink(void *ud, const char *p, size_t n)
+{
+	struct attempt *a = ud;
+	struct response *resp = &a->rc->resp;
+	if (!resp->started) {
+		a->overhead_ms = attempt_overhead_ms(a);
+		set_common_headers(a);
+		resp_header(resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
+		resp_header(resp, "Cache-Control", "no-cache");
+		resp_header(resp, "X-Accel-Buffering", "no");
+		if (resp_begin(resp, 200, "text/event-stream") < 0)
+			return -1;
+	}
+	if (resp_write(resp, p, n) < 0)
+		return -1;
+	a->t_last_write_us = clock_mono_us();
+	a->unflushed = 1;
+	/* The final frame stays buffered until the log row is committed (reqctx_commit_log). */
+	static const char done[] = "data: [DONE]\n\n";
+	a->final_pending = n >= sizeof(done) - 1 &&
+			   memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0;
+	return 0;
+}
+
+/* ---- one attempt ---- */
+
+static void upstream_opts_for(struct attempt *a, struct upstream_opts *o)
+{
+	const struct config *cfg = a->rc->cfg;
+	int64_t left_ms = (a->s->deadline_us - clock_mono_us()) / 1000;
+	if (left_ms < 1)
+		left_ms = 1;
+	memset(o, 0, sizeof(*o));
+	o->connect_timeout_ms = (long)(cfg->connect_timeout_ms < left_ms ? cfg->connect_timeout_ms : left_ms);
+	o->timeout_ms = (long)(cfg->timeout_ms < left_ms ? cfg->timeout_ms : left_ms);
+	o->idle_timeout_ms = a->x.stream ? (long)cfg->stream_idle_timeout_ms : 0;
+	o->proxy = cfg->proxy;
+	o->ca_file = cfg->ca_file;
+	o->watch_fd = client_fd(a->s);
+}
+
+static enum attempt_result run_nonstream(struct attempt *a)
+{
+	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
+	struct upstream_opts opts;
+	upstream_opts_for(a, &opts);
+	a->t_up_start_us = clock_mono_us();
+	a->called = 1;
+	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	a->t_last_byte_us = clock_mono_us();
+	if (a->s->cancelled)
+		return ATTEMPT_CANCELLED;
+	if (rc < 0) {
+		if (!a->err.status) {
+			map_transport_failure(a, &a->err);
+			a->transport_failed = 1;
+		}
+		return ATTEMPT_FAILED;
+	}
+	if (a->ures.status < 200 || a->ures.status >= 300) {
+		a->ops->map_error(&a->x, a->ures.status, a->body.p ? a->body.p : "", a->body.len,
+				  a->ures.retry_after, &a->err);
+		return ATTEMPT_FAILED;
+	}
+	if (relay_response(a->ops, &a->x, a->body.p ? a->body.p : "", a->body.len, &a->response,
+			   &a->usage, &a->err) < 0) {
+		a->malformed = 1;
+		return ATTEMPT_FAILED;
+	}
+	return ATTEMPT_ANSWERED;
+}
+
+/* A non-streaming reply that the provider cut short for lack of capacity (DeepSeek's
+ * insufficient_system_resource) is worth another model when one is left. */
+int attempt_reply_overloaded(const struct attempt *a)
+{
+	const json_t *c0 = json_array_get(json_object_get(a->response, "choices"), 0);
+	const char *raw = json_string_value(json_object_get(c0, "provider_finish_reason"));
+	return raw && strcmp(raw, "insufficient_system_resource") == 0;
+}
+
+void attempt_send_reply(struct attempt *a)
+{
+	const json_t *c0 = json_array_get(json_object_get(a->response, "choices"), 0);
+	const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
+	if (fr)
+		a->rc->log.finish_reason = fr;
+	a->overhead_ms = attempt_overhead_ms(a);
+	set_common_headers(a);
+	resp_header(&a->rc->resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
+	resp_json(&a->rc->resp, 200, a->response);
+}
+
+static enum attempt_result run_stream(struct attempt *a)
+{
+	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
+	struct upstream_opts opts;
+	upstream_opts_for(a, &opts);
+	a->t_up_start_us = clock_mono_us();
+	a->called = 1;
+	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	if (!a->t_last_byte_us)
+		a->t_last_byte_us = clock_mono_us();
+	struct relay *r = &a->relay;
+	if (a->s->cancelled || r->state == RELAY_CLIENT_GONE) {
+		a->s->cancelled = 1;
+		a->rc->resp.client_gone = 1;
+		return relay_started(r) ? ATTEMPT_ANSWERED : ATTEMPT_CANCELLED;
+	}
+	if (!a->relaying) {
+		if (rc < 0) {
+			if (!a->err.status) {
+				map_transport_failure(a, &a->err);
+				a->transport_failed = 1;
+			}
+		} else {
+			a->ops->map_error(&a->x, a->ures.status, a->body.p ? a->body.p : "", a->body.len,
+					  a->ures.retry_after, &a->err);
+		}
+		return ATTEMPT_FAILED;
+	}
+	if (rc < 0 && r->state == RELAY_RUNNING) {
+		struct rerr e;
+		rerr_clear(&e);
+		map_transport_failure(a, &e);
+		a->transport_failed = 1;
+		relay_fail(r, &e);
+	} else if (rc == 0) {
+		relay_finish(r);
+	}
+	if (r->state == RELAY_FAILED && !relay_started(r)) {
+		/* Nothing reached the client: another model may still answer. An unreadable stream is
+		 * malformed; an error event inside it counts with the status it maps to. */
+		a->err = r->err;
+		if (!a->transport_failed && (r->err.status >= 500 || r->err.status == 0) &&
+		    (!r->err.code || strcmp(r->err.code, "upstream_overloaded") != 0))
+			a->malformed = 1;
+		return ATTEMPT_FAILED;
+	}
+	if (r->state == RELAY_FAILED) {
+		a->err = r->err;
+		relay_emit_error(r);
+	}
+	if (a->unflushed && !a->final_pending && resp_flush(&a->rc->resp) < 0)
+		r->state = RELAY_CLIENT_GONE;
+	if (r->first_content_us)
+		a->rc->log.ttft_ms = (double)(r->first_content_us - a->rc->t0_us) / 1000.0;
+	if (r->finish_reason[0])
+		a->rc->log.finish_reason = r->finish_reason;
+	return ATTEMPT_ANSWERED;
+}
+
+static json_t *lookup_state(void *ud, const char *tool_call_id)
+{
+	struct request_ctx *rc = ud;
+	struct store *st = reqctx_reader(rc);
+	return st ? store_tool_state(st, tool_call_id) : NULL;
+}
+
+void attempt_init(struct attempt *a, struct attempt_shared *s, size_t model, int routed)
+{
+	struct request_ctx *rc = s->rc;
+	const struct config *cfg = rc->cfg;
+	const struct chat_call *call = s->call;
+	memset(a, 0, sizeof(*a));
+	a->s = s;
+	a->rc = rc;
+	a->call = call;
+	rerr_clear(&a->err);
+	usage_init(&a->usage);
+	buf_init(&a->dropped, 4096);
+	buf_init(&a->body, (size_t)cfg->max_response_bytes);
+	a->model = &cfg->models[model];
+	/* The routed model keeps the id the client used (a pass-through route's full id). */
+	const char *upstream_model = routed ? call->upstream_model : a->model->upstream;
+	a->public_model = routed ? call->public_model : a->model->id;
+	const struct provider_conf *p = &cfg->providers[a->model->provider];
+	snprintf(a->provider_label, sizeof(a->provider_label), "%s%s", p->demo ? "demo:" : "", p->name);
+	a->x = (struct xlate_ctx){
+		.cfg = cfg,
+		.prov = p,
+		.model = a->model,
+		.upstream_model = upstream_model,
+		.public_model = a->public_model,
+		.id = rc->id,
+		.created = rc->t0_wall_ms / 1000,
+		.stream = call->req.stream,
+		.include_usage = call->req.include_usage,
+	};
+	a->ops = provider_ops_for(p->api);
+	a->ts_start_ms = clock_wall_ms();
+}
+
+void attempt_free(struct attempt *a)
+{
+	if (a->relay_ready)
+		relay_free(&a->relay);
+	a->relay_ready = 0;
+	json_decref(a->response);
+	a->response = NULL;
+	json_decref(a->tool_state);
+	a->tool_state = NULL;
+	usage_clear(&a->usage);
+	upstream_req_free(&a->ureq);
+	buf_free(&a->body);
+	buf_free(&a->dropped);
+}
+
+/* Sleeps ms while watching the client. Returns -1 when the client left. */
+int attempt_wait_watching(struct attempt_shared *s, int64_t ms)
+{
+	int64_t end = clock_mono_us() + ms * 1000;
+	int fd = client_fd(s);
+	for (;;) {
+		int64_t left = (end - clock_mono_us()) / 1000;
+		if (left <= 0)
+			return 0;
+		struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+		int n = poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, (int)left);
+		if (n > 0 && p.revents) {
+			int w = client_check(s);
+			if (w < 0)
+				return -1;
+			if (w == 0)
+				fd = -1;
+		}
+	}
+}
+
+/* Calls the attempt's model: builds the upstream request (restoring tool-call state the client
+ * dropped) and runs it, streaming or not. A streamed answer has reached the client by the time it
+ * returns ATTEMPT_ANSWERED; a non-streaming one is in a->response. */
+enum attempt_result attempt_run(struct attempt *a)
+{
+	struct attempt_shared *s = a->s;
+	struct request_ctx *rc = a->rc;
+	const struct provider_conf *p = a->x.prov;
+	if (!a->ops) {
+		rerr_set(&a->err, 503, "provider_unavailable", "adapter_unavailable", "model",
+			 "Model %s is unavailable: this build has no adapter for the %s API.",
+			 a->public_model, provider_api_name(p->api));
+		return ATTEMPT_NO_ADAPTER;
+	}
+	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
+	json_t *restored = toolstate_restore(a->call->body, p, lookup_state, rc);
+	int built = a->ops->build_request(&a->x, restored ? restored : a->call->body, &a->ureq,
+					  &a->dropped, &a->err);
+	json_decref(restored);
+	if (built < 0)
+		return ATTEMPT_REFUSED;
+	s->calls++;
+	if (s->tried.len)
+		buf_puts(&s->tried, ", ");
+	buf_puts(&s->tried, a->public_model);
+	if (a->x.stream) {
+		struct relay_sink sink = { stream_sink, a };
+		relay_init(&a->relay, a->ops, &a->x, &sink);
+		a->relay_ready = 1;
+		return run_stream(a);
+	}
+	return run_nonstream(a);
+}
+
