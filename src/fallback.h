@@ -60,10 +60,12 @@ struct next_step {
 
 /* After attempt number `attempts` (1-based) failed with kind on chain position k:
  *   retry_after_s   the provider's Retry-After (0 = none)
- *   backoffs    backoffs already taken in this request
+ *   backoffs        backoffs already taken in this request
  *   same_provider   the next chain model (if any) has the same provider as this one
  *   jitter          a uniform random number in [0, 1)
- * NEXT_STOP also when the attempt budget or the chain is used up. */
+ * NEXT_STOP also when the attempt budget or the chain is used up. The retry policy alone, as
+ * fallback_decide() applies it to a failed call (which adds the deadline, the overloaded reply
+ * that is still the answer, and the rest of the walk). */
 void fallback_next(const struct config *cfg, const struct chain *ch, size_t k, size_t attempts,
 		   enum failure_kind kind, long retry_after_s, int backoffs, int same_provider,
 		   double jitter, struct next_step *out);
