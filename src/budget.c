@@ -79,7 +79,7 @@ long budget_seconds_to_reset(int64_t now_ms)
 	return (long)(86400 - s % 86400);
 }
 
-static void fill_scope(struct budget_scope *sc, const char *scope, double budget_usd,
+void budget_scope_init(struct budget_scope *sc, const char *scope, double budget_usd,
 		       const struct config *cfg)
 {
 	memset(sc, 0, sizeof(*sc));
@@ -87,6 +87,11 @@ static void fill_scope(struct budget_scope *sc, const char *scope, double budget
 	sc->budget_nusd = budget_usd > 0 ? usd_to_nusd(budget_usd) : 0;
 	sc->limit_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->block_percent : 0;
 	sc->warn_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->warn_percent : 0;
+}
+
+int64_t budget_scope_left(const struct budget_scope *sc)
+{
+	return sc->budget_nusd - sc->spent_nusd - sc->reserved_nusd;
 }
 
 static void usd(char *out, size_t n, int64_t nusd)
@@ -127,11 +132,11 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	ask->now_ms = now_ms;
 	store_utc_day(now_ms, ask->day);
 	ask->amount_nusd = amount_nusd;
-	fill_scope(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
+	budget_scope_init(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
 	ask->n = 1;
 	if (agent) {
 		snprintf(bs->agent_scope, sizeof(bs->agent_scope), "agent:%s", agent);
-		fill_scope(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
+		budget_scope_init(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
 		ask->n = 2;
 	}
 	int rc = store_writer_running() ? store_writer_reserve(ask) : store_budget_reserve(st, ask);
@@ -147,7 +152,7 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		const struct budget_scope *sc = &ask->scopes[i];
 		if (!sc->budget_nusd)
 			continue;
-		int64_t left = sc->budget_nusd - sc->spent_nusd - sc->reserved_nusd;
+		int64_t left = budget_scope_left(sc);
 		if (bs->limit_nusd < 0 || left < bs->remaining_nusd) {
 			bs->limit_nusd = sc->budget_nusd;
 			bs->remaining_nusd = left;

@@ -47,6 +47,13 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
 		   struct budget_state *bs, struct rerr *err);
 
+/* A scope's limits from its daily budget in USD (0 or less: none) and budget.block_percent and
+ * budget.warn_percent; the spend fields are zeroed. */
+void budget_scope_init(struct budget_scope *sc, const char *scope, double budget_usd,
+		       const struct config *cfg);
+/* What is left of a scope's budget after its spend and reservations (negative when overspent). */
+int64_t budget_scope_left(const struct budget_scope *sc);
+
 /* X-Budget-Limit-USD and X-Budget-Remaining-USD for the tightest scope. */
 void budget_headers(struct response *resp, const struct budget_state *bs);
 

@@ -185,10 +185,13 @@ int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *
 		if (now - last >= FAIL_LOG_EVERY_MS &&
 		    __atomic_compare_exchange_n(&last_ms, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 			long long more = __atomic_exchange_n(&quiet, 0, __ATOMIC_RELAXED);
+			char tail[96] = "";
+			if (more)
+				snprintf(tail, sizeof(tail),
+					 "; %lld more row(s) went there since the last such line", more);
 			log_warn(r->request_id,
-				 "request log row written to %s because the database failed: %s%s%lld more "
-				 "row(s) went there since the last such line",
-				 jsonl_path, err, more ? "; " : "; ", more);
+				 "request log row written to %s because the database failed: %s%s",
+				 jsonl_path, err, tail);
 		} else {
 			__atomic_add_fetch(&quiet, 1, __ATOMIC_RELAXED);
 		}
