@@ -6,6 +6,7 @@
 
 #include "alerts.h"
 #include "log.h"
+#include "logwriter.h"
 #include "util.h"
 
 /* An image, audio clip or file counts this many input tokens instead of its bytes. */
@@ -139,7 +140,16 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		budget_scope_init(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
 		ask->n = 2;
 	}
-	int rc = store_writer_running() ? store_writer_reserve(ask) : store_budget_reserve(st, ask);
+	int rc;
+	if (logwriter_running()) {
+		/* In the writer thread's group commit. */
+		char werr[256];
+		rc = logwriter_run(store_budget_reserve_job, ask, werr, sizeof(werr));
+		if (rc < 0)
+			ask->admitted = 0;
+	} else {
+		rc = store_budget_reserve(st, ask);
+	}
 	if (rc < 0) {
 		log_error(request_id, "budget check failed: the database did not answer");
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)

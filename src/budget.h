@@ -1,8 +1,8 @@
 /* budget.h - daily budgets per tier (pooled across its agents) and per agent, in USD.
  *
- * Before the upstream call, one BEGIN IMMEDIATE transaction (store_budget_reserve) checks each
- * scope's committed spend plus outstanding reservations plus this request's estimate against its
- * limit, and reserves the estimate. The request's log row settles it: the reservation is deleted
+ * Before the upstream call, one BEGIN IMMEDIATE transaction (store_budget_reserve, or the writer
+ * thread's group commit) checks each scope's committed spend plus outstanding reservations plus
+ * this request's estimate against its limit, and reserves the estimate. The request's log row settles it: the reservation is deleted
  * and the actual cost added to the ledger in the row's own transaction, so the ledger always sums
  * to the logged costs. Reservations of a worker that died are reclaimed after
  * budget.reservation_timeout_s.

@@ -366,7 +366,7 @@ static const char *const json_keys[] = {
 	"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
 	"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
 	"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
-	"attempts", "client_gone", "fallback_from", "partial", "attempt_log",
+	"attempts", "client_gone", "fallback_from", "partial", "attempt_log", "tool_state",
 };
 
 TEST(reqlog_to_json_has_every_field)
@@ -401,7 +401,8 @@ TEST(reqlog_to_json_has_every_field)
 		"{\"attempt\":2,\"ts_start_ms\":1767225600150,\"model\":\"gpt-4o\",\"provider\":\"openai\","
 		"\"upstream_model\":\"gpt-4o-2024-08-06\",\"outcome\":\"ok\",\"upstream_status\":200,"
 		"\"status\":null,\"error_type\":null,\"error_code\":null,\"error_message\":null,"
-		"\"latency_ms\":1280.0,\"retry_after_s\":null,\"upstream_request_id\":\"req_abc\"}]}",
+		"\"latency_ms\":1280.0,\"retry_after_s\":null,\"upstream_request_id\":\"req_abc\"}],"
+		"\"tool_state\":null}",
 		0, &e);
 	REQUIRE_NOT_NULL(want);
 	CHECK(json_equal(o, want));
@@ -654,7 +655,7 @@ TEST(reqlog_write_concurrent_appends_stay_whole_lines)
 	free(jl);
 }
 
-/* ---- the writer (group commit) ---- */
+/* ---- the writer thread (logwriter.c: group commit) ---- */
 
 struct writer_arg {
 	int thread;
@@ -671,18 +672,18 @@ static void *writer_thread(void *p)
 		struct reqlog r;
 		full_record(&r, id);
 		char err[256];
-		if (store_writer_log(&r, err, sizeof(err)) != 0)
+		if (logwriter_log(&r, err, sizeof(err)) != 0)
 			a->failures++;
 	}
 	return NULL;
 }
 
-TEST(store_writer_commits_every_row_of_concurrent_threads_once)
+TEST(logwriter_commits_every_row_of_concurrent_threads_once)
 {
 	char *path = test_path("llm_logs.db");
 	struct store_opts o = { .path = path, .busy_timeout_ms = 5000, .checkpoint_pages = 100 };
-	REQUIRE(store_writer_start(&o) == 0);
-	CHECK(store_writer_running());
+	REQUIRE(logwriter_start(&o) == 0);
+	CHECK(logwriter_running());
 	enum { THREADS = 8, ROWS = 300 };
 	pthread_t t[THREADS];
 	struct writer_arg args[THREADS];
@@ -696,9 +697,9 @@ TEST(store_writer_commits_every_row_of_concurrent_threads_once)
 	struct reqlog again;
 	full_record(&again, "chatcmpl-w0-0");
 	char err[256];
-	CHECK_INT_EQ(store_writer_log(&again, err, sizeof(err)), 0);
-	store_writer_stop();
-	CHECK(!store_writer_running());
+	CHECK_INT_EQ(logwriter_log(&again, err, sizeof(err)), 0);
+	logwriter_stop();
+	CHECK(!logwriter_running());
 	for (int i = 0; i < THREADS; i++)
 		CHECK_INT_EQ(args[i].failures, 0);
 	sqlite3 *db = open_raw(path);
@@ -710,23 +711,23 @@ TEST(store_writer_commits_every_row_of_concurrent_threads_once)
 	free(ok);
 	sqlite3_close(db);
 	/* After a stop, a row is refused (the caller keeps it in the fallback file). */
-	CHECK_INT_EQ(store_writer_log(&again, err, sizeof(err)), -1);
+	CHECK_INT_EQ(logwriter_log(&again, err, sizeof(err)), -1);
 	free(path);
 }
 
-TEST(store_writer_fails_rows_fast_when_the_database_cannot_be_opened)
+TEST(logwriter_fails_rows_fast_when_the_database_cannot_be_opened)
 {
 	char *blocker = test_path("not-a-directory");
 	test_write_file(blocker, "x", (size_t)-1);
 	char *path = test_path("not-a-directory/llm_logs.db");
 	struct store_opts o = { .path = path, .busy_timeout_ms = 100, .checkpoint_pages = 100 };
-	REQUIRE(store_writer_start(&o) == 0);
+	REQUIRE(logwriter_start(&o) == 0);
 	struct reqlog r;
 	full_record(&r, "chatcmpl-nodb");
 	char err[256] = "";
-	CHECK_INT_EQ(store_writer_log(&r, err, sizeof(err)), -1);
+	CHECK_INT_EQ(logwriter_log(&r, err, sizeof(err)), -1);
 	CHECK(err[0] != '\0');
-	store_writer_stop();
+	logwriter_stop();
 	free(path);
 	free(blocker);
 }
