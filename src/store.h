@@ -104,31 +104,6 @@ int store_key_list(struct store *st,
 
 /* The budget ledger (budget.h decides; these are the statements). budget_spend holds, per UTC
  * day and scope ("tier:T3", "agent:name"), the committed spend and the outstanding reservations. */
-struct budget_scope {
-	const char *scope;
-	int64_t budget_nusd;     /* the daily budget (0 = none: tracked only) */
-	int64_t limit_nusd;      /* refuse beyond this (budget x block_percent), 0 = never */
-	int64_t warn_nusd;       /* alert from this (budget x warn_percent), 0 = never */
-	int64_t spent_nusd;      /* out: committed spend today */
-	int64_t reserved_nusd;   /* out: outstanding reservations today */
-	int new_warn, new_block; /* out: this call recorded the day's first alert of that level */
-};
-struct budget_ask {
-	const char *request_id;
-	char day[11];            /* UTC day, YYYY-MM-DD */
-	int64_t now_ms;
-	int64_t amount_nusd;     /* the request's estimated cost */
-	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
-	size_t n;
-	int admitted;            /* out */
-	int blocked;             /* out: index of the scope that refused, -1 = none */
-};
-/* In one BEGIN IMMEDIATE transaction: reads each scope's spend and reservations, records the
- * alerts due, and, when every limit holds with amount added, reserves it. Returns 0 (see
- * ask->admitted) or -1 on a database error. */
-int store_budget_reserve(struct store *st, struct budget_ask *ask);
-/* The same inside the caller's transaction (a logwriter_run job; ud is the struct budget_ask). */
-int store_budget_reserve_job(struct store *st, void *ud, char *errbuf, size_t errsz);
 /* Today's spend and reservations of one scope (0 when it has none). Returns 0 or -1. */
 int store_budget_spend(struct store *st, const char *day, const char *scope, int64_t *spent,
 		       int64_t *reserved);

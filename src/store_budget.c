@@ -1,6 +1,7 @@
 /* store_budget.c - the budget ledger's SQL: spend per UTC day and scope, reservations, alerts.
  *
- * Invariant: budget_spend.reserved_nusd of a scope and day is the
+ * Only the mechanics live here; whether a reservation fits a limit is decided by budget.c, inside
+ * the transaction its caller holds. Invariant: budget_spend.reserved_nusd of a scope and day is the
  * sum of the outstanding reservations that name it; a reservation ends exactly once (settled with
  * its row in store_reqlog.c, released, or reclaimed), and its amount leaves the sum then.
  */
@@ -107,64 +108,4 @@ int store_budget_reclaim(struct store *st, int64_t before_ms)
 		return -1;
 	}
 	return n;
-}
-
-/* The reservation's statements, inside a transaction the caller holds. Returns 0 or -1. */
-int store_budget_reserve_job(struct store *st, void *ud, char *errbuf, size_t errsz)
-{
-	struct budget_ask *ask = ud;
-	(void)errbuf;
-	(void)errsz;
-	ask->admitted = 0;
-	ask->blocked = -1;
-	int ok = 1;
-	for (size_t i = 0; i < ask->n && ok; i++) {
-		struct budget_scope *sc = &ask->scopes[i];
-		sc->new_warn = sc->new_block = 0;
-		ok = store_budget_spend(st, ask->day, sc->scope, &sc->spent_nusd, &sc->reserved_nusd) == 0;
-		if (ok && sc->budget_nusd > 0)
-			ok = store_budget_limit_set(st, sc->scope, sc->budget_nusd) == 0;
-		if (ok && sc->limit_nusd > 0 && ask->blocked < 0 &&
-		    sc->spent_nusd + sc->reserved_nusd + ask->amount_nusd > sc->limit_nusd)
-			ask->blocked = (int)i;
-	}
-	/* Alerts: once per scope, day and level (the table's key says whether this is the first). */
-	for (size_t i = 0; i < ask->n && ok; i++) {
-		struct budget_scope *sc = &ask->scopes[i];
-		if (sc->warn_nusd > 0 && sc->spent_nusd >= sc->warn_nusd) {
-			int n = store_budget_alert(st, ask->day, sc->scope, 90, ask->now_ms, sc->spent_nusd,
-						   sc->budget_nusd);
-			ok = n >= 0;
-			sc->new_warn = n == 1;
-		}
-		if (ok && sc->limit_nusd > 0 && (sc->spent_nusd >= sc->limit_nusd || ask->blocked == (int)i)) {
-			int n = store_budget_alert(st, ask->day, sc->scope, 100, ask->now_ms, sc->spent_nusd,
-						   sc->budget_nusd);
-			ok = n >= 0;
-			sc->new_block = n == 1;
-		}
-	}
-	if (ok && ask->blocked < 0) {
-		ok = store_budget_hold(st, ask->request_id, ask->day, ask->scopes[0].scope,
-				       ask->n > 1 ? ask->scopes[1].scope : NULL, ask->amount_nusd,
-				       ask->now_ms) == 0;
-		ask->admitted = ok;
-	}
-	if (!ok)
-		ask->admitted = 0;
-	return ok ? 0 : -1;
-}
-
-int store_budget_reserve(struct store *st, struct budget_ask *ask)
-{
-	ask->admitted = 0;
-	ask->blocked = -1;
-	if (store_begin(st) < 0)
-		return -1;
-	if (store_budget_reserve_job(st, ask, NULL, 0) < 0 || store_commit(st) < 0) {
-		store_rollback(st);
-		ask->admitted = 0;
-		return -1;
-	}
-	return 0;
 }

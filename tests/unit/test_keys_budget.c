@@ -109,11 +109,11 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	a.scopes[0] = (struct budget_scope){ .scope = "tier:T9", .budget_nusd = 1000, .limit_nusd = 1000,
 					     .warn_nusd = 900 };
 	a.n = 1;
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(a.admitted);
 	/* A second one does not fit next to the first reservation. */
 	a.request_id = "chatcmpl-r2";
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(!a.admitted);
 	CHECK_INT_EQ(a.blocked, 0);
 	CHECK_INT_EQ(a.scopes[0].reserved_nusd, 600);
@@ -140,7 +140,7 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	/* Now 600 fits again; a reservation never settled is reclaimed after its timeout. */
 	a.request_id = "chatcmpl-r3";
 	a.now_ms += 1000;
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(a.admitted);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms - 1), 0);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms + 1), 1);
