@@ -731,3 +731,77 @@ TEST(logwriter_fails_rows_fast_when_the_database_cannot_be_opened)
 	free(path);
 	free(blocker);
 }
+
+/* ---- migrations of databases made by older routers ---- */
+
+/* What a router of schema version 2 created (the released migrations 0 -> 1 and 1 -> 2, frozen). */
+static const char old_v2_schema[] =
+	"CREATE TABLE request_log (  id INTEGER PRIMARY KEY,  request_id TEXT NOT NULL UNIQUE,"
+	"  ts_start_ms INTEGER NOT NULL,  ts_end_ms INTEGER NOT NULL,  agent TEXT,  tier TEXT,  task TEXT,"
+	"  requested_model TEXT,  model TEXT,  provider TEXT,  upstream_model TEXT,"
+	"  stream INTEGER NOT NULL DEFAULT 0,  status INTEGER NOT NULL,  error_type TEXT,  error_code TEXT,"
+	"  error_message TEXT,  finish_reason TEXT,  input_tokens INTEGER,  output_tokens INTEGER,"
+	"  cached_tokens INTEGER,  cache_write_tokens INTEGER,  reasoning_tokens INTEGER,"
+	"  cost_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  cost_usd REAL GENERATED ALWAYS AS (cost_nusd / 1e9) VIRTUAL,  cost_source TEXT,"
+	"  latency_ms REAL,  ttft_ms REAL,  upstream_ms REAL,  overhead_ms REAL,  dropped_params TEXT,"
+	"  upstream_request_id TEXT,  attempts INTEGER NOT NULL DEFAULT 1,"
+	"  client_gone INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX request_log_ts ON request_log(ts_start_ms);"
+	"CREATE TABLE tool_call_state (  tool_call_id TEXT PRIMARY KEY,  request_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,  ts_ms INTEGER NOT NULL);"
+	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);"
+	"INSERT INTO request_log (request_id, ts_start_ms, ts_end_ms, status, cost_nusd)"
+	" VALUES ('chatcmpl-v2', 1767225600000, 1767225600100, 200, 42);"
+	"PRAGMA user_version = 2;";
+
+static char *schema_of(const char *path)
+{
+	sqlite3 *db = open_raw(path);
+	if (!db)
+		return NULL;
+	char *sql = query_text(db, "SELECT group_concat(type || ' ' || name || ': ' || sql, '\n') FROM"
+				   " (SELECT * FROM sqlite_master ORDER BY name)");
+	sqlite3_close(db);
+	return sql;
+}
+
+TEST(store_migrates_a_version_2_database_to_the_schema_of_a_new_one)
+{
+	char *old = test_path("v2.db");
+	sqlite3 *db = NULL;
+	REQUIRE_INT_EQ(sqlite3_open(old, &db), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_exec(db, old_v2_schema, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char err[512] = "";
+	struct store *st = open_store(old, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	CHECK_INT_EQ(store_schema_version(st), STORE_SCHEMA_VERSION);
+	/* The old row is kept, with the new columns' defaults; new rows take every column. */
+	struct reqlog r;
+	full_record(&r, "chatcmpl-v4");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+	db = open_raw(old);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT cost_nusd FROM request_log WHERE request_id = 'chatcmpl-v2'"), 42);
+	CHECK_INT_EQ(query_int(db, "SELECT partial FROM request_log WHERE request_id = 'chatcmpl-v2'"), 0);
+	CHECK_INT_EQ(query_int(db, "SELECT fallback_from IS NULL FROM request_log WHERE request_id = 'chatcmpl-v2'"), 1);
+	char *ff = query_text(db, "SELECT fallback_from FROM request_log WHERE request_id = 'chatcmpl-v4'");
+	CHECK_STR_EQ(ff, "claude-sonnet-4-5");
+	free(ff);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_attempts WHERE request_id = 'chatcmpl-v4'"), 2);
+	sqlite3_close(db);
+	/* Every table, index and view says what a database created new says. */
+	char *fresh = test_path("fresh.db");
+	st = open_store(fresh, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	store_close(st);
+	char *a = schema_of(old), *b = schema_of(fresh);
+	CHECK_STR_EQ(a, b);
+	free(a);
+	free(b);
+	free(fresh);
+	free(old);
+}
