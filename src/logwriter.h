@@ -7,7 +7,7 @@
  * for the database lock among themselves, and the commit cost is shared under load. Between
  * batches the thread does the maintenance: it imports the JSONL fallback file once the database
  * takes rows again, and prunes rows past the retention age. It also starts the WAL checkpointer
- * (store.h).
+ * (store_wal.h).
  *
  * logwriter sits above the store and the fallback file (reqlog_jsonl.h) and calls both; the store
  * calls nothing above it.
