@@ -23,12 +23,15 @@ static json_t *scope_json(struct store *st, const char *day, const char *scope, 
 	json_object_set_new(o, "spent_usd", json_real((double)spent / 1e9));
 	json_object_set_new(o, "reserved_usd", json_real((double)reserved / 1e9));
 	if (budget_usd > 0) {
-		int64_t budget = (int64_t)(budget_usd * 1e9 + 0.5);
+		struct budget_scope sc;
+		budget_scope_init(&sc, scope, budget_usd, cfg);
+		sc.spent_nusd = spent;
+		sc.reserved_nusd = reserved;
 		json_object_set_new(o, "budget_usd", json_real(budget_usd));
-		json_object_set_new(o, "limit_usd", json_real((double)(budget / 100 * cfg->block_percent) / 1e9));
-		int64_t left = budget - spent - reserved;
+		json_object_set_new(o, "limit_usd", json_real((double)sc.limit_nusd / 1e9));
+		int64_t left = budget_scope_left(&sc);
 		json_object_set_new(o, "remaining_usd", json_real((double)(left < 0 ? 0 : left) / 1e9));
-		json_object_set_new(o, "percent_used", json_real(100.0 * (double)spent / (double)budget));
+		json_object_set_new(o, "percent_used", json_real(100.0 * (double)spent / (double)sc.budget_nusd));
 	} else {
 		json_object_set_new(o, "budget_usd", json_null());
 	}

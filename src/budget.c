@@ -1,4 +1,10 @@
-/* budget.c - daily budgets: estimate, reserve, headers, alerts (see budget.h). */
+/* budget.c - daily budgets: estimate, the admission rule, reserve, headers, alerts (see budget.h).
+ *
+ * The decision (budget_admit) is a pure function of what the reservation's transaction read; the
+ * transaction itself (reserve_in_tx) runs on the writer thread's connection when the process has
+ * one (logwriter_run, in its group commit), else on the caller's connection. All money is int64
+ * nano-USD.
+ */
 #include "budget.h"
 
 #include <stdio.h>
@@ -6,6 +12,7 @@
 
 #include "alerts.h"
 #include "log.h"
+#include "logwriter.h"
 #include "util.h"
 
 /* An image, audio clip or file counts this many input tokens instead of its bytes. */
@@ -79,7 +86,7 @@ long budget_seconds_to_reset(int64_t now_ms)
 	return (long)(86400 - s % 86400);
 }
 
-static void fill_scope(struct budget_scope *sc, const char *scope, double budget_usd,
+void budget_scope_init(struct budget_scope *sc, const char *scope, double budget_usd,
 		       const struct config *cfg)
 {
 	memset(sc, 0, sizeof(*sc));
@@ -87,6 +94,106 @@ static void fill_scope(struct budget_scope *sc, const char *scope, double budget
 	sc->budget_nusd = budget_usd > 0 ? usd_to_nusd(budget_usd) : 0;
 	sc->limit_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->block_percent : 0;
 	sc->warn_nusd = sc->budget_nusd ? sc->budget_nusd / 100 * cfg->warn_percent : 0;
+}
+
+int64_t budget_scope_left(const struct budget_scope *sc)
+{
+	return sc->budget_nusd - sc->spent_nusd - sc->reserved_nusd;
+}
+
+void budget_admit(struct budget_ask *ask)
+{
+	ask->blocked = -1;
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (sc->limit_nusd > 0 && sc->spent_nusd + sc->reserved_nusd + ask->amount_nusd > sc->limit_nusd) {
+			ask->blocked = (int)i;
+			break;
+		}
+	}
+	for (size_t i = 0; i < ask->n; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		sc->warn_due = sc->warn_nusd > 0 && sc->spent_nusd >= sc->warn_nusd;
+		sc->block_due = sc->limit_nusd > 0 &&
+				(sc->spent_nusd >= sc->limit_nusd || ask->blocked == (int)i);
+	}
+}
+
+/* The alert level a warn alert is recorded under (the ledger's key; the log line and webhook say
+ * budget.warn_percent). */
+#define WARN_LEVEL 90
+
+/* The reservation's statements, inside a transaction the caller holds (logwriter_run's contract:
+ * -1 only when the database failed). */
+static int reserve_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
+{
+	struct budget_ask *ask = ud;
+	(void)errbuf;
+	(void)errsz;
+	ask->admitted = 0;
+	ask->blocked = -1;
+	int ok = 1;
+	for (size_t i = 0; i < ask->n && ok; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		sc->new_warn = sc->new_block = 0;
+		ok = store_budget_spend(st, ask->day, sc->scope, &sc->spent_nusd, &sc->reserved_nusd) == 0;
+		if (ok && sc->budget_nusd > 0)
+			ok = store_budget_limit_set(st, sc->scope, sc->budget_nusd) == 0;
+	}
+	if (!ok)
+		return -1;
+	budget_admit(ask);
+	/* Alerts: once per scope, day and level (the table's key says whether this is the first). */
+	for (size_t i = 0; i < ask->n && ok; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		if (sc->warn_due) {
+			int n = store_budget_alert(st, ask->day, sc->scope, WARN_LEVEL, ask->now_ms,
+						   sc->spent_nusd, sc->budget_nusd);
+			ok = n >= 0;
+			sc->new_warn = n == 1;
+		}
+		if (ok && sc->block_due) {
+			int n = store_budget_alert(st, ask->day, sc->scope, 100, ask->now_ms, sc->spent_nusd,
+						   sc->budget_nusd);
+			ok = n >= 0;
+			sc->new_block = n == 1;
+		}
+	}
+	if (ok && ask->blocked < 0) {
+		ok = store_budget_hold(st, ask->request_id, ask->day, ask->scopes[0].scope,
+				       ask->n > 1 ? ask->scopes[1].scope : NULL, ask->amount_nusd,
+				       ask->now_ms) == 0;
+		ask->admitted = ok;
+	}
+	if (!ok)
+		ask->admitted = 0;
+	return ok ? 0 : -1;
+}
+
+int budget_reserve_tx(struct store *st, struct budget_ask *ask)
+{
+	ask->admitted = 0;
+	ask->blocked = -1;
+	if (store_begin(st) < 0)
+		return -1;
+	if (reserve_in_tx(st, ask, NULL, 0) < 0 || store_commit(st) < 0) {
+		store_rollback(st);
+		ask->admitted = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* Through the writer thread when this process has one: in its group commit. */
+static int reserve(struct store *st, struct budget_ask *ask)
+{
+	if (!logwriter_running())
+		return budget_reserve_tx(st, ask);
+	char err[256];
+	int rc = logwriter_run(reserve_in_tx, ask, err, sizeof(err));
+	if (rc < 0)
+		ask->admitted = 0;
+	return rc;
 }
 
 static void usd(char *out, size_t n, int64_t nusd)
@@ -127,14 +234,14 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	ask->now_ms = now_ms;
 	store_utc_day(now_ms, ask->day);
 	ask->amount_nusd = amount_nusd;
-	fill_scope(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
+	budget_scope_init(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
 	ask->n = 1;
 	if (agent) {
 		snprintf(bs->agent_scope, sizeof(bs->agent_scope), "agent:%s", agent);
-		fill_scope(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
+		budget_scope_init(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
 		ask->n = 2;
 	}
-	int rc = store_writer_running() ? store_writer_reserve(ask) : store_budget_reserve(st, ask);
+	int rc = reserve(st, ask);
 	if (rc < 0) {
 		log_error(request_id, "budget check failed: the database did not answer");
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
@@ -147,7 +254,7 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		const struct budget_scope *sc = &ask->scopes[i];
 		if (!sc->budget_nusd)
 			continue;
-		int64_t left = sc->budget_nusd - sc->spent_nusd - sc->reserved_nusd;
+		int64_t left = budget_scope_left(sc);
 		if (bs->limit_nusd < 0 || left < bs->remaining_nusd) {
 			bs->limit_nusd = sc->budget_nusd;
 			bs->remaining_nusd = left;

@@ -1,11 +1,12 @@
 /* budget.h - daily budgets per tier (pooled across its agents) and per agent, in USD.
  *
- * Before the upstream call, one BEGIN IMMEDIATE transaction (store_budget_reserve) checks each
- * scope's committed spend plus outstanding reservations plus this request's estimate against its
- * limit, and reserves the estimate. The request's log row settles it: the reservation is deleted
- * and the actual cost added to the ledger in the row's own transaction, so the ledger always sums
- * to the logged costs. Reservations of a worker that died are reclaimed after
- * budget.reservation_timeout_s.
+ * Before the upstream call, one BEGIN IMMEDIATE transaction (the writer's group commit, or
+ * budget_reserve_tx on a direct connection) reads each scope's committed spend and outstanding
+ * reservations, decides with the admission rule (budget_admit: spend plus reservations plus this
+ * request's estimate against the limit), and reserves the estimate (store.h has the statements).
+ * The request's log row settles it: the reservation is deleted and the actual cost added to the
+ * ledger in the row's own transaction, so the ledger always sums to the logged costs. Reservations
+ * of a worker that died are reclaimed after budget.reservation_timeout_s.
  *
  * The estimate is an upper bound when the client sets max_tokens (or max_completion_tokens): every
  * byte of the request counts as an input token (no tokenizer makes more tokens than bytes; an
@@ -25,6 +26,28 @@
 #include "fallback.h"
 #include "http.h"
 #include "store.h"
+
+/* One scope of a reservation: its limits (budget_scope_init), and what the transaction read. */
+struct budget_scope {
+	const char *scope;
+	int64_t budget_nusd;     /* the daily budget (0 = none: tracked only) */
+	int64_t limit_nusd;      /* refuse beyond this (budget x block_percent), 0 = never */
+	int64_t warn_nusd;       /* alert from this (budget x warn_percent), 0 = never */
+	int64_t spent_nusd;      /* out: committed spend today */
+	int64_t reserved_nusd;   /* out: outstanding reservations today */
+	int warn_due, block_due; /* out (budget_admit): an alert of that level is due */
+	int new_warn, new_block; /* out: this call recorded the day's first alert of that level */
+};
+struct budget_ask {
+	const char *request_id;
+	char day[11];            /* UTC day, YYYY-MM-DD */
+	int64_t now_ms;
+	int64_t amount_nusd;     /* the request's estimated cost */
+	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
+	size_t n;
+	int admitted;            /* out */
+	int blocked;             /* out: index of the scope that refused, -1 = none */
+};
 
 struct budget_state {
 	int reserved;                  /* a reservation is held (settled by the log row) */
@@ -46,6 +69,24 @@ int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_
 int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
 		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
 		   struct budget_state *bs, struct rerr *err);
+
+/* A scope's limits from its daily budget in USD (0 or less: none) and budget.block_percent and
+ * budget.warn_percent; the spend fields are zeroed. */
+void budget_scope_init(struct budget_scope *sc, const char *scope, double budget_usd,
+		       const struct config *cfg);
+/* What is left of a scope's budget after its spend and reservations (negative when overspent). */
+int64_t budget_scope_left(const struct budget_scope *sc);
+
+/* The admission rule, on the spends and reservations read in the transaction: the first scope
+ * whose spend plus reservations plus the amount passes its limit refuses (ask->blocked, else -1);
+ * a scope's warn alert is due once its spend reached warn_nusd, its block alert once the spend
+ * reached the limit or it refused. Pure. */
+void budget_admit(struct budget_ask *ask);
+
+/* On a direct connection, in one BEGIN IMMEDIATE transaction: reads each scope's spend and
+ * reservations, records the alerts due, and, when budget_admit admits, reserves the amount.
+ * Returns 0 (see ask->admitted) or -1 on a database error. */
+int budget_reserve_tx(struct store *st, struct budget_ask *ask);
 
 /* X-Budget-Limit-USD and X-Budget-Remaining-USD for the tightest scope. */
 void budget_headers(struct response *resp, const struct budget_state *bs);

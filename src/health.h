@@ -5,7 +5,7 @@
  * exactly one request probes it (the others keep skipping it while the probe runs): a success
  * ends the cooldown, a failure starts the next one.
  *
- * The state lives in the database (model_health, store.c), so every process sees it; each
+ * The state lives in the database (model_health, store_query.c), so every process sees it; each
  * process keeps a copy that its own threads update at once and that is re-read from the database
  * at most every HEALTH_REFRESH_MS, so the check on the request path is a table lookup. Without a
  * database the state is the process's own.

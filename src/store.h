@@ -1,16 +1,18 @@
-/* store.h - the SQLite database: schema, migrations, the writer, WAL checkpoints.
+/* store.h - the SQLite database: connections, schema, and the statements of every job.
  *
- * The only module that uses sqlite3. The worker threads of a FastCGI responder process write
- * through one writer thread (store_writer_start) that owns the process's write connection: a
- * worker hands its row over and returns once it is committed; rows of concurrent requests share
- * one transaction (group commit). So the worker threads never contend for the database lock among
- * themselves, and the commit cost is shared under load. A checkpointer thread with its own connection runs the WAL
- * checkpoints in the background, so no request waits for a checkpoint's fsync; only when the WAL
- * passes a hard cap (16 x checkpoint_pages, because a continuous stream of commits never lets a
- * background checkpoint reset it) does a checkpoint make writers pause for one sync.
+ * The store is the only module that uses sqlite3 (src/store*.c; store_int.h says which file does
+ * what). It knows tables, not requests: reqlog, logwriter (the writer thread), budget, health,
+ * keys, the API handlers and the command-line tool call it; it calls nothing above it (it reads
+ * the row description of reqlog_row.h, a leaf).
  *
- * A plain CGI process, the command-line tool and the tests use a direct connection (store_open)
- * with SQLite's own automatic checkpoints.
+ * A struct store is one connection with its prepared statements, used by one thread at a time.
+ * A FastCGI responder process writes through its writer thread (logwriter.h), which owns the
+ * process's write connection; the WAL of that connection is checkpointed in the background by the
+ * checkpointer thread (store_wal.h), so no request waits for a checkpoint's fsync; only when the
+ * WAL passes a hard cap (16 x checkpoint_pages, because a continuous stream of commits never lets
+ * a background checkpoint reset it) does a checkpoint make writers pause for one sync. A plain
+ * CGI process, the command-line tool and the tests use direct connections (store_open with
+ * checkpoint_pages 0) with SQLite's own automatic checkpoints.
  */
 #ifndef ROUTER_STORE_H
 #define ROUTER_STORE_H
@@ -21,35 +23,35 @@
 #include <jansson.h>
 
 #include "buf.h"
-#include "reqlog.h"
+#include "reqlog_row.h"
+#include "store_opts.h"
 
-struct store_opts {
-	const char *path;
-	long busy_timeout_ms;
-	int synchronous_full;
-	long checkpoint_pages;   /* 0: SQLite's automatic checkpoints (direct connections) */
-	const char *jsonl_path;  /* writer: the JSONL fallback to replay when the database is back */
-	long retention_days;     /* writer: prune rows older than this (0 = never) */
-};
+/* ---- connections (store.c), rows (store_reqlog.c) ---- */
 
-/* Current schema version (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 4
-
-/* Opens (creating the directory, file and schema when needed) a connection. Returns NULL and a
- * message in errbuf on failure. */
+/* Opens (creating the directory, file and schema when needed) a connection. With
+ * checkpoint_pages > 0 (the writer's connection) it never checkpoints itself: its commits wake the
+ * checkpointer thread. Returns NULL and a message in errbuf on failure. */
 struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz);
 void store_close(struct store *st);
-/* Inserts one request-log row (and its tool-call state, when it has some). Returns 0, or -1 with
- * a message in errbuf (no secret in it). */
+/* Inserts one request-log row with its attempts and tool-call state, and settles its budget
+ * reservation, all or nothing (a SAVEPOINT, so it may run inside the caller's transaction). A row
+ * whose request id is already logged changes nothing. Returns 0, or -1 with a message in errbuf
+ * (no secret in it). */
 int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
 /* The same, telling whether the row was new: 1 inserted, 0 already logged (nothing changed), -1. */
 int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz);
 /* Whether the connection's database file was deleted or renamed since it was opened. */
 int store_file_moved(struct store *st);
-/* A write transaction around several inserts (replay). */
+/* A write transaction (BEGIN IMMEDIATE) around several statements: replay batches, the writer's
+ * group commit, a budget reservation. 0 or -1 (the _err forms say why in errbuf). */
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
+int store_begin_err(struct store *st, char *errbuf, size_t errsz);
+int store_commit_err(struct store *st, char *errbuf, size_t errsz);
+/* After a failure: 1 when the connection should be dropped and opened again later (read-only,
+ * I/O error, corruption, vanished file), 0 when another connection merely held the lock. */
+int store_failed_for_good(struct store *st);
 /* Retention: deletes request rows (with their attempts and tool state) that started before
  * cutoff_ms, and ledger days before its day, in batches of 1,000 rows per transaction by the time
  * indexes. Returns the request rows deleted, or -1. */
@@ -57,6 +59,8 @@ long long store_prune(struct store *st, int64_t cutoff_ms);
 /* The kept state of one tool call (toolstate.h), or NULL. New reference. Read-only: any
  * connection, e.g. one a worker opened with store_open for reading. */
 json_t *store_tool_state(struct store *st, const char *tool_call_id);
+
+/* ---- health, keys, reports (store_query.c) ---- */
 
 /* Model health (cooldown, health.h): one row per model that failed lately. Shared by every
  * process through the database; each call is one short statement or transaction. */
@@ -96,48 +100,37 @@ int store_key_list(struct store *st,
 			      int64_t revoked_ms),
 		   void *ud);
 
-/* Budgets (budget.h). The ledger budget_spend holds, per UTC day and scope ("tier:T3",
- * "agent:name"), the committed spend and the outstanding reservations. */
-struct budget_scope {
-	const char *scope;
-	int64_t budget_nusd;     /* the daily budget (0 = none: tracked only) */
-	int64_t limit_nusd;      /* refuse beyond this (budget x block_percent), 0 = never */
-	int64_t warn_nusd;       /* alert from this (budget x warn_percent), 0 = never */
-	int64_t spent_nusd;      /* out: committed spend today */
-	int64_t reserved_nusd;   /* out: outstanding reservations today */
-	int new_warn, new_block; /* out: this call recorded the day's first alert of that level */
-};
-struct budget_ask {
-	const char *request_id;
-	char day[11];            /* UTC day, YYYY-MM-DD */
-	int64_t now_ms;
-	int64_t amount_nusd;     /* the request's estimated cost */
-	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
-	size_t n;
-	int admitted;            /* out */
-	int blocked;             /* out: index of the scope that refused, -1 = none */
-};
-/* In one BEGIN IMMEDIATE transaction: reads each scope's spend and reservations, records the
- * alerts due, and, when every limit holds with amount added, reserves it. Returns 0 (see
- * ask->admitted) or -1 on a database error. */
-int store_budget_reserve(struct store *st, struct budget_ask *ask);
-/* The same through this process's writer thread, in its group commit. Returns 0 (see
- * ask->admitted) or -1 when the database failed. */
-int store_writer_reserve(struct budget_ask *ask);
+/* ---- the budget ledger (store_budget.c) ---- */
+
+/* The budget ledger (budget.h decides; these are the statements). budget_spend holds, per UTC
+ * day and scope ("tier:T3", "agent:name"), the committed spend and the outstanding reservations. */
+/* Today's spend and reservations of one scope (0 when it has none). Returns 0 or -1. */
+int store_budget_spend(struct store *st, const char *day, const char *scope, int64_t *spent,
+		       int64_t *reserved);
+/* Records a scope's budget (for the spend_today_* views). Returns 0 or -1. */
+int store_budget_limit_set(struct store *st, const char *scope, int64_t budget_nusd);
+/* Records an alert of level (a percentage) for a scope and day: 1 when this is the first of that
+ * level that day, 0 when it was already recorded, -1 on error. */
+int store_budget_alert(struct store *st, const char *day, const char *scope, int level,
+		       int64_t now_ms, int64_t spent_nusd, int64_t budget_nusd);
+/* Reserves amount for request_id in the tier's scope and (when not NULL) the agent's, inside the
+ * caller's transaction. Returns 0 or -1. */
+int store_budget_hold(struct store *st, const char *request_id, const char *day,
+		      const char *tier_scope, const char *agent_scope, int64_t amount_nusd,
+		      int64_t now_ms);
 /* Ends a reservation without spend (the request was never sent). Returns 0 or -1. */
 int store_budget_release(struct store *st, const char *request_id);
 /* Reclaims reservations made before before_ms (their workers died). Returns how many, or -1. */
 int store_budget_reclaim(struct store *st, int64_t before_ms);
-/* Today's spend and reservations of one scope. Returns 0 or -1. */
-int store_budget_spend(struct store *st, const char *day, const char *scope, int64_t *spent,
-		       int64_t *reserved);
-/* Spend report over [from_ms, to_ms) grouped by "tier", "agent", "model" or "day". */
+/* Spend report (store_query.c) over [from_ms, to_ms) grouped by "tier", "agent", "model" or "day". */
 struct report_row {
 	const char *key;
 	int64_t calls, input_tokens, output_tokens, cost_nusd, errors;
 };
 int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,
 		 void (*cb)(void *ud, const struct report_row *row), void *ud);
+
+/* ---- misc (store.c) ---- */
 
 /* The UTC day of a time in ms, "YYYY-MM-DD". */
 void store_utc_day(int64_t ms, char day[11]);
@@ -150,16 +143,5 @@ int store_query_plan(struct store *st, const char *sql, struct buf *out);
 
 /* The schema version of an open connection's database. */
 int store_schema_version(struct store *st);
-
-/* Starts this process's writer and checkpointer threads. The database is opened lazily (and
- * reopened after failures), so this succeeds even when it cannot be opened yet. */
-int store_writer_start(const struct store_opts *o);
-/* Commits what is queued, then stops both threads. */
-void store_writer_stop(void);
-int store_writer_running(void);
-/* Commits one request-log row through the writer, in one transaction with the rows of concurrent
- * requests, and returns once it is committed to the WAL (0), or -1 with a message in errbuf when
- * the database failed (the caller then keeps the row elsewhere). r is borrowed until it returns. */
-int store_writer_log(const struct reqlog *r, char *errbuf, size_t errsz);
 
 #endif

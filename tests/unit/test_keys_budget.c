@@ -109,11 +109,11 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	a.scopes[0] = (struct budget_scope){ .scope = "tier:T9", .budget_nusd = 1000, .limit_nusd = 1000,
 					     .warn_nusd = 900 };
 	a.n = 1;
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(a.admitted);
 	/* A second one does not fit next to the first reservation. */
 	a.request_id = "chatcmpl-r2";
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(!a.admitted);
 	CHECK_INT_EQ(a.blocked, 0);
 	CHECK_INT_EQ(a.scopes[0].reserved_nusd, 600);
@@ -140,7 +140,7 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	/* Now 600 fits again; a reservation never settled is reclaimed after its timeout. */
 	a.request_id = "chatcmpl-r3";
 	a.now_ms += 1000;
-	REQUIRE_INT_EQ(store_budget_reserve(st, &a), 0);
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
 	CHECK(a.admitted);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms - 1), 0);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms + 1), 1);
@@ -155,6 +155,73 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	CHECK_INT_EQ(spent, 350);
 	CHECK_INT_EQ(reserved, 0);
 	store_close(st);
+}
+
+/* The admission rule alone: spend and reservations as the transaction read them. */
+TEST(budget_admit_refuses_the_first_scope_past_its_limit_and_says_which_alerts_are_due)
+{
+	static const struct {
+		const char *name;
+		int64_t amount;
+		int64_t limit0, warn0, spent0, reserved0;   /* the tier */
+		int64_t limit1, warn1, spent1, reserved1;   /* the agent (limit1 < 0: no agent scope) */
+		int blocked;
+		int warn0_due, block0_due, warn1_due, block1_due;
+	} rows[] = {
+		{ "fits", 100, 1000, 900, 0, 0, -1, 0, 0, 0, -1, 0, 0, 0, 0 },
+		{ "exactly at the limit fits", 400, 1000, 900, 300, 300, -1, 0, 0, 0, -1, 0, 0, 0, 0 },
+		{ "one past the limit", 401, 1000, 900, 300, 300, -1, 0, 0, 0, 0, 0, 1, 0, 0 },
+		{ "reservations count", 1, 1000, 900, 0, 1000, -1, 0, 0, 0, 0, 0, 1, 0, 0 },
+		{ "warn due from the warn level", 1, 1000, 900, 900, 0, -1, 0, 0, 0, -1, 1, 0, 0, 0 },
+		{ "spent at the limit: block alert due", 0, 1000, 900, 1000, 0, -1, 0, 0, 0, -1, 1, 1, 0, 0 },
+		{ "no limit: never refused", 1 << 30, 0, 0, 5000, 0, -1, 0, 0, 0, -1, 0, 0, 0, 0 },
+		{ "the agent refuses", 200, 1000, 900, 0, 0, 100, 90, 0, 0, 1, 0, 0, 0, 1 },
+		{ "the tier refuses first", 2000, 1000, 900, 0, 0, 100, 90, 95, 0, 0, 0, 1, 1, 0 },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("%s", rows[i].name);
+		struct budget_ask a;
+		memset(&a, 0, sizeof(a));
+		a.amount_nusd = rows[i].amount;
+		a.scopes[0] = (struct budget_scope){ .scope = "tier:T", .limit_nusd = rows[i].limit0,
+						     .warn_nusd = rows[i].warn0, .spent_nusd = rows[i].spent0,
+						     .reserved_nusd = rows[i].reserved0 };
+		a.n = 1;
+		if (rows[i].limit1 >= 0) {
+			a.scopes[1] = (struct budget_scope){ .scope = "agent:a", .limit_nusd = rows[i].limit1,
+							     .warn_nusd = rows[i].warn1,
+							     .spent_nusd = rows[i].spent1,
+							     .reserved_nusd = rows[i].reserved1 };
+			a.n = 2;
+		}
+		budget_admit(&a);
+		CHECK_INT_EQ(a.blocked, rows[i].blocked);
+		CHECK_INT_EQ(a.scopes[0].warn_due, rows[i].warn0_due);
+		CHECK_INT_EQ(a.scopes[0].block_due, rows[i].block0_due);
+		CHECK_INT_EQ(a.scopes[1].warn_due, rows[i].warn1_due);
+		CHECK_INT_EQ(a.scopes[1].block_due, rows[i].block1_due);
+	}
+	test_case(NULL);
+}
+
+TEST(budget_scope_limits_come_from_the_budget_and_the_percentages)
+{
+	struct config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.block_percent = 100;
+	cfg.warn_percent = 80;
+	struct budget_scope sc;
+	budget_scope_init(&sc, "tier:T1", 12.5, &cfg);
+	CHECK_INT_EQ(sc.budget_nusd, 12500000000);
+	CHECK_INT_EQ(sc.limit_nusd, 12500000000);
+	CHECK_INT_EQ(sc.warn_nusd, 10000000000);
+	sc.spent_nusd = 2500000000;
+	sc.reserved_nusd = 1000000000;
+	CHECK_INT_EQ(budget_scope_left(&sc), 9000000000);
+	budget_scope_init(&sc, "tier:T1", 0, &cfg);
+	CHECK_INT_EQ(sc.budget_nusd, 0);
+	CHECK_INT_EQ(sc.limit_nusd, 0);
+	CHECK_INT_EQ(sc.warn_nusd, 0);
 }
 
 TEST(budget_estimate_is_an_upper_bound_priced_at_the_dearest_model)

@@ -366,7 +366,7 @@ static const char *const json_keys[] = {
 	"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
 	"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
 	"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
-	"attempts", "client_gone", "fallback_from", "partial", "attempt_log",
+	"attempts", "client_gone", "fallback_from", "partial", "attempt_log", "tool_state",
 };
 
 TEST(reqlog_to_json_has_every_field)
@@ -401,7 +401,8 @@ TEST(reqlog_to_json_has_every_field)
 		"{\"attempt\":2,\"ts_start_ms\":1767225600150,\"model\":\"gpt-4o\",\"provider\":\"openai\","
 		"\"upstream_model\":\"gpt-4o-2024-08-06\",\"outcome\":\"ok\",\"upstream_status\":200,"
 		"\"status\":null,\"error_type\":null,\"error_code\":null,\"error_message\":null,"
-		"\"latency_ms\":1280.0,\"retry_after_s\":null,\"upstream_request_id\":\"req_abc\"}]}",
+		"\"latency_ms\":1280.0,\"retry_after_s\":null,\"upstream_request_id\":\"req_abc\"}],"
+		"\"tool_state\":null}",
 		0, &e);
 	REQUIRE_NOT_NULL(want);
 	CHECK(json_equal(o, want));
@@ -654,7 +655,7 @@ TEST(reqlog_write_concurrent_appends_stay_whole_lines)
 	free(jl);
 }
 
-/* ---- the writer (group commit) ---- */
+/* ---- the writer thread (logwriter.c: group commit) ---- */
 
 struct writer_arg {
 	int thread;
@@ -671,18 +672,18 @@ static void *writer_thread(void *p)
 		struct reqlog r;
 		full_record(&r, id);
 		char err[256];
-		if (store_writer_log(&r, err, sizeof(err)) != 0)
+		if (logwriter_log(&r, err, sizeof(err)) != 0)
 			a->failures++;
 	}
 	return NULL;
 }
 
-TEST(store_writer_commits_every_row_of_concurrent_threads_once)
+TEST(logwriter_commits_every_row_of_concurrent_threads_once)
 {
 	char *path = test_path("llm_logs.db");
 	struct store_opts o = { .path = path, .busy_timeout_ms = 5000, .checkpoint_pages = 100 };
-	REQUIRE(store_writer_start(&o) == 0);
-	CHECK(store_writer_running());
+	REQUIRE(logwriter_start(&o) == 0);
+	CHECK(logwriter_running());
 	enum { THREADS = 8, ROWS = 300 };
 	pthread_t t[THREADS];
 	struct writer_arg args[THREADS];
@@ -696,9 +697,9 @@ TEST(store_writer_commits_every_row_of_concurrent_threads_once)
 	struct reqlog again;
 	full_record(&again, "chatcmpl-w0-0");
 	char err[256];
-	CHECK_INT_EQ(store_writer_log(&again, err, sizeof(err)), 0);
-	store_writer_stop();
-	CHECK(!store_writer_running());
+	CHECK_INT_EQ(logwriter_log(&again, err, sizeof(err)), 0);
+	logwriter_stop();
+	CHECK(!logwriter_running());
 	for (int i = 0; i < THREADS; i++)
 		CHECK_INT_EQ(args[i].failures, 0);
 	sqlite3 *db = open_raw(path);
@@ -710,23 +711,97 @@ TEST(store_writer_commits_every_row_of_concurrent_threads_once)
 	free(ok);
 	sqlite3_close(db);
 	/* After a stop, a row is refused (the caller keeps it in the fallback file). */
-	CHECK_INT_EQ(store_writer_log(&again, err, sizeof(err)), -1);
+	CHECK_INT_EQ(logwriter_log(&again, err, sizeof(err)), -1);
 	free(path);
 }
 
-TEST(store_writer_fails_rows_fast_when_the_database_cannot_be_opened)
+TEST(logwriter_fails_rows_fast_when_the_database_cannot_be_opened)
 {
 	char *blocker = test_path("not-a-directory");
 	test_write_file(blocker, "x", (size_t)-1);
 	char *path = test_path("not-a-directory/llm_logs.db");
 	struct store_opts o = { .path = path, .busy_timeout_ms = 100, .checkpoint_pages = 100 };
-	REQUIRE(store_writer_start(&o) == 0);
+	REQUIRE(logwriter_start(&o) == 0);
 	struct reqlog r;
 	full_record(&r, "chatcmpl-nodb");
 	char err[256] = "";
-	CHECK_INT_EQ(store_writer_log(&r, err, sizeof(err)), -1);
+	CHECK_INT_EQ(logwriter_log(&r, err, sizeof(err)), -1);
 	CHECK(err[0] != '\0');
-	store_writer_stop();
+	logwriter_stop();
 	free(path);
 	free(blocker);
+}
+
+/* ---- migrations of databases made by older routers ---- */
+
+/* What a router of schema version 2 created (the released migrations 0 -> 1 and 1 -> 2, frozen). */
+static const char old_v2_schema[] =
+	"CREATE TABLE request_log (  id INTEGER PRIMARY KEY,  request_id TEXT NOT NULL UNIQUE,"
+	"  ts_start_ms INTEGER NOT NULL,  ts_end_ms INTEGER NOT NULL,  agent TEXT,  tier TEXT,  task TEXT,"
+	"  requested_model TEXT,  model TEXT,  provider TEXT,  upstream_model TEXT,"
+	"  stream INTEGER NOT NULL DEFAULT 0,  status INTEGER NOT NULL,  error_type TEXT,  error_code TEXT,"
+	"  error_message TEXT,  finish_reason TEXT,  input_tokens INTEGER,  output_tokens INTEGER,"
+	"  cached_tokens INTEGER,  cache_write_tokens INTEGER,  reasoning_tokens INTEGER,"
+	"  cost_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  cost_usd REAL GENERATED ALWAYS AS (cost_nusd / 1e9) VIRTUAL,  cost_source TEXT,"
+	"  latency_ms REAL,  ttft_ms REAL,  upstream_ms REAL,  overhead_ms REAL,  dropped_params TEXT,"
+	"  upstream_request_id TEXT,  attempts INTEGER NOT NULL DEFAULT 1,"
+	"  client_gone INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX request_log_ts ON request_log(ts_start_ms);"
+	"CREATE TABLE tool_call_state (  tool_call_id TEXT PRIMARY KEY,  request_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,  ts_ms INTEGER NOT NULL);"
+	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);"
+	"INSERT INTO request_log (request_id, ts_start_ms, ts_end_ms, status, cost_nusd)"
+	" VALUES ('chatcmpl-v2', 1767225600000, 1767225600100, 200, 42);"
+	"PRAGMA user_version = 2;";
+
+static char *schema_of(const char *path)
+{
+	sqlite3 *db = open_raw(path);
+	if (!db)
+		return NULL;
+	char *sql = query_text(db, "SELECT group_concat(type || ' ' || name || ': ' || sql, '\n') FROM"
+				   " (SELECT * FROM sqlite_master ORDER BY name)");
+	sqlite3_close(db);
+	return sql;
+}
+
+TEST(store_migrates_a_version_2_database_to_the_schema_of_a_new_one)
+{
+	char *old = test_path("v2.db");
+	sqlite3 *db = NULL;
+	REQUIRE_INT_EQ(sqlite3_open(old, &db), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_exec(db, old_v2_schema, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char err[512] = "";
+	struct store *st = open_store(old, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	CHECK_INT_EQ(store_schema_version(st), STORE_SCHEMA_VERSION);
+	/* The old row is kept, with the new columns' defaults; new rows take every column. */
+	struct reqlog r;
+	full_record(&r, "chatcmpl-v4");
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	store_close(st);
+	db = open_raw(old);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT cost_nusd FROM request_log WHERE request_id = 'chatcmpl-v2'"), 42);
+	CHECK_INT_EQ(query_int(db, "SELECT partial FROM request_log WHERE request_id = 'chatcmpl-v2'"), 0);
+	CHECK_INT_EQ(query_int(db, "SELECT fallback_from IS NULL FROM request_log WHERE request_id = 'chatcmpl-v2'"), 1);
+	char *ff = query_text(db, "SELECT fallback_from FROM request_log WHERE request_id = 'chatcmpl-v4'");
+	CHECK_STR_EQ(ff, "claude-sonnet-4-5");
+	free(ff);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_attempts WHERE request_id = 'chatcmpl-v4'"), 2);
+	sqlite3_close(db);
+	/* Every table, index and view says what a database created new says. */
+	char *fresh = test_path("fresh.db");
+	st = open_store(fresh, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	store_close(st);
+	char *a = schema_of(old), *b = schema_of(fresh);
+	CHECK_STR_EQ(a, b);
+	free(a);
+	free(b);
+	free(fresh);
+	free(old);
 }

@@ -1,0 +1,258 @@
+/* logwriter.c - the writer thread: group commit of the jobs of worker threads, and the
+ * maintenance scheduled between batches (JSONL replay, retention).
+ *
+ * Worker threads queue a job on their own stack and sleep until the writer thread marks it done;
+ * the writer takes every queued job at once and commits them in one transaction (group commit).
+ * A job is never touched after it is marked done (its owner may return at once). (Measured: a
+ * dedicated thread beats handing the commit to one of the waiting request threads.) The writer's
+ * connection (W.st) belongs to the writer thread alone; it is opened lazily, dropped after a
+ * failure that is not a lock (and when its file was moved or deleted), and reopened at most every
+ * REOPEN_US. One writer per process: its state is static.
+ */
+#include "logwriter.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+#include "reqlog_jsonl.h"
+#include "store_wal.h"
+#include "util.h"
+
+/* Retry interval for a database that could not be opened. */
+#define REOPEN_US (5 * 1000000LL)
+
+struct wjob {
+	int (*fn)(struct store *st, void *ud, char *errbuf, size_t errsz);
+	void *ud;
+	struct wjob *next;
+	int done;
+	int rc;
+	char err[256];
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t work;          /* jobs queued or stop requested */
+	pthread_cond_t done;          /* a batch finished */
+	struct wjob *head, *tail;
+	int stop;
+	int running;
+	pthread_t thread;
+	struct store_opts opts;
+	struct store *st;             /* writer thread only */
+	int64_t retry_us;             /* writer thread only */
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER };
+
+/* A database file deleted or renamed under the writer (a removed directory, a restore) would
+ * swallow the rows committed to it: drop the connection so that a new file is opened at once. */
+static void writer_drop_if_moved(void)
+{
+	if (!W.st || !store_file_moved(W.st))
+		return;
+	log_error(NULL, "the database file %s was moved or deleted: opening it anew", W.opts.path);
+	store_close(W.st);
+	W.st = NULL;
+	W.retry_us = 0;
+}
+
+/* Opens the writer's connection when it has none and the retry interval has passed; logs the
+ * failure when `say` (the message stays in err). */
+static void writer_open(int say, char *err, size_t errsz)
+{
+	writer_drop_if_moved();
+	if (W.st || clock_mono_us() < W.retry_us)
+		return;
+	W.st = store_open(&W.opts, err, errsz);
+	if (!W.st) {
+		W.retry_us = clock_mono_us() + REOPEN_US;
+		if (say)
+			log_error(NULL, "request log database unavailable: %s", err);
+	}
+}
+
+/* Commits a batch in one transaction; on any failure every job of the batch fails. */
+static void commit_batch(struct wjob *batch)
+{
+	char err[256] = "";
+	int ok = 0;
+	writer_open(1, err, sizeof(err));
+	if (!W.st) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "the database is unavailable (retrying every %lld s)",
+				 REOPEN_US / 1000000);
+	} else if (store_begin_err(W.st, err, sizeof(err)) == 0) {
+		ok = 1;
+		for (struct wjob *j = batch; j && ok; j = j->next)
+			ok = j->fn(W.st, j->ud, err, sizeof(err)) == 0;
+		if (ok)
+			ok = store_commit_err(W.st, err, sizeof(err)) == 0;
+		if (!ok)
+			store_rollback(W.st);
+	}
+	if (!ok && W.st && store_failed_for_good(W.st)) {
+		/* Read-only, I/O error, corruption, vanished file: reopen later. */
+		store_close(W.st);
+		W.st = NULL;
+		W.retry_us = clock_mono_us() + REOPEN_US;
+	}
+	for (struct wjob *j = batch; j; j = j->next) {
+		j->rc = ok ? 0 : -1;
+		if (!ok)
+			snprintf(j->err, sizeof(j->err), "%s", err);
+	}
+}
+
+/* Maintenance by the writer, between batches: the JSONL fallback is imported once the database
+ * takes rows again (checked every REPLAY_CHECK_MS), and rows past the retention age are pruned
+ * (every PRUNE_EVERY_MS, the first a minute after start). */
+#define REPLAY_CHECK_MS 5000
+#define PRUNE_EVERY_MS (3600 * 1000LL)
+
+static int64_t next_replay_ms, next_prune_ms;
+
+static void writer_maintain(void)
+{
+	char err[256];
+	writer_open(0, err, sizeof(err));
+	if (!W.st)
+		return;
+	int64_t now = clock_wall_ms();
+	if (W.opts.jsonl_path && now >= next_replay_ms) {
+		/* Cheap when there is nothing to import: the file and any leftovers are looked for. */
+		next_replay_ms = now + REPLAY_CHECK_MS;
+		struct replay_stats rs;
+		reqlog_replay(W.st, W.opts.jsonl_path, &rs);
+	}
+	if (W.opts.retention_days > 0 && now >= next_prune_ms) {
+		next_prune_ms = now + PRUNE_EVERY_MS;
+		long long n = store_prune(W.st, now - W.opts.retention_days * 86400000LL);
+		if (n > 0)
+			log_info(NULL, "retention: %lld request-log row(s) older than %ld days deleted", n,
+				 W.opts.retention_days);
+	}
+}
+
+/* Maintenance runs with the queue's lock released. */
+static void maintain_unlocked(void)
+{
+	pthread_mutex_unlock(&W.mu);
+	writer_maintain();
+	pthread_mutex_lock(&W.mu);
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&W.mu);
+	for (;;) {
+		while (!W.head && !W.stop) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += REPLAY_CHECK_MS / 1000;
+			/* Idle: maintenance still runs (a database back after a failure gets its fallback
+			 * rows without waiting for traffic). */
+			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop)
+				maintain_unlocked();
+		}
+		if (!W.head)
+			break;
+		struct wjob *batch = W.head;
+		W.head = W.tail = NULL;
+		pthread_mutex_unlock(&W.mu);
+		commit_batch(batch);
+		pthread_mutex_lock(&W.mu);
+		for (struct wjob *j = batch; j;) {
+			struct wjob *next = j->next;
+			j->done = 1;
+			j = next;
+		}
+		pthread_cond_broadcast(&W.done);
+		if (!W.head)
+			maintain_unlocked();   /* nobody waits: a good moment */
+	}
+	pthread_mutex_unlock(&W.mu);
+	store_close(W.st);
+	W.st = NULL;
+	return NULL;
+}
+
+int logwriter_start(const struct store_opts *o)
+{
+	W.opts = *o;
+	W.opts.path = xstrdup(o->path);
+	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
+	next_replay_ms = 0;
+	next_prune_ms = clock_wall_ms() + 60000;
+	W.stop = 0;
+	W.retry_us = 0;
+	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
+		free((char *)W.opts.path);
+		free((char *)W.opts.jsonl_path);
+		return -1;
+	}
+	__atomic_store_n(&W.running, 1, __ATOMIC_RELEASE);
+	if (store_checkpointer_start(o) < 0)
+		log_warn(NULL, "cannot start the WAL checkpointer thread");
+	return 0;
+}
+
+void logwriter_stop(void)
+{
+	if (!__atomic_load_n(&W.running, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&W.mu);
+	W.stop = 1;
+	pthread_cond_signal(&W.work);
+	pthread_mutex_unlock(&W.mu);
+	pthread_join(W.thread, NULL);
+	__atomic_store_n(&W.running, 0, __ATOMIC_RELEASE);
+	free((char *)W.opts.path);
+	W.opts.path = NULL;
+	free((char *)W.opts.jsonl_path);
+	W.opts.jsonl_path = NULL;
+	store_checkpointer_stop();
+}
+
+int logwriter_running(void)
+{
+	return __atomic_load_n(&W.running, __ATOMIC_ACQUIRE);
+}
+
+int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t errsz), void *ud,
+		  char *errbuf, size_t errsz)
+{
+	struct wjob job = { .fn = fn, .ud = ud };
+	pthread_mutex_lock(&W.mu);
+	if (W.stop) {
+		pthread_mutex_unlock(&W.mu);
+		snprintf(errbuf, errsz, "the database writer has stopped");
+		return -1;
+	}
+	if (W.tail)
+		W.tail->next = &job;
+	else
+		W.head = &job;
+	W.tail = &job;
+	pthread_cond_signal(&W.work);
+	while (!job.done)
+		pthread_cond_wait(&W.done, &W.mu);
+	pthread_mutex_unlock(&W.mu);
+	if (job.rc < 0)
+		snprintf(errbuf, errsz, "%s", job.err);
+	return job.rc;
+}
+
+static int insert_row(struct store *st, void *ud, char *errbuf, size_t errsz)
+{
+	return store_insert_reqlog(st, ud, errbuf, errsz);
+}
+
+int logwriter_log(const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	return logwriter_run(insert_row, (void *)r, errbuf, errsz);
+}

@@ -1,0 +1,28 @@
+/* reqlog_jsonl.h - the JSONL fallback file of the request log: append a row, replay the file.
+ *
+ * One line per row, the row's JSON form (reqlog_row.h). Appends from any thread or process are
+ * whole lines; a replay imports each row exactly once.
+ */
+#ifndef ROUTER_REQLOG_JSONL_H
+#define ROUTER_REQLOG_JSONL_H
+
+#include "reqlog_row.h"
+
+struct store;
+
+/* Appends r as one line to the file at path (creating it and its directory when needed). Returns
+ * 0, or -1 with a message in errbuf. */
+int reqlog_jsonl_append(const char *path, const struct reqlog *r, char *errbuf, size_t errsz);
+
+struct replay_stats {
+	long long imported, already, malformed, files;
+};
+/* Imports the JSONL fallback file into the database, exactly once: the file is moved aside under
+ * the appenders' lock (new rows go to a new file), its rows are committed (a row whose request id
+ * is already logged is skipped, its budget not counted twice), and only then is it deleted. A
+ * replay interrupted half-way leaves the moved file, which the next replay imports again; two
+ * processes never import the same file at once (flock). Returns 0, or -1 when a row could not be
+ * committed (the file stays for the next attempt). */
+int reqlog_replay(struct store *st, const char *jsonl_path, struct replay_stats *stats);
+
+#endif

@@ -1,0 +1,215 @@
+/* store_reqlog.c - request-log rows into the database (with their attempts, tool-call state and
+ * budget settlement), the tool-call state read back, and retention.
+ *
+ * A row and everything that comes with it commit together, inside a SAVEPOINT (so a caller's
+ * transaction, such as the writer's group commit or a replay batch, stays usable when one row
+ * fails). A row whose request id is already logged changes nothing: a replayed row is never
+ * counted twice. The bindings walk the column tables of reqlog_row.h.
+ */
+#include "store.h"
+
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static int insert_tool_state(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	const char *id;
+	json_t *v;
+	json_object_foreach((json_t *)r->tool_state, id, v)
+	{
+		char *text = json_dumps(v, JSON_COMPACT);
+		int n = store_run(st, ST_INSERT_TOOL_STATE, "tttI", id, r->request_id, text ? text : "{}",
+				  (int64_t)r->ts_end_ms);
+		free(text);
+		if (n < 0) {
+			snprintf(errbuf, errsz, "insert into tool_call_state failed: %s",
+				 sqlite3_errmsg(st->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Binds the SQL columns of a column table from parameter `first` on. */
+static void bind_columns(sqlite3_stmt *s, int first, const struct reqlog_col *cols, size_t n,
+			 const void *row)
+{
+	int i = first;
+	for (size_t k = 0; k < n; k++) {
+		if (!cols[k].sql || cols[k].type == COL_SQL_ONLY)
+			continue;
+		struct reqlog_val v;
+		reqlog_col_get(&cols[k], row, &v);
+		store_bind_val(s, i++, &v);
+	}
+}
+
+static int insert_attempts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	for (size_t i = 0; i < r->n_attempt_log; i++) {
+		sqlite3_stmt *s = store_bind(st, ST_INSERT_ATTEMPT, "ti", r->request_id, (int)i + 1);
+		bind_columns(s, 3, reqlog_attempt_columns, reqlog_attempt_n_columns, &r->attempt_log[i]);
+		int rc = sqlite3_step(s);
+		store_reset(s);
+		if (rc != SQLITE_DONE) {
+			snprintf(errbuf, errsz, "insert into request_attempts failed: %s",
+				 sqlite3_errmsg(st->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The row's cost goes into the ledger in the row's own transaction: the ledger always equals
+ * the logged costs. */
+static int settle_budget(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	char day[11], tier_scope[160], agent_scope[160];
+	int64_t amount = 0;
+	int found = store_reservation_end(st, r->request_id, day, tier_scope, agent_scope,
+					  sizeof(tier_scope), &amount);
+	if (found < 0)
+		goto fail;
+	if (!found) {
+		if (!r->tier || r->cost_nusd <= 0)
+			return 0;
+		store_utc_day(r->ts_start_ms, day);
+		snprintf(tier_scope, sizeof(tier_scope), "tier:%s", r->tier);
+		if (r->agent)
+			snprintf(agent_scope, sizeof(agent_scope), "agent:%s", r->agent);
+		else
+			agent_scope[0] = '\0';
+	}
+	if (store_spend_add(st, day, tier_scope, r->cost_nusd, 0, 1) < 0 ||
+	    (agent_scope[0] && store_spend_add(st, day, agent_scope, r->cost_nusd, 0, 1) < 0))
+		goto fail;
+	return 0;
+fail:
+	snprintf(errbuf, errsz, "budget ledger update failed: %s", sqlite3_errmsg(st->db));
+	return -1;
+}
+
+static int insert_reqlog_parts(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	sqlite3_stmt *s = st->stmt[ST_INSERT_REQLOG];
+	bind_columns(s, 1, reqlog_columns, reqlog_n_columns, r);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		snprintf(errbuf, errsz, "insert into request_log failed: %s (%s)", sqlite3_errmsg(st->db),
+			 sqlite3_errstr(rc));
+	store_reset(s);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(st->db) == 0)
+		return 0;  /* already logged (a replay): nothing else to add */
+	if (insert_attempts(st, r, errbuf, errsz) < 0)
+		return -1;
+	if (settle_budget(st, r, errbuf, errsz) < 0)
+		return -1;
+	return insert_tool_state(st, r, errbuf, errsz) < 0 ? -1 : 1;
+}
+
+int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	return store_insert_reqlog_new(st, r, errbuf, errsz) < 0 ? -1 : 0;
+}
+
+int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
+{
+	/* The row, its attempts, its tool state and its budget settlement commit together. */
+	if (store_exec(st->db, "SAVEPOINT reqlog", errbuf, errsz) < 0)
+		return -1;
+	int rc = insert_reqlog_parts(st, r, errbuf, errsz);
+	char ignore[64];
+	if (rc < 0) {
+		store_exec(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
+		store_exec(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+		return -1;
+	}
+	if (store_exec(st->db, "RELEASE reqlog", errbuf, errsz) < 0) {
+		store_exec(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
+		store_exec(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+		return -1;
+	}
+	return rc;
+}
+
+json_t *store_tool_state(struct store *st, const char *tool_call_id)
+{
+	sqlite3_stmt *s = store_bind(st, ST_GET_TOOL_STATE, "t", tool_call_id);
+	json_t *state = NULL;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(s, 0);
+		json_error_t jerr;
+		state = text ? json_loads(text, 0, &jerr) : NULL;
+	}
+	store_reset(s);
+	return state;
+}
+
+/* ---- retention ---- */
+
+/* Deletes up to `batch` rows per statement, each batch its own short transaction, so writers of
+ * other processes wait for one batch at most. */
+static long long prune_table(struct store *st, const char *sql, int64_t cutoff, const char *day)
+{
+	long long total = 0;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	for (;;) {
+		if (store_begin(st) < 0) {
+			total = -1;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, cutoff);
+		sqlite3_bind_text(s, 2, day, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(s);
+		int n = sqlite3_changes(st->db);
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE || store_commit(st) < 0) {
+			store_rollback(st);
+			total = -1;
+			break;
+		}
+		total += n;
+		if (n < 1000)
+			break;
+	}
+	sqlite3_finalize(s);
+	return total;
+}
+
+long long store_prune(struct store *st, int64_t cutoff_ms)
+{
+	static const char *const sql[] = {
+		"DELETE FROM request_attempts WHERE (request_id, attempt) IN (SELECT request_id, attempt"
+		" FROM request_attempts WHERE ts_start_ms < ?1 ORDER BY ts_start_ms LIMIT 1000)"
+		" AND ?2 IS NOT NULL",
+		"DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE ts_start_ms < ?1"
+		" ORDER BY ts_start_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		"DELETE FROM tool_call_state WHERE rowid IN (SELECT rowid FROM tool_call_state"
+		" WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		"DELETE FROM budget_spend WHERE day < ?2 AND ?1 IS NOT NULL",
+		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
+	};
+	char day[11];
+	store_utc_day(cutoff_ms, day);
+	long long rows = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(sql); i++) {
+		long long n = prune_table(st, sql[i], cutoff_ms, day);
+		if (n < 0)
+			return -1;
+		if (i == 1)
+			rows = n;
+	}
+	/* Give freed pages back to the file system (databases created with auto_vacuum = INCREMENTAL). */
+	char err[256];
+	store_exec(st->db, "PRAGMA incremental_vacuum(2000)", err, sizeof(err));
+	return rows;
+}

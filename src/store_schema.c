@@ -1,0 +1,261 @@
+/* store_schema.c - opening the database file: pragmas, the busy handler and schema migrations.
+ *
+ * Migrations run inside BEGIN IMMEDIATE and re-read user_version there, so several processes
+ * starting at once apply each migration exactly once. Migration i brings the schema from version i
+ * to i+1; a released migration never changes. The request_log table's columns are not written
+ * here: migration 0 creates the table from the columns of reqlog_columns (reqlog_row.h) with
+ * since = 1, and every later migration first adds the columns whose since is its new version
+ * (ALTER TABLE ... ADD COLUMN), so the text a database was created with stays the same.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "util.h"
+
+/* What migration i runs after the request_log columns of version i + 1. */
+static const char *const migrations[] = {
+	/* 0 -> 1: the request log. */
+	"CREATE INDEX request_log_ts ON request_log(ts_start_ms);",
+	/* 1 -> 2: what assistant turns with tool calls must carry into the next request. */
+	"CREATE TABLE tool_call_state ("
+	"  tool_call_id TEXT PRIMARY KEY,"
+	"  request_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);",
+	/* 2 -> 3: fallback: every attempt of a request, and the health of each model. */
+	"CREATE TABLE request_attempts ("
+	"  request_id TEXT NOT NULL,"
+	"  attempt INTEGER NOT NULL,"
+	"  ts_start_ms INTEGER NOT NULL,"
+	"  model TEXT NOT NULL,"
+	"  provider TEXT,"
+	"  upstream_model TEXT,"
+	"  outcome TEXT NOT NULL,"
+	"  upstream_status INTEGER,"
+	"  status INTEGER,"
+	"  error_type TEXT,"
+	"  error_code TEXT,"
+	"  error_message TEXT,"
+	"  latency_ms REAL,"
+	"  retry_after_s INTEGER,"
+	"  upstream_request_id TEXT,"
+	"  PRIMARY KEY (request_id, attempt)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX request_attempts_ts ON request_attempts(ts_start_ms);"
+	"CREATE TABLE model_health ("
+	"  model TEXT PRIMARY KEY,"
+	"  failures INTEGER NOT NULL DEFAULT 0,"
+	"  window_start_ms INTEGER NOT NULL DEFAULT 0,"
+	"  cooldown_until_ms INTEGER NOT NULL DEFAULT 0,"
+	"  probe_until_ms INTEGER NOT NULL DEFAULT 0,"
+	"  trips INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  updated_ms INTEGER NOT NULL DEFAULT 0"
+	");",
+	/* 3 -> 4: agents' keys, daily budgets (spend ledger, reservations, alerts) and report views. */
+	"CREATE TABLE api_keys ("
+	"  id TEXT PRIMARY KEY,"
+	"  agent TEXT NOT NULL,"
+	"  hash TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  revoked_ms INTEGER"
+	");"
+	"CREATE TABLE budget_spend ("
+	"  day TEXT NOT NULL,"
+	"  scope TEXT NOT NULL,"
+	"  spent_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  reserved_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  requests INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (day, scope)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE budget_reservations ("
+	"  request_id TEXT PRIMARY KEY,"
+	"  day TEXT NOT NULL,"
+	"  tier_scope TEXT NOT NULL,"
+	"  agent_scope TEXT,"
+	"  amount_nusd INTEGER NOT NULL,"
+	"  created_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX budget_reservations_created ON budget_reservations(created_ms);"
+	"CREATE TABLE budget_alerts ("
+	"  day TEXT NOT NULL,"
+	"  scope TEXT NOT NULL,"
+	"  level INTEGER NOT NULL,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  spent_nusd INTEGER,"
+	"  limit_nusd INTEGER,"
+	"  PRIMARY KEY (day, scope, level)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE budget_limits ("
+	"  scope TEXT PRIMARY KEY,"
+	"  limit_nusd INTEGER NOT NULL"
+	");"
+	"CREATE VIEW spend_by_day AS"
+	"  SELECT date(ts_start_ms / 1000, 'unixepoch') AS day, tier, agent, model, count(*) AS calls,"
+	"  sum(coalesce(input_tokens, 0)) AS input_tokens, sum(coalesce(output_tokens, 0)) AS output_tokens,"
+	"  round(sum(cost_nusd) / 1e9, 6) AS usd"
+	"  FROM request_log GROUP BY day, tier, agent, model;"
+	"CREATE VIEW spend_today_tier AS"
+	"  SELECT substr(s.scope, 6) AS tier, round(s.spent_nusd / 1e9, 6) AS spent_usd,"
+	"  round(s.reserved_nusd / 1e9, 6) AS reserved_usd, round(l.limit_nusd / 1e9, 2) AS budget_usd,"
+	"  round(100.0 * s.spent_nusd / nullif(l.limit_nusd, 0), 1) AS percent, s.requests"
+	"  FROM budget_spend s LEFT JOIN budget_limits l USING (scope)"
+	"  WHERE s.day = date('now') AND s.scope LIKE 'tier:%';"
+	"CREATE VIEW spend_today_agent AS"
+	"  SELECT substr(s.scope, 7) AS agent, round(s.spent_nusd / 1e9, 6) AS spent_usd,"
+	"  round(s.reserved_nusd / 1e9, 6) AS reserved_usd, round(l.limit_nusd / 1e9, 2) AS budget_usd,"
+	"  round(100.0 * s.spent_nusd / nullif(l.limit_nusd, 0), 1) AS percent, s.requests"
+	"  FROM budget_spend s LEFT JOIN budget_limits l USING (scope)"
+	"  WHERE s.day = date('now') AND s.scope LIKE 'agent:%';"
+	"CREATE VIEW spend_today_model AS"
+	"  SELECT model, count(*) AS calls, sum(coalesce(input_tokens, 0)) AS input_tokens,"
+	"  sum(coalesce(output_tokens, 0)) AS output_tokens, round(sum(cost_nusd) / 1e9, 6) AS usd"
+	"  FROM request_log WHERE ts_start_ms >= unixepoch(date('now')) * 1000 GROUP BY model;",
+};
+
+_Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION,
+	       "STORE_SCHEMA_VERSION is the number of migrations");
+
+int store_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsz)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errsz, "%s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int store_user_version(sqlite3 *db)
+{
+	sqlite3_stmt *s;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* The SQL of migration v: the request_log columns of version v + 1, then migrations[v]. */
+static void migration_sql(int v, struct buf *out)
+{
+	int first = 1;
+	for (size_t i = 0; i < reqlog_n_columns; i++) {
+		const struct reqlog_col *c = &reqlog_columns[i];
+		if (!c->sql || c->since != v + 1)
+			continue;
+		if (v == 0)
+			buf_printf(out, "%s  %s %s", first ? "CREATE TABLE request_log (" : ",", c->name, c->sql);
+		else
+			buf_printf(out, "ALTER TABLE request_log ADD COLUMN %s %s;", c->name, c->sql);
+		first = 0;
+	}
+	if (v == 0)
+		buf_puts(out, ");");
+	buf_puts(out, migrations[v]);
+}
+
+static void rollback(sqlite3 *db)
+{
+	char ignore[8];
+	store_exec(db, "ROLLBACK", ignore, sizeof(ignore));
+}
+
+static int migrate(sqlite3 *db, char *errbuf, size_t errsz)
+{
+	if (store_user_version(db) == STORE_SCHEMA_VERSION)
+		return 0;
+	if (store_exec(db, "BEGIN IMMEDIATE", errbuf, errsz) < 0)
+		return -1;
+	int v = store_user_version(db);
+	if (v < 0 || v > STORE_SCHEMA_VERSION) {
+		snprintf(errbuf, errsz, "database schema version %d is newer than this router (%d)", v,
+			 STORE_SCHEMA_VERSION);
+		rollback(db);
+		return -1;
+	}
+	for (; v < STORE_SCHEMA_VERSION; v++) {
+		struct buf sql;
+		buf_init(&sql, BUF_UNLIMITED);
+		migration_sql(v, &sql);
+		int rc = store_exec(db, buf_str(&sql), errbuf, errsz);
+		buf_free(&sql);
+		if (rc < 0) {
+			rollback(db);
+			return -1;
+		}
+	}
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+	if (store_exec(db, sql, errbuf, errsz) < 0 || store_exec(db, "COMMIT", errbuf, errsz) < 0) {
+		rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+/* Waiting for another connection's lock: SQLite's own busy timeout sleeps in steps of up to
+ * 100 ms, which is what a request then waits even when the lock is released a moment later.
+ * This one polls from 50 us, doubling to at most 2 ms, until busy_timeout_ms have passed. */
+static int busy_wait(void *ud, int count)
+{
+	int64_t timeout_us = (int64_t)(intptr_t)ud * 1000;
+	int64_t slept = 0;
+	for (int i = 0; i < count && slept <= timeout_us; i++)
+		slept += i < 6 ? 50LL << i : 2000;
+	if (slept > timeout_us)
+		return 0;
+	struct timespec ts = { 0, (count < 6 ? 50L << count : 2000L) * 1000L };
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+sqlite3 *store_db_open(const struct store_opts *o, char *errbuf, size_t errsz)
+{
+	if (mkdir_parents(o->path) < 0) {
+		snprintf(errbuf, errsz, "cannot create the directory of %s: %s", o->path, strerror(errno));
+		return NULL;
+	}
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(o->path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errsz, "cannot open %s: %s", o->path,
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)o->busy_timeout_ms);
+	char sql[160];
+	/* The hot pages (index ends, the ledger, keys) are few: a small page cache per connection
+	 * keeps a responder's many connections (writer, checkpointer, one per worker) lean. */
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-512;",
+		 o->synchronous_full ? "FULL" : "NORMAL");
+	/* A new database gives deleted pages back to the file system bit by bit (store_prune). */
+	if (store_user_version(db) == 0)
+		store_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", errbuf, errsz);
+	if (store_exec(db, sql, errbuf, errsz) < 0 || migrate(db, errbuf, errsz) < 0) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	if (o->checkpoint_pages > 0) {
+		/* A WAL that starts over is reused in place (appending to a file that was truncated
+		 * allocates blocks on the request path); only a WAL past the cap is cut back to it. */
+		snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%lld",
+			 (long long)o->checkpoint_pages * 4096 * STORE_WAL_CAP_FACTOR);
+		store_exec(db, sql, errbuf, errsz);
+	}
+	return db;
+}
