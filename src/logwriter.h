@@ -37,10 +37,4 @@ int logwriter_log(const struct reqlog *r, char *errbuf, size_t errsz);
 int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t errsz), void *ud,
 		  char *errbuf, size_t errsz);
 
-/* The names these had when the writer was part of store.c; for callers not yet moved. */
-#define store_writer_start logwriter_start
-#define store_writer_stop logwriter_stop
-#define store_writer_running logwriter_running
-#define store_writer_log logwriter_log
-
 #endif

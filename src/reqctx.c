@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "logwriter.h"
 #include "store.h"
 #include "util.h"
 
@@ -33,7 +34,7 @@ void reqctx_store_opts(const struct config *cfg, struct store_opts *o, int backg
 /* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
 static void worker_ensure_store(struct worker *w, const struct config *cfg)
 {
-	if (w->st || store_writer_running() || clock_mono_us() < w->st_retry_us)
+	if (w->st || logwriter_running() || clock_mono_us() < w->st_retry_us)
 		return;
 	struct store_opts o;
 	reqctx_store_opts(cfg, &o, 0);

@@ -23,6 +23,7 @@
 
 #include "fcgi_io.h"
 #include "log.h"
+#include "logwriter.h"
 #include "reqctx.h"
 #include "routes.h"
 #include "store.h"
@@ -132,7 +133,7 @@ int server_run_fastcgi(int listen_fd)
 	size_t nthreads = (size_t)cfg->threads;
 	struct store_opts so;
 	reqctx_store_opts(cfg, &so, 1);
-	if (store_writer_start(&so) < 0) {
+	if (logwriter_start(&so) < 0) {
 		log_error(NULL, "cannot start the database writer thread");
 		return 1;
 	}
@@ -164,7 +165,7 @@ int server_run_fastcgi(int listen_fd)
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
-	store_writer_stop();
+	logwriter_stop();
 	free(workers);
 	free(threads);
 	log_info(NULL, "responder stopped");

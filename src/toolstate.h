@@ -4,7 +4,7 @@
  * a tool call: Anthropic its thinking blocks (with signatures), Gemini the thought signature of
  * each function call, DeepSeek the reasoning_content of the turn. Clients receive them in
  * extension fields (provider.h) but many drop unknown fields. The router therefore keeps that
- * state per tool call id (store.c) and puts it back into a request whose assistant messages lack
+ * state per tool call id (store_reqlog.c) and puts it back into a request whose assistant messages lack
  * it. These functions are pure: state is a JSON object {tool_call_id: {"provider": name,
  * "thinking_blocks": [...], "reasoning_content": "...", "extra_content": {...}}}.
  */
