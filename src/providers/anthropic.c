@@ -464,123 +464,108 @@ static int drop_unsupported(const struct xlate_ctx *x, json_t *c, struct buf *dr
 	return 0;
 }
 
-static int anthropic_build(const struct xlate_ctx *x, const json_t *client, struct upstream_req *out,
-			   struct buf *dropped, struct rerr *err)
+/* What Anthropic cannot do at all is refused (unknown fields, n > 1, audio output, non-text
+ * modalities); what it merely lacks is dropped and named. */
+static int refuse_unsupported(const struct xlate_ctx *x, json_t *c, struct buf *dropped,
+			      struct rerr *err)
 {
-	/* A shallow copy the checks below may prune; the request body is built fresh. */
-	json_t *c = json_copy((json_t *)client);
-	json_t *body = json_object();
-	int rc = -1;
-
 	if (params_unknown(x, c, known_fields, dropped, err) < 0)
-		goto out;
+		return -1;
 	const json_t *n = json_object_get(c, "n");
-	if (json_is_integer(n) && json_integer_value(n) > 1) {
-		param_refused(x, "n", "more than one choice (n > 1)", err);
-		goto out;
-	}
+	if (json_is_integer(n) && json_integer_value(n) > 1)
+		return param_refused(x, "n", "more than one choice (n > 1)", err);
 	const json_t *audio = json_object_get(c, "audio");
-	if (audio && !json_is_null(audio)) {
-		param_refused(x, "audio", "audio output", err);
-		goto out;
-	}
+	if (audio && !json_is_null(audio))
+		return param_refused(x, "audio", "audio output", err);
 	const json_t *mods = json_object_get(c, "modalities");
 	size_t mi;
 	json_t *mv;
 	json_array_foreach(mods, mi, mv)
 	{
-		if (!json_is_string(mv) || strcmp(json_string_value(mv), "text") != 0) {
-			param_refused(x, "modalities", "output modalities other than text", err);
-			goto out;
-		}
+		if (!json_is_string(mv) || strcmp(json_string_value(mv), "text") != 0)
+			return param_refused(x, "modalities", "output modalities other than text", err);
 	}
-	if (drop_unsupported(x, c, dropped, err) < 0)
-		goto out;
+	return drop_unsupported(x, c, dropped, err);
+}
 
-	json_object_set_new(body, "model", json_string(x->upstream_model));
-	const json_t *mct = json_object_get(c, "max_completion_tokens");
-	const json_t *mt = json_object_get(c, "max_tokens");
-	json_int_t max_tokens = json_is_integer(mct)  ? json_integer_value(mct)
-				: json_is_integer(mt) ? json_integer_value(mt)
-						      : (json_int_t)x->model->max_output_tokens;
-	json_object_set_new(body, "max_tokens", json_integer(max_tokens));
-	if (convert_messages(x, json_object_get(c, "messages"), body, dropped, err) < 0)
-		goto out;
-
-	/* Extended thinking: the client's own `thinking` object, or reasoning_effort. */
-	json_t *thinking = NULL;
-	const char *thinking_param = "reasoning_effort";
+/* Extended thinking: the client's own `thinking` object, or reasoning_effort. *thinking is set to
+ * the new object (NULL: none), also when -1 is returned; *param names the field it came from. */
+static int thinking_from_client(const struct xlate_ctx *x, const json_t *c, struct buf *dropped,
+				json_t **thinking, const char **param, struct rerr *err)
+{
+	*thinking = NULL;
+	*param = "reasoning_effort";
 	const json_t *ct = json_object_get(c, "thinking");
 	const char *effort = json_str(c, "reasoning_effort");
 	if (json_is_object(ct)) {
 		const json_t *cbt = json_object_get(ct, "budget_tokens");
 		if (cbt && (!json_is_integer(cbt) || json_integer_value(cbt) < 1 ||
-			    json_integer_value(cbt) > 10000000)) {
-			rerr_invalid(err, "thinking.budget_tokens",
-				     "Invalid value for 'thinking.budget_tokens': expected an integer from 1 to 10000000.");
-			goto out;
-		}
-		thinking = json_deep_copy(ct);
-		thinking_param = "thinking";
+			    json_integer_value(cbt) > 10000000))
+			return rerr_invalid(err, "thinking.budget_tokens",
+					    "Invalid value for 'thinking.budget_tokens': expected an integer from 1 to 10000000.");
+		*thinking = json_deep_copy(ct);
+		*param = "thinking";
 		if (effort && param_unsupported(x, dropped, "reasoning_effort", err) < 0)
-			goto out;
+			return -1;
 	} else if (effort) {
 		long budget = reasoning_effort_budget(effort);
-		if (budget < 0) {
-			rerr_invalid(err, "reasoning_effort",
-				     "Invalid value for 'reasoning_effort': '%s'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' and 'max'.",
-				     effort);
-			goto out;
-		}
+		if (budget < 0)
+			return rerr_invalid(err, "reasoning_effort",
+					    "Invalid value for 'reasoning_effort': '%s'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' and 'max'.",
+					    effort);
 		if (budget > 0) {
-			thinking = json_object();
-			json_object_set_new(thinking, "type", json_string("enabled"));
-			json_object_set_new(thinking, "budget_tokens", json_integer(budget));
+			*thinking = json_object();
+			json_object_set_new(*thinking, "type", json_string("enabled"));
+			json_object_set_new(*thinking, "budget_tokens", json_integer(budget));
 		}
 	}
-	if (convert_tools(x, c, body, err) < 0) {
-		json_decref(thinking);
-		goto out;
-	}
+	return 0;
+}
+
+/* Thinking against the rest of the request (its tools already in body): a forced tool wins over
+ * it (*thinking is then freed and set to NULL); when it is on, sampling fields at their thinking
+ * values are dropped and max_tokens is raised above the thinking budget. */
+static int settle_thinking(const struct xlate_ctx *x, json_t *c, json_t *body, json_t **thinking,
+			   const char *param, json_int_t max_tokens, struct buf *dropped,
+			   struct rerr *err)
+{
 	const char *tct = json_str(json_object_get(body, "tool_choice"), "type");
-	if (thinking && tct && (strcmp(tct, "any") == 0 || strcmp(tct, "tool") == 0)) {
+	if (*thinking && tct && (strcmp(tct, "any") == 0 || strcmp(tct, "tool") == 0)) {
 		/* Anthropic refuses thinking with a forced tool: the forced tool wins. */
-		json_decref(thinking);
-		thinking = NULL;
-		if (param_unsupported(x, dropped, thinking_param, err) < 0)
-			goto out;
+		json_decref(*thinking);
+		*thinking = NULL;
+		if (param_unsupported(x, dropped, param, err) < 0)
+			return -1;
 	}
-	const char *ttype = json_str(thinking, "type");
-	int thinking_on = ttype && strcmp(ttype, "disabled") != 0;
-	if (thinking_on) {
-		if (param_drop(x, c, "temperature", 1, dropped, err) < 0 ||
-		    param_drop(x, c, "top_p", 1, dropped, err) < 0 ||
-		    param_drop(x, c, "top_k", NAN, dropped, err) < 0) {
-			json_decref(thinking);
-			goto out;
-		}
-		const json_t *bt = json_object_get(thinking, "budget_tokens");
-		if (json_is_integer(bt) && max_tokens <= json_integer_value(bt))
-			json_object_set_new(body, "max_tokens",
-					    json_integer(json_integer_value(bt) + max_tokens));
-	}
+	const char *ttype = json_str(*thinking, "type");
+	if (!ttype || strcmp(ttype, "disabled") == 0)
+		return 0;
+	if (param_drop(x, c, "temperature", 1, dropped, err) < 0 ||
+	    param_drop(x, c, "top_p", 1, dropped, err) < 0 ||
+	    param_drop(x, c, "top_k", NAN, dropped, err) < 0)
+		return -1;
+	const json_t *bt = json_object_get(*thinking, "budget_tokens");
+	if (json_is_integer(bt) && max_tokens <= json_integer_value(bt))
+		json_object_set_new(body, "max_tokens", json_integer(json_integer_value(bt) + max_tokens));
+	return 0;
+}
+
+/* temperature (Anthropic's range is 0..1; it excludes top_p), top_p, top_k, stop. */
+static int sampling_params(const struct xlate_ctx *x, json_t *c, json_t *body,
+			   struct buf *dropped, struct rerr *err)
+{
 	const json_t *temp = json_object_get(c, "temperature");
 	if (json_is_number(temp)) {
 		double t = json_number_value(temp);
 		if (t > 1) {
 			/* Anthropic's range is 0..1. */
-			if (param_unsupported(x, dropped, "temperature", err) < 0) {
-				json_decref(thinking);
-				goto out;
-			}
+			if (param_unsupported(x, dropped, "temperature", err) < 0)
+				return -1;
 			t = 1;
 		}
 		json_object_set_new(body, "temperature", json_real(t));
-		if (json_object_get(c, "top_p") &&
-		    param_drop(x, c, "top_p", 1, dropped, err) < 0) {
-			json_decref(thinking);
-			goto out;
-		}
+		if (json_object_get(c, "top_p") && param_drop(x, c, "top_p", 1, dropped, err) < 0)
+			return -1;
 	}
 	const json_t *top_p = json_object_get(c, "top_p");
 	if (json_is_number(top_p))
@@ -596,20 +581,13 @@ static int anthropic_build(const struct xlate_ctx *x, const json_t *client, stru
 	} else if (json_is_array(stop) && json_array_size(stop)) {
 		json_object_set(body, "stop_sequences", (json_t *)stop);
 	}
-	if (x->stream)
-		json_object_set_new(body, "stream", json_true());
-	const char *uid = json_str(c, "safety_identifier");
-	if (!uid)
-		uid = json_str(c, "user");
-	if (uid) {
-		json_t *md = json_object();
-		json_object_set_new(md, "user_id", json_string(uid));
-		json_object_set_new(body, "metadata", md);
-	}
-	if (thinking)
-		json_object_set_new(body, "thinking", thinking);
-	convert_response_format(c, body);
+	return 0;
+}
 
+/* The upstream request around a finished body: URL, key and headers. */
+static void messages_request(const struct xlate_ctx *x, const json_t *body,
+			     struct upstream_req *out)
+{
 	struct buf b;
 	buf_init(&b, BUF_UNLIMITED);
 	json_to_buf(body, &b);
@@ -623,8 +601,52 @@ static int anthropic_build(const struct xlate_ctx *x, const json_t *client, stru
 	upstream_req_add_header(out, "Accept: %s", x->stream ? "text/event-stream" : "application/json");
 	for (size_t i = 0; i < x->prov->headers.n; i++)
 		upstream_req_add_header(out, "%s", x->prov->headers.v[i]);
+}
+
+static int anthropic_build(const struct xlate_ctx *x, const json_t *client, struct upstream_req *out,
+			   struct buf *dropped, struct rerr *err)
+{
+	/* A shallow copy the checks below may prune; the request body is built fresh. */
+	json_t *c = json_copy((json_t *)client);
+	json_t *body = json_object();
+	json_t *thinking = NULL;
+	const char *thinking_param;
+	int rc = -1;
+
+	if (refuse_unsupported(x, c, dropped, err) < 0)
+		goto out;
+	json_object_set_new(body, "model", json_string(x->upstream_model));
+	const json_t *mct = json_object_get(c, "max_completion_tokens");
+	const json_t *mt = json_object_get(c, "max_tokens");
+	json_int_t max_tokens = json_is_integer(mct)  ? json_integer_value(mct)
+				: json_is_integer(mt) ? json_integer_value(mt)
+						      : (json_int_t)x->model->max_output_tokens;
+	json_object_set_new(body, "max_tokens", json_integer(max_tokens));
+	if (convert_messages(x, json_object_get(c, "messages"), body, dropped, err) < 0 ||
+	    thinking_from_client(x, c, dropped, &thinking, &thinking_param, err) < 0 ||
+	    convert_tools(x, c, body, err) < 0 ||
+	    settle_thinking(x, c, body, &thinking, thinking_param, max_tokens, dropped, err) < 0 ||
+	    sampling_params(x, c, body, dropped, err) < 0)
+		goto out;
+	if (x->stream)
+		json_object_set_new(body, "stream", json_true());
+	const char *uid = json_str(c, "safety_identifier");
+	if (!uid)
+		uid = json_str(c, "user");
+	if (uid) {
+		json_t *md = json_object();
+		json_object_set_new(md, "user_id", json_string(uid));
+		json_object_set_new(body, "metadata", md);
+	}
+	if (thinking) {
+		json_object_set_new(body, "thinking", thinking);
+		thinking = NULL;
+	}
+	convert_response_format(c, body);
+	messages_request(x, body, out);
 	rc = 0;
 out:
+	json_decref(thinking);
 	json_decref(c);
 	json_decref(body);
 	return rc;
