@@ -222,6 +222,98 @@ static int matches_prefix(const struct strv *prefixes, const char *id)
 	return 0;
 }
 
+/* Model i of the list, from its scratch struct r (already parsed from ms): its id, provider,
+ * pass-through prefix or upstream id, prices, reasoning rule. r->unsupported_params is moved. */
+static void convert_model(struct loader *ld, config_setting_t *ms, int i, struct model_raw *r,
+			  struct model_conf *m)
+{
+	struct config *cfg = ld->cfg;
+	m->id = xstrdup(r->id);
+	for (int k = 0; k < i; k++) {
+		if (cfg->models[k].id && strcmp(cfg->models[k].id, r->id) == 0)
+			cfg_error(ld, ms, "model \"%s\" is defined twice", r->id);
+	}
+	int pi = find_provider(cfg, r->provider);
+	if (pi < 0)
+		cfg_error(ld, ms, "model \"%s\": unknown provider \"%s\"", r->id, r->provider);
+	m->provider = pi < 0 ? 0 : pi;
+	size_t idlen = strlen(r->id);
+	if (r->passthrough) {
+		if (idlen < 3 || strcmp(r->id + idlen - 2, "/*") != 0)
+			cfg_error(ld, ms,
+				  "pass-through model \"%s\": id must end in \"/*\" (e.g. \"openrouter/*\")",
+				  r->id);
+		if (r->upstream && r->upstream[0])
+			cfg_error(ld, ms, "pass-through model \"%s\" cannot set 'upstream'", r->id);
+		m->prefix = xstrndup(r->id, idlen ? idlen - 1 : 0);
+		m->upstream = xstrdup("");
+	} else {
+		if (strchr(r->id, '*'))
+			cfg_error(ld, ms, "model \"%s\": '*' is only allowed in pass-through ids", r->id);
+		m->upstream = xstrdup(r->upstream && r->upstream[0] ? r->upstream : r->id);
+	}
+	m->in_nusd = price_nusd(r->in);
+	m->out_nusd = price_nusd(r->out);
+	m->cached_in_nusd = r->cached_in < 0 ? m->in_nusd : price_nusd(r->cached_in);
+	m->cache_write_nusd = r->cache_write < 0 ? m->in_nusd : price_nusd(r->cache_write);
+	m->reasoning = r->reasoning >= 0 ? r->reasoning
+					 : matches_prefix(&cfg->reasoning_prefixes, m->upstream);
+	m->max_output_tokens = r->max_output_tokens;
+	m->unsupported_params = r->unsupported_params;
+	r->unsupported_params.v = NULL;
+	r->unsupported_params.n = 0;
+	m->created = r->created ? r->created : cfg->loaded_at;
+}
+
+/* The fallback chain of model i (ms: its setting), once every model id is known: each entry a
+ * configured model, not itself, not a pass-through pattern, not twice. */
+static void resolve_fallbacks(struct loader *ld, config_setting_t *ms, int i,
+			      const struct strv *fallback)
+{
+	struct config *cfg = ld->cfg;
+	struct model_conf *m = &cfg->models[i];
+	m->fallback = xcalloc(fallback->n ? fallback->n : 1, sizeof(size_t));
+	for (size_t k = 0; k < fallback->n; k++) {
+		const char *fid = fallback->v[k];
+		int fi = config_model_index(cfg, fid);
+		if (fi < 0) {
+			cfg_error(ld, ms, "model \"%s\": fallback \"%s\" is not a configured model",
+				  m->id, fid);
+			continue;
+		}
+		if ((size_t)fi == (size_t)i) {
+			cfg_error(ld, ms, "model \"%s\": its fallback chain contains itself (a cycle)",
+				  m->id);
+			continue;
+		}
+		if (cfg->models[fi].prefix) {
+			cfg_error(ld, ms,
+				  "model \"%s\": fallback \"%s\" is a pass-through pattern, not a model",
+				  m->id, fid);
+			continue;
+		}
+		int dup = 0;
+		for (size_t d = 0; d < m->n_fallback; d++)
+			dup |= m->fallback[d] == (size_t)fi;
+		if (dup) {
+			cfg_error(ld, ms,
+				  "model \"%s\": fallback \"%s\" appears twice in its chain (a cycle)",
+				  m->id, fid);
+			continue;
+		}
+		m->fallback[m->n_fallback++] = (size_t)fi;
+	}
+}
+
+static void model_raw_free(struct model_raw *r)
+{
+	free(r->id);
+	free(r->provider);
+	free(r->upstream);
+	config_strv_free(&r->fallback);
+	config_strv_free(&r->unsupported_params);
+}
+
 static void load_models(struct loader *ld, config_setting_t *l)
 {
 	struct config *cfg = ld->cfg;
@@ -235,96 +327,119 @@ static void load_models(struct loader *ld, config_setting_t *l)
 	config_setting_t **sets = xcalloc((size_t)n, sizeof(*sets));
 	for (int i = 0; i < n; i++) {
 		config_setting_t *ms = config_setting_get_elem(l, (unsigned)i);
-		struct model_raw *r = &raws[i];
 		struct model_conf *m = &cfg->models[cfg->n_models++];
 		sets[i] = ms;
-		config_schema_parse(ld, ms, model_fields, r);
-		if (!r->id || !r->provider)
-			continue;
-		m->id = xstrdup(r->id);
-		for (int k = 0; k < i; k++) {
-			if (cfg->models[k].id && strcmp(cfg->models[k].id, r->id) == 0)
-				cfg_error(ld, ms, "model \"%s\" is defined twice", r->id);
-		}
-		int pi = find_provider(cfg, r->provider);
-		if (pi < 0)
-			cfg_error(ld, ms, "model \"%s\": unknown provider \"%s\"", r->id, r->provider);
-		m->provider = pi < 0 ? 0 : pi;
-		size_t idlen = strlen(r->id);
-		if (r->passthrough) {
-			if (idlen < 3 || strcmp(r->id + idlen - 2, "/*") != 0)
-				cfg_error(ld, ms,
-					  "pass-through model \"%s\": id must end in \"/*\" (e.g. \"openrouter/*\")",
-					  r->id);
-			if (r->upstream && r->upstream[0])
-				cfg_error(ld, ms, "pass-through model \"%s\" cannot set 'upstream'", r->id);
-			m->prefix = xstrndup(r->id, idlen ? idlen - 1 : 0);
-			m->upstream = xstrdup("");
-		} else {
-			if (strchr(r->id, '*'))
-				cfg_error(ld, ms, "model \"%s\": '*' is only allowed in pass-through ids",
-					  r->id);
-			m->upstream = xstrdup(r->upstream && r->upstream[0] ? r->upstream : r->id);
-		}
-		m->in_nusd = price_nusd(r->in);
-		m->out_nusd = price_nusd(r->out);
-		m->cached_in_nusd = r->cached_in < 0 ? m->in_nusd : price_nusd(r->cached_in);
-		m->cache_write_nusd = r->cache_write < 0 ? m->in_nusd : price_nusd(r->cache_write);
-		m->reasoning = r->reasoning >= 0 ? r->reasoning
-						 : matches_prefix(&cfg->reasoning_prefixes, m->upstream);
-		m->max_output_tokens = r->max_output_tokens;
-		m->unsupported_params = r->unsupported_params;
-		r->unsupported_params.v = NULL;
-		r->unsupported_params.n = 0;
-		m->created = r->created ? r->created : cfg->loaded_at;
+		config_schema_parse(ld, ms, model_fields, &raws[i]);
+		if (raws[i].id && raws[i].provider)
+			convert_model(ld, ms, i, &raws[i], m);
 	}
 	/* Fallback chains reference other models: resolve once every id is known. */
 	for (int i = 0; i < n; i++) {
-		struct model_raw *r = &raws[i];
-		struct model_conf *m = &cfg->models[i];
-		if (!m->id)
-			continue;
-		m->fallback = xcalloc(r->fallback.n ? r->fallback.n : 1, sizeof(size_t));
-		for (size_t k = 0; k < r->fallback.n; k++) {
-			const char *fid = r->fallback.v[k];
-			int fi = config_model_index(cfg, fid);
-			if (fi < 0) {
-				cfg_error(ld, sets[i], "model \"%s\": fallback \"%s\" is not a configured model",
-					  m->id, fid);
-				continue;
-			}
-			if ((size_t)fi == (size_t)i) {
-				cfg_error(ld, sets[i], "model \"%s\": its fallback chain contains itself (a cycle)",
-					  m->id);
-				continue;
-			}
-			if (cfg->models[fi].prefix) {
-				cfg_error(ld, sets[i],
-					  "model \"%s\": fallback \"%s\" is a pass-through pattern, not a model",
-					  m->id, fid);
-				continue;
-			}
-			int dup = 0;
-			for (size_t d = 0; d < m->n_fallback; d++)
-				dup |= m->fallback[d] == (size_t)fi;
-			if (dup) {
-				cfg_error(ld, sets[i],
-					  "model \"%s\": fallback \"%s\" appears twice in its chain (a cycle)",
-					  m->id, fid);
-				continue;
-			}
-			m->fallback[m->n_fallback++] = (size_t)fi;
-		}
+		if (cfg->models[i].id)
+			resolve_fallbacks(ld, sets[i], i, &raws[i].fallback);
 	}
-	for (int i = 0; i < n; i++) {
-		free(raws[i].id);
-		free(raws[i].provider);
-		free(raws[i].upstream);
-		config_strv_free(&raws[i].fallback);
-		config_strv_free(&raws[i].unsupported_params);
-	}
+	for (int i = 0; i < n; i++)
+		model_raw_free(&raws[i]);
 	free(raws);
 	free(sets);
+}
+
+/* The tier's allowed models (ts: its setting): "*" allows all of them and the pass-through route,
+ * a pass-through pattern allows that route. */
+static void tier_models(struct loader *ld, config_setting_t *ts, struct tier_conf *t,
+			const struct strv *models)
+{
+	struct config *cfg = ld->cfg;
+	t->models = xcalloc(models->n ? models->n : 1, sizeof(size_t));
+	for (size_t k = 0; k < models->n; k++) {
+		const char *id = models->v[k];
+		if (strcmp(id, "*") == 0) {
+			t->all_models = 1;
+			t->allow_passthrough = 1;
+			continue;
+		}
+		int mi = config_model_index(cfg, id);
+		if (mi < 0) {
+			cfg_error(ld, ts, "tier %s: model \"%s\" is not a configured model", t->id, id);
+			continue;
+		}
+		if (cfg->models[mi].prefix)
+			t->allow_passthrough = 1;
+		t->models[t->n_models++] = (size_t)mi;
+	}
+	if (!t->all_models && t->n_models == 0)
+		cfg_error(ld, ts, "tier %s allows no model", t->id);
+}
+
+/* One downgrade {from, to} of tier t (ds: its setting): both configured models, the target among
+ * the tier's models, one downgrade per source model. */
+static void tier_downgrade(struct loader *ld, config_setting_t *ds, struct tier_conf *t)
+{
+	struct config *cfg = ld->cfg;
+	struct pair_raw pr = { 0 };
+	config_schema_parse(ld, ds, downgrade_fields, &pr);
+	if (pr.from && pr.to) {
+		int fi = config_model_index(cfg, pr.from);
+		int ti = config_model_index(cfg, pr.to);
+		if (fi < 0)
+			cfg_error(ld, ds, "tier %s: downgrade from unknown model \"%s\"", t->id, pr.from);
+		if (ti < 0)
+			cfg_error(ld, ds, "tier %s: downgrade to unknown model \"%s\"", t->id, pr.to);
+		if (fi >= 0 && ti >= 0) {
+			int allowed = t->all_models;
+			for (size_t a = 0; a < t->n_models; a++)
+				allowed |= t->models[a] == (size_t)ti;
+			if (!allowed)
+				cfg_error(ld, ds,
+					  "tier %s: downgrade target \"%s\" is not among the tier's models",
+					  t->id, pr.to);
+			for (size_t d = 0; d < t->n_downgrades; d++) {
+				if (t->downgrades[d].from == (size_t)fi)
+					cfg_error(ld, ds, "tier %s: two downgrades for \"%s\"", t->id,
+						  pr.from);
+			}
+			t->downgrades[t->n_downgrades].from = (size_t)fi;
+			t->downgrades[t->n_downgrades].to = (size_t)ti;
+			t->n_downgrades++;
+		}
+	}
+	free(pr.from);
+	free(pr.to);
+}
+
+/* The tier's downgrade list, if any. Returns -1 when it is not a list (reported; the caller then
+ * skips the tier's remaining checks). */
+static int tier_downgrades(struct loader *ld, config_setting_t *ts, struct tier_conf *t)
+{
+	config_setting_t *dl = config_setting_is_group(ts) ? config_setting_get_member(ts, "downgrade")
+							   : NULL;
+	if (!dl)
+		return 0;
+	if (!config_setting_is_list(dl)) {
+		cfg_error(ld, dl,
+			  "tiers.%s.downgrade must be a list ( { from = \"...\"; to = \"...\"; }, ... )",
+			  t->id);
+		return -1;
+	}
+	int nd = config_setting_length(dl);
+	t->downgrades = xcalloc((size_t)(nd ? nd : 1), sizeof(struct downgrade));
+	for (int k = 0; k < nd; k++)
+		tier_downgrade(ld, config_setting_get_elem(dl, (unsigned)k), t);
+	return 0;
+}
+
+/* An agent belongs to one tier: t (the last one read) against the tiers before it. */
+static void tier_agents_unique(struct loader *ld, config_setting_t *ts, const struct tier_conf *t)
+{
+	struct config *cfg = ld->cfg;
+	for (size_t a = 0; a < t->agents.n; a++) {
+		for (size_t j = 0; j + 1 < cfg->n_tiers; j++) {
+			if (config_strv_contains(&cfg->tiers[j].agents, t->agents.v[a]))
+				cfg_error(ld, config_setting_get_member(ts, "agents"),
+					  "agent \"%s\" is in tiers %s and %s", t->agents.v[a],
+					  cfg->tiers[j].id, t->id);
+		}
+	}
 }
 
 static void load_tiers(struct loader *ld, config_setting_t *g)
@@ -346,80 +461,11 @@ static void load_tiers(struct loader *ld, config_setting_t *g)
 		t->daily_budget_usd = r.budget;
 		t->agent_daily_budget_usd = r.agent_budget;
 		t->agents = r.agents;
-		t->models = xcalloc(r.models.n ? r.models.n : 1, sizeof(size_t));
-		for (size_t k = 0; k < r.models.n; k++) {
-			const char *id = r.models.v[k];
-			if (strcmp(id, "*") == 0) {
-				t->all_models = 1;
-				t->allow_passthrough = 1;
-				continue;
-			}
-			int mi = config_model_index(cfg, id);
-			if (mi < 0) {
-				cfg_error(ld, ts, "tier %s: model \"%s\" is not a configured model", t->id, id);
-				continue;
-			}
-			if (cfg->models[mi].prefix)
-				t->allow_passthrough = 1;
-			t->models[t->n_models++] = (size_t)mi;
-		}
-		if (!t->all_models && t->n_models == 0)
-			cfg_error(ld, ts, "tier %s allows no model", t->id);
+		tier_models(ld, ts, t, &r.models);
 		config_strv_free(&r.models);
-		config_setting_t *dl = config_setting_is_group(ts) ? config_setting_get_member(ts, "downgrade")
-								   : NULL;
-		if (dl) {
-			if (!config_setting_is_list(dl)) {
-				cfg_error(ld, dl,
-					  "tiers.%s.downgrade must be a list ( { from = \"...\"; to = \"...\"; }, ... )",
-					  t->id);
-				continue;
-			}
-			int nd = config_setting_length(dl);
-			t->downgrades = xcalloc((size_t)(nd ? nd : 1), sizeof(struct downgrade));
-			for (int k = 0; k < nd; k++) {
-				config_setting_t *ds = config_setting_get_elem(dl, (unsigned)k);
-				struct pair_raw pr = { 0 };
-				config_schema_parse(ld, ds, downgrade_fields, &pr);
-				if (pr.from && pr.to) {
-					int fi = config_model_index(cfg, pr.from);
-					int ti = config_model_index(cfg, pr.to);
-					if (fi < 0)
-						cfg_error(ld, ds, "tier %s: downgrade from unknown model \"%s\"",
-							  t->id, pr.from);
-					if (ti < 0)
-						cfg_error(ld, ds, "tier %s: downgrade to unknown model \"%s\"", t->id,
-							  pr.to);
-					if (fi >= 0 && ti >= 0) {
-						int allowed = t->all_models;
-						for (size_t a = 0; a < t->n_models; a++)
-							allowed |= t->models[a] == (size_t)ti;
-						if (!allowed)
-							cfg_error(ld, ds,
-								  "tier %s: downgrade target \"%s\" is not among the tier's models",
-								  t->id, pr.to);
-						for (size_t d = 0; d < t->n_downgrades; d++) {
-							if (t->downgrades[d].from == (size_t)fi)
-								cfg_error(ld, ds,
-									  "tier %s: two downgrades for \"%s\"",
-									  t->id, pr.from);
-						}
-						t->downgrades[t->n_downgrades].from = (size_t)fi;
-						t->downgrades[t->n_downgrades].to = (size_t)ti;
-						t->n_downgrades++;
-					}
-				}
-				free(pr.from);
-				free(pr.to);
-			}
-		}
-		for (size_t a = 0; a < t->agents.n; a++) {
-			for (size_t j = 0; j + 1 < cfg->n_tiers; j++) {
-				if (config_strv_contains(&cfg->tiers[j].agents, t->agents.v[a]))
-					cfg_error(ld, config_setting_get_member(ts, "agents"), "agent \"%s\" is in tiers %s and %s", t->agents.v[a],
-						  cfg->tiers[j].id, t->id);
-			}
-		}
+		if (tier_downgrades(ld, ts, t) < 0)
+			continue;
+		tier_agents_unique(ld, ts, t);
 	}
 }
 
