@@ -759,28 +759,27 @@ static void error_from_envelope(const struct xlate_ctx *x, const json_t *j, stru
 	map_upstream_status(x, status, json_str(e, "message"), NULL, NULL, 0, err);
 }
 
-static int anthropic_parse_response(const struct xlate_ctx *x, const char *body, size_t len,
-				    json_t **out, struct usage *u, struct rerr *err)
+/* A tool_use block as an OpenAI tool call. */
+static json_t *tool_call_from_block(const json_t *b)
 {
-	json_error_t jerr;
-	json_t *msg = json_loadb(body, len, 0, &jerr);
-	if (!json_is_object(msg)) {
-		json_decref(msg);
-		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
-				"%s returned a reply that is not a JSON object", x->prov->name);
-	}
-	const char *type = json_str(msg, "type");
-	if (type && strcmp(type, "error") == 0) {
-		error_from_envelope(x, msg, err);
-		json_decref(msg);
-		return -1;
-	}
-	const json_t *content = json_object_get(msg, "content");
-	if (!json_is_array(content)) {
-		json_decref(msg);
-		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
-				"%s returned a message without content", x->prov->name);
-	}
+	json_t *fn = json_object();
+	json_object_set_new(fn, "name", json_string(str_or(json_str(b, "name"), "")));
+	const json_t *input = json_object_get(b, "input");
+	char *args = input ? json_dumps(input, JSON_COMPACT) : NULL;
+	json_object_set_new(fn, "arguments", json_string(args ? args : "{}"));
+	free(args);
+	json_t *call = json_object();
+	json_object_set_new(call, "id", json_string(str_or(json_str(b, "id"), "")));
+	json_object_set_new(call, "type", json_string("function"));
+	json_object_set_new(call, "function", fn);
+	return call;
+}
+
+/* The assistant message of a reply's content blocks: text blocks joined into content, tool_use
+ * blocks as tool_calls, thinking text as reasoning_content, thinking and redacted_thinking blocks
+ * kept verbatim in thinking_blocks. */
+static json_t *message_from_content(const json_t *content)
+{
 	struct buf text, reasoning;
 	buf_init(&text, BUF_UNLIMITED);
 	buf_init(&reasoning, BUF_UNLIMITED);
@@ -798,17 +797,7 @@ static int anthropic_parse_response(const struct xlate_ctx *x, const char *body,
 			buf_puts(&text, json_str(b, "text"));
 			have_text = 1;
 		} else if (strcmp(bt, "tool_use") == 0) {
-			json_t *fn = json_object();
-			json_object_set_new(fn, "name", json_string(str_or(json_str(b, "name"), "")));
-			const json_t *input = json_object_get(b, "input");
-			char *args = input ? json_dumps(input, JSON_COMPACT) : NULL;
-			json_object_set_new(fn, "arguments", json_string(args ? args : "{}"));
-			free(args);
-			json_t *call = json_object();
-			json_object_set_new(call, "id", json_string(str_or(json_str(b, "id"), "")));
-			json_object_set_new(call, "type", json_string("function"));
-			json_object_set_new(call, "function", fn);
-			json_array_append_new(calls, call);
+			json_array_append_new(calls, tool_call_from_block(b));
 		} else if (strcmp(bt, "thinking") == 0) {
 			if (json_str(b, "thinking")) {
 				buf_puts(&reasoning, json_str(b, "thinking"));
@@ -833,6 +822,32 @@ static int anthropic_parse_response(const struct xlate_ctx *x, const char *body,
 	json_decref(blocks);
 	buf_free(&text);
 	buf_free(&reasoning);
+	return message;
+}
+
+static int anthropic_parse_response(const struct xlate_ctx *x, const char *body, size_t len,
+				    json_t **out, struct usage *u, struct rerr *err)
+{
+	json_error_t jerr;
+	json_t *msg = json_loadb(body, len, 0, &jerr);
+	if (!json_is_object(msg)) {
+		json_decref(msg);
+		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
+				"%s returned a reply that is not a JSON object", x->prov->name);
+	}
+	const char *type = json_str(msg, "type");
+	if (type && strcmp(type, "error") == 0) {
+		error_from_envelope(x, msg, err);
+		json_decref(msg);
+		return -1;
+	}
+	const json_t *content = json_object_get(msg, "content");
+	if (!json_is_array(content)) {
+		json_decref(msg);
+		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
+				"%s returned a message without content", x->prov->name);
+	}
+	json_t *message = message_from_content(content);
 
 	json_t *choice = json_object();
 	json_object_set_new(choice, "index", json_integer(0));
