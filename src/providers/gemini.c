@@ -387,19 +387,61 @@ static int is_set(const json_t *v)
 	return v && !json_is_null(v);
 }
 
-static int generation_config(struct gm_req *g, const json_t *req, json_t *gc)
+/* max_completion_tokens (or max_tokens) -> maxOutputTokens; a different max_tokens beside it is
+ * dropped and named. */
+static int max_output_tokens(struct gm_req *g, const json_t *req, json_t *gc)
 {
-	const struct xlate_ctx *x = g->x;
 	const json_t *mct = json_object_get(req, "max_completion_tokens");
 	const json_t *mt = json_object_get(req, "max_tokens");
 	if (is_set(mct)) {
 		json_object_set(gc, "maxOutputTokens", (json_t *)mct);
 		if (is_set(mt) && !json_equal((json_t *)mt, (json_t *)mct) &&
-		    param_unsupported(x, g->dropped, "max_tokens", g->err) < 0)
+		    param_unsupported(g->x, g->dropped, "max_tokens", g->err) < 0)
 			return -1;
 	} else if (is_set(mt)) {
 		json_object_set(gc, "maxOutputTokens", (json_t *)mt);
 	}
+	return 0;
+}
+
+/* reasoning_effort -> thinkingConfig, as each model family allows. */
+static int thinking_config(struct gm_req *g, const json_t *req, json_t *gc)
+{
+	const struct xlate_ctx *x = g->x;
+	const char *effort = json_str(req, "reasoning_effort");
+	if (!effort)
+		return 0;
+	long budget = reasoning_effort_budget(effort);
+	if (budget < 0)
+		return rerr_invalid(g->err, "reasoning_effort",
+				    "Invalid value for 'reasoning_effort': '%s'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' and 'max'.",
+				    effort);
+	if (str_has_prefix(x->upstream_model, "gemini-2.0")) {
+		/* Not a thinking model: "none" is what it does anyway. */
+		if (budget > 0 && param_unsupported(x, g->dropped, "reasoning_effort", g->err) < 0)
+			return -1;
+	} else if (budget == 0 && str_has_prefix(x->upstream_model, "gemini-2.5-pro")) {
+		/* 2.5 Pro always thinks (its smallest budget is 128 tokens): "none" cannot be
+		 * honoured, and a budget of 0 would be refused. */
+		if (param_unsupported(x, g->dropped, "reasoning_effort", g->err) < 0)
+			return -1;
+	} else {
+		json_t *tcfg = json_object();
+		json_object_set_new(tcfg, "thinkingBudget", json_integer(budget));
+		if (budget > 0)
+			json_object_set_new(tcfg, "includeThoughts", json_true());
+		json_object_set_new(gc, "thinkingConfig", tcfg);
+	}
+	return 0;
+}
+
+/* generationConfig: output tokens, sampling, stop sequences, candidates, logprobs, the response
+ * format and thinking. */
+static int generation_config(struct gm_req *g, const json_t *req, json_t *gc)
+{
+	const struct xlate_ctx *x = g->x;
+	if (max_output_tokens(g, req, gc) < 0)
+		return -1;
 	static const struct {
 		const char *from, *to;
 	} same[] = { { "temperature", "temperature" }, { "top_p", "topP" }, { "seed", "seed" } };
@@ -452,32 +494,7 @@ static int generation_config(struct gm_req *g, const json_t *req, json_t *gc)
 		if (json_is_object(schema))
 			json_object_set(gc, "responseJsonSchema", (json_t *)schema);
 	}
-	const char *effort = json_str(req, "reasoning_effort");
-	if (effort) {
-		long budget = reasoning_effort_budget(effort);
-		if (budget < 0)
-			return rerr_invalid(g->err, "reasoning_effort",
-					    "Invalid value for 'reasoning_effort': '%s'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh' and 'max'.",
-					    effort);
-		if (str_has_prefix(x->upstream_model, "gemini-2.0")) {
-			/* Not a thinking model: "none" is what it does anyway. */
-			if (budget > 0 &&
-			    param_unsupported(x, g->dropped, "reasoning_effort", g->err) < 0)
-				return -1;
-		} else if (budget == 0 && str_has_prefix(x->upstream_model, "gemini-2.5-pro")) {
-			/* 2.5 Pro always thinks (its smallest budget is 128 tokens): "none" cannot be
-			 * honoured, and a budget of 0 would be refused. */
-			if (param_unsupported(x, g->dropped, "reasoning_effort", g->err) < 0)
-				return -1;
-		} else {
-			json_t *tcfg = json_object();
-			json_object_set_new(tcfg, "thinkingBudget", json_integer(budget));
-			if (budget > 0)
-				json_object_set_new(tcfg, "includeThoughts", json_true());
-			json_object_set_new(gc, "thinkingConfig", tcfg);
-		}
-	}
-	return 0;
+	return thinking_config(g, req, gc);
 }
 
 /* One FunctionDeclaration from an OpenAI function definition ({name, description?,
@@ -527,48 +544,12 @@ static json_t *calling_config(const char *mode, json_t *allowed)
 	return tc;
 }
 
-/* tool_choice (or the deprecated function_call) -> toolConfig; *decls may be narrowed. */
-static int tool_config(struct gm_req *g, const json_t *choice, const char *param, json_t *decls,
-		       json_t **out)
+/* tool_choice {"type": "allowed_tools", "allowed_tools": {mode, tools}} -> toolConfig: "required"
+ * is ANY over the allowed names; "auto" is AUTO over only the allowed declarations (*decls is
+ * narrowed), since allowedFunctionNames is only valid with ANY. */
+static int allowed_tools_config(struct gm_req *g, const json_t *choice, const char *param,
+				json_t *decls, json_t **out)
 {
-	*out = NULL;
-	if (json_is_string(choice)) {
-		const char *s = json_string_value(choice);
-		const char *mode = strcmp(s, "none") == 0     ? "NONE"
-				   : strcmp(s, "auto") == 0   ? "AUTO"
-				   : strcmp(s, "required") == 0 ? "ANY"
-								: NULL;
-		if (!mode)
-			return rerr_invalid(g->err, param, "Invalid value for '%s': '%s'.", param, s);
-		if (strcmp(mode, "ANY") == 0 && json_array_size(decls) == 0)
-			return rerr_invalid(g->err, param, "'%s' \"required\" needs tools.", param);
-		*out = calling_config(mode, NULL);
-		return 0;
-	}
-	const char *type = json_str(choice, "type");
-	const char *name = NULL;
-	if (!type && json_is_string(json_object_get(choice, "name"))) {
-		name = json_str(choice, "name");   /* function_call {"name": ...} */
-	} else if (type && strcmp(type, "function") == 0) {
-		name = json_str(json_object_get(choice, "function"), "name");
-		if (!name)
-			return rerr_invalid(g->err, param, "Missing required parameter: '%s.function.name'.",
-					    param);
-	} else if (type && strcmp(type, "custom") == 0) {
-		return param_refused(g->x, param, "custom tools", g->err);
-	} else if (!type || strcmp(type, "allowed_tools") != 0) {
-		return rerr_invalid(g->err, param, "Invalid value for '%s.type': '%s'.", param,
-				    type ? type : "(none)");
-	}
-	if (name) {
-		if (!declared(decls, name))
-			return rerr_invalid(g->err, param, "Invalid '%s': function '%s' is not in tools.",
-					    param, name);
-		json_t *allowed = json_array();
-		json_array_append_new(allowed, json_string(name));
-		*out = calling_config("ANY", allowed);
-		return 0;
-	}
 	const json_t *at = json_object_get(choice, "allowed_tools");
 	const char *mode = json_str(at, "mode");
 	if (!mode || (strcmp(mode, "auto") != 0 && strcmp(mode, "required") != 0))
@@ -616,6 +597,51 @@ static int tool_config(struct gm_req *g, const json_t *choice, const char *param
 	json_decref(allowed);
 	*out = calling_config("AUTO", NULL);
 	return 0;
+}
+
+/* tool_choice (or the deprecated function_call) -> toolConfig; *decls may be narrowed. */
+static int tool_config(struct gm_req *g, const json_t *choice, const char *param, json_t *decls,
+		       json_t **out)
+{
+	*out = NULL;
+	if (json_is_string(choice)) {
+		const char *s = json_string_value(choice);
+		const char *mode = strcmp(s, "none") == 0     ? "NONE"
+				   : strcmp(s, "auto") == 0   ? "AUTO"
+				   : strcmp(s, "required") == 0 ? "ANY"
+								: NULL;
+		if (!mode)
+			return rerr_invalid(g->err, param, "Invalid value for '%s': '%s'.", param, s);
+		if (strcmp(mode, "ANY") == 0 && json_array_size(decls) == 0)
+			return rerr_invalid(g->err, param, "'%s' \"required\" needs tools.", param);
+		*out = calling_config(mode, NULL);
+		return 0;
+	}
+	const char *type = json_str(choice, "type");
+	const char *name = NULL;
+	if (!type && json_is_string(json_object_get(choice, "name"))) {
+		name = json_str(choice, "name");   /* function_call {"name": ...} */
+	} else if (type && strcmp(type, "function") == 0) {
+		name = json_str(json_object_get(choice, "function"), "name");
+		if (!name)
+			return rerr_invalid(g->err, param, "Missing required parameter: '%s.function.name'.",
+					    param);
+	} else if (type && strcmp(type, "custom") == 0) {
+		return param_refused(g->x, param, "custom tools", g->err);
+	} else if (!type || strcmp(type, "allowed_tools") != 0) {
+		return rerr_invalid(g->err, param, "Invalid value for '%s.type': '%s'.", param,
+				    type ? type : "(none)");
+	}
+	if (name) {
+		if (!declared(decls, name))
+			return rerr_invalid(g->err, param, "Invalid '%s': function '%s' is not in tools.",
+					    param, name);
+		json_t *allowed = json_array();
+		json_array_append_new(allowed, json_string(name));
+		*out = calling_config("ANY", allowed);
+		return 0;
+	}
+	return allowed_tools_config(g, choice, param, decls, out);
 }
 
 static int build_tools(struct gm_req *g, const json_t *req, json_t *body)
