@@ -1,8 +1,9 @@
 /* config.c - the struct config: its lifetime, its string lists and the lookups on it.
  *
  * Model: a struct config is built once by config_load() (config_load.c, over config_file.c and
- * config_schema.c) and never modified afterwards; everything here only reads it, except
- * config_free, which its last user calls (the reference count lives in config_load.c). No file
+ * config_schema.c) and not modified afterwards (config.h names the one exception); everything
+ * here only reads it, except config_free, which its last user calls (the reference count lives in
+ * config_load.c). No file
  * here touches libconfig or the environment: a struct config can be built and queried in a test
  * without either.
  */

@@ -2,8 +2,9 @@
  *
  * config_load() (config_load.c) parses and validates a file against one declarative schema
  * (config_schema.c, config_file.c); every problem is reported as "FILE:LINE: reason" and an
- * invalid file never yields a struct. A loaded
- * struct config is never modified: the process holds one current config behind a reference count
+ * invalid file never yields a struct. A loaded struct config is not modified (but for
+ * sources_mtime, which a rejected reload moves forward under the lock so that a broken file is
+ * reported once): the process holds one current config behind a reference count
  * (config_acquire/config_release), and a reload builds a new struct and swaps the pointer, so a
  * request keeps the config it started with while new requests see the new one.
  *

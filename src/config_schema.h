@@ -28,7 +28,7 @@ enum ftype { F_INT, F_BOOL, F_DOUBLE, F_STR, F_STRV, F_INTV, F_SUB };
 struct field {
 	const char *name;
 	enum ftype type;
-	size_t off;                   /* offset in the target struct, NO_OFF for F_SUB */
+	size_t off;                   /* offset in the target struct; NO_OFF: checked, not stored */
 	const char *def;              /* default as text; REQUIRED when the key must be present */
 	double min, max;              /* bounds for numbers, element bounds for F_INTV */
 	const char *const *choices;   /* allowed values for F_STR (NULL-terminated) */
