@@ -1,8 +1,10 @@
 /* config.h - the router's configuration: an immutable struct built from a libconfig file.
  *
- * config_load() parses and validates a file against one declarative schema (config.c); every
- * problem is reported as "FILE:LINE: reason" and an invalid file never yields a struct. A loaded
- * struct config is never modified: the process holds one current config behind a reference count
+ * config_load() (config_load.c) parses and validates a file against one declarative schema
+ * (config_schema.c, config_file.c); every problem is reported as "FILE:LINE: reason" and an
+ * invalid file never yields a struct. A loaded struct config is not modified (but for
+ * sources_mtime, which a rejected reload moves forward under the lock so that a broken file is
+ * reported once): the process holds one current config behind a reference count
  * (config_acquire/config_release), and a reload builds a new struct and swaps the pointer, so a
  * request keeps the config it started with while new requests see the new one.
  *
@@ -24,6 +26,11 @@ struct strv {
 	char **v;
 	size_t n;
 };
+
+/* String-list helpers: push copies s; free empties the list. */
+void config_strv_push(struct strv *sv, const char *s);
+void config_strv_free(struct strv *sv);
+int config_strv_contains(const struct strv *sv, const char *s);
 
 struct intv {
 	int64_t *v;
@@ -205,5 +212,7 @@ const struct model_conf *config_find_model(const struct config *cfg, const char 
 int config_model_index(const struct config *cfg, const char *id);
 const struct tier_conf *config_tier_for_agent(const struct config *cfg, const char *agent);
 const char *provider_api_name(enum provider_api api);
+/* The configuration names of enum provider_api, in its order, NULL-terminated. */
+extern const char *const config_api_names[];
 
 #endif

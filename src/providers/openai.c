@@ -359,7 +359,10 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	const json_t *meta = json_object_get(e, "metadata");
 	if (status == 403 && (json_object_get(meta, "reasons") || json_object_get(meta, "flagged_input") ||
 			      (msg && (strcasestr(msg, "moderation") || strcasestr(msg, "flagged"))))) {
-		/* A moderation verdict on the client's input (OpenRouter), not a credentials problem. */
+		/* A moderation verdict on the client's input (OpenRouter), not a credentials problem:
+		 * its message is passed on. It is cut to 600 bytes and then redacted, unlike
+		 * map_upstream_status's: a key straddling the cut is not recognised and its first
+		 * bytes stay. */
 		char m[600];
 		snprintf(m, sizeof(m), "%s", msg ? msg : "input flagged by moderation");
 		redact_secret(m, x->prov->api_key);

@@ -340,8 +340,9 @@ void map_upstream_status(const struct xlate_ctx *x, long status, const char *ups
 			 struct rerr *err)
 {
 	const char *prov = x->prov->name;
-	/* Redact the whole upstream text before it is cut to size, so that no part of a key that
-	 * straddles the cut survives. */
+	/* The upstream message is redacted whole before it is cut to 600 bytes, so that no part of a
+	 * key that straddles the cut survives. The param is cut to 96 bytes first and redacted
+	 * after: a key straddling that cut is not recognised and its first bytes stay. */
 	char *full = xstrdup(upstream_msg ? upstream_msg : "");
 	redact_secret(full, x->prov->api_key);
 	char msg[600];

@@ -1,10 +1,11 @@
-/* test_buf.c - the bounded buffer: limits, printf, consume, steal, reset. */
+/* test_buf.c - the bounded buffer: limits, printf, consume, steal, reset, JSON appends. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "harness.h"
+#include "jsonx.h"
 
 TEST(buf_starts_empty)
 {
@@ -217,4 +218,47 @@ TEST(buf_steal_of_an_empty_buffer_is_an_empty_string)
 	CHECK_STR_EQ(s, "");
 	free(s);
 	buf_free(&b);
+}
+
+/* json_to_buf keeps buf.h's contract: an append that fails leaves the buffer as it was, length and
+ * bytes, and the buffer stays usable. Each row takes a different way to the failure: an empty
+ * buffer (no spare room: the text is streamed in pieces until the limit stops it), text that fits
+ * the spare room of the allocation but not the limit, and text larger than both. */
+TEST(json_to_buf_that_fails_leaves_the_buffer_unchanged)
+{
+	static const struct {
+		size_t max;
+		const char *prefix; /* NULL: nothing appended before, nothing allocated */
+		size_t items;       /* ["abcd",...]: 7 bytes per item + 1 */
+	} rows[] = {
+		{ 10, NULL, 10 },
+		{ 100, "data: ", 20 },
+		{ 300, "data: ", 80 },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("max %zu, prefix %s, %zu items", rows[i].max,
+			  rows[i].prefix ? rows[i].prefix : "(none)", rows[i].items);
+		json_t *arr = json_array();
+		for (size_t k = 0; k < rows[i].items; k++)
+			json_array_append_new(arr, json_string("abcd"));
+		const char *prefix = rows[i].prefix ? rows[i].prefix : "";
+		struct buf b;
+		buf_init(&b, rows[i].max);
+		if (rows[i].prefix)
+			REQUIRE_INT_EQ(buf_puts(&b, prefix), 0);
+		CHECK_INT_EQ(json_to_buf(arr, &b), -1);
+		CHECK_INT_EQ(b.len, strlen(prefix));
+		CHECK_STR_EQ(buf_str(&b), prefix);
+		if (b.p)
+			CHECK_INT_EQ(b.p[b.len], '\0');
+		/* A value that fits still goes after the old content. */
+		json_t *small = json_pack("[i]", 1);
+		CHECK_INT_EQ(json_to_buf(small, &b), 0);
+		char want[32];
+		snprintf(want, sizeof(want), "%s[1]", prefix);
+		CHECK_STR_EQ(buf_str(&b), want);
+		json_decref(small);
+		json_decref(arr);
+		buf_free(&b);
+	}
 }
