@@ -2,7 +2,7 @@
 #
 #   make            build build/llm-router
 #   make run        build, then serve on http://127.0.0.1:$(PORT) behind lighttpd (Ctrl-C stops)
-#   make test       the whole suite: unit, fixture and integration tests (installs what is missing);
+#   make test       the whole suite: shape, unit, fixture and integration tests (installs what is missing);
 #                   the integration tests run behind each of FRONTS (lighttpd, Apache + mod_fcgid,
 #                   Apache with .htaccess, Apache plain CGI); FRONTS=lighttpd for one
 #   make test-budget-loop   the budget concurrency test, 20 rounds
@@ -79,7 +79,7 @@ run: deps all
 test: DEPS = test
 test: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/test_unit $(BUILD)/test_fixtures
-	@$(MAKE) --no-print-directory test-unit test-fixtures test-integration
+	@$(MAKE) --no-print-directory test-shape test-unit test-fixtures test-integration
 
 # No module cycle, no function over 120 lines, no file over 1,200 lines in src/.
 test-shape:
