@@ -224,14 +224,20 @@ static void upstream_opts_for(struct attempt *a, struct upstream_opts *o)
 	o->watch_fd = client_fd(a->s);
 }
 
-static enum attempt_result run_nonstream(struct attempt *a)
+/* Makes the upstream call with this attempt's callbacks and bounds; upstream_perform's result. */
+static int call_upstream(struct attempt *a)
 {
 	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
 	struct upstream_opts opts;
 	upstream_opts_for(a, &opts);
 	a->t_up_start_us = clock_mono_us();
 	a->called = 1;
-	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	return upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+}
+
+static enum attempt_result run_nonstream(struct attempt *a)
+{
+	int rc = call_upstream(a);
 	a->t_last_byte_us = clock_mono_us();
 	if (a->s->cancelled)
 		return ATTEMPT_CANCELLED;
@@ -278,12 +284,7 @@ void attempt_send_reply(struct attempt *a)
 
 static enum attempt_result run_stream(struct attempt *a)
 {
-	struct upstream_cb cb = { on_head, on_body, on_tick, on_watch, a };
-	struct upstream_opts opts;
-	upstream_opts_for(a, &opts);
-	a->t_up_start_us = clock_mono_us();
-	a->called = 1;
-	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	int rc = call_upstream(a);
 	if (!a->t_last_byte_us)
 		a->t_last_byte_us = clock_mono_us();
 	struct relay *r = &a->relay;

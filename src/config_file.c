@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,18 +119,6 @@ static const struct field task_fields[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
-/* The error reporter under a short name: every check reports through it. */
-static void cfg_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cfg_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	config_schema_verror(ld, s, fmt, ap);
-	va_end(ap);
-}
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Sections */
 
@@ -146,7 +133,7 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 {
 	struct config *cfg = ld->cfg;
 	if (!config_setting_is_group(g)) {
-		cfg_error(ld, g, "'providers' must be a group { name = { ... }; ... }");
+		config_schema_error(ld, g, "'providers' must be a group { name = { ... }; ... }");
 		return;
 	}
 	int n = config_setting_length(g);
@@ -173,7 +160,7 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 					 : str_has_prefix(p->base_url_default, "http://") ? "http://"
 											    : NULL;
 		if (!scheme_end) {
-			cfg_error(ld, config_setting_get_member(ps, "base_url"),
+			config_schema_error(ld, config_setting_get_member(ps, "base_url"),
 				  "providers.%s.base_url must start with http:// or https://", p->name);
 			continue;
 		}
@@ -231,25 +218,25 @@ static void convert_model(struct loader *ld, config_setting_t *ms, int i, struct
 	m->id = xstrdup(r->id);
 	for (int k = 0; k < i; k++) {
 		if (cfg->models[k].id && strcmp(cfg->models[k].id, r->id) == 0)
-			cfg_error(ld, ms, "model \"%s\" is defined twice", r->id);
+			config_schema_error(ld, ms, "model \"%s\" is defined twice", r->id);
 	}
 	int pi = find_provider(cfg, r->provider);
 	if (pi < 0)
-		cfg_error(ld, ms, "model \"%s\": unknown provider \"%s\"", r->id, r->provider);
+		config_schema_error(ld, ms, "model \"%s\": unknown provider \"%s\"", r->id, r->provider);
 	m->provider = pi < 0 ? 0 : pi;
 	size_t idlen = strlen(r->id);
 	if (r->passthrough) {
 		if (idlen < 3 || strcmp(r->id + idlen - 2, "/*") != 0)
-			cfg_error(ld, ms,
+			config_schema_error(ld, ms,
 				  "pass-through model \"%s\": id must end in \"/*\" (e.g. \"openrouter/*\")",
 				  r->id);
 		if (r->upstream && r->upstream[0])
-			cfg_error(ld, ms, "pass-through model \"%s\" cannot set 'upstream'", r->id);
+			config_schema_error(ld, ms, "pass-through model \"%s\" cannot set 'upstream'", r->id);
 		m->prefix = xstrndup(r->id, idlen ? idlen - 1 : 0);
 		m->upstream = xstrdup("");
 	} else {
 		if (strchr(r->id, '*'))
-			cfg_error(ld, ms, "model \"%s\": '*' is only allowed in pass-through ids", r->id);
+			config_schema_error(ld, ms, "model \"%s\": '*' is only allowed in pass-through ids", r->id);
 		m->upstream = xstrdup(r->upstream && r->upstream[0] ? r->upstream : r->id);
 	}
 	m->in_nusd = price_nusd(r->in);
@@ -277,17 +264,17 @@ static void resolve_fallbacks(struct loader *ld, config_setting_t *ms, int i,
 		const char *fid = fallback->v[k];
 		int fi = config_model_index(cfg, fid);
 		if (fi < 0) {
-			cfg_error(ld, ms, "model \"%s\": fallback \"%s\" is not a configured model",
+			config_schema_error(ld, ms, "model \"%s\": fallback \"%s\" is not a configured model",
 				  m->id, fid);
 			continue;
 		}
 		if ((size_t)fi == (size_t)i) {
-			cfg_error(ld, ms, "model \"%s\": its fallback chain contains itself (a cycle)",
+			config_schema_error(ld, ms, "model \"%s\": its fallback chain contains itself (a cycle)",
 				  m->id);
 			continue;
 		}
 		if (cfg->models[fi].prefix) {
-			cfg_error(ld, ms,
+			config_schema_error(ld, ms,
 				  "model \"%s\": fallback \"%s\" is a pass-through pattern, not a model",
 				  m->id, fid);
 			continue;
@@ -296,7 +283,7 @@ static void resolve_fallbacks(struct loader *ld, config_setting_t *ms, int i,
 		for (size_t d = 0; d < m->n_fallback; d++)
 			dup |= m->fallback[d] == (size_t)fi;
 		if (dup) {
-			cfg_error(ld, ms,
+			config_schema_error(ld, ms,
 				  "model \"%s\": fallback \"%s\" appears twice in its chain (a cycle)",
 				  m->id, fid);
 			continue;
@@ -318,7 +305,7 @@ static void load_models(struct loader *ld, config_setting_t *l)
 {
 	struct config *cfg = ld->cfg;
 	if (!config_setting_is_list(l)) {
-		cfg_error(ld, l, "'models' must be a list ( { ... }, { ... } )");
+		config_schema_error(ld, l, "'models' must be a list ( { ... }, { ... } )");
 		return;
 	}
 	int n = config_setting_length(l);
@@ -360,7 +347,7 @@ static void tier_models(struct loader *ld, config_setting_t *ts, struct tier_con
 		}
 		int mi = config_model_index(cfg, id);
 		if (mi < 0) {
-			cfg_error(ld, ts, "tier %s: model \"%s\" is not a configured model", t->id, id);
+			config_schema_error(ld, ts, "tier %s: model \"%s\" is not a configured model", t->id, id);
 			continue;
 		}
 		if (cfg->models[mi].prefix)
@@ -368,7 +355,7 @@ static void tier_models(struct loader *ld, config_setting_t *ts, struct tier_con
 		t->models[t->n_models++] = (size_t)mi;
 	}
 	if (!t->all_models && t->n_models == 0)
-		cfg_error(ld, ts, "tier %s allows no model", t->id);
+		config_schema_error(ld, ts, "tier %s allows no model", t->id);
 }
 
 /* One downgrade {from, to} of tier t (ds: its setting): both configured models, the target among
@@ -382,20 +369,20 @@ static void tier_downgrade(struct loader *ld, config_setting_t *ds, struct tier_
 		int fi = config_model_index(cfg, pr.from);
 		int ti = config_model_index(cfg, pr.to);
 		if (fi < 0)
-			cfg_error(ld, ds, "tier %s: downgrade from unknown model \"%s\"", t->id, pr.from);
+			config_schema_error(ld, ds, "tier %s: downgrade from unknown model \"%s\"", t->id, pr.from);
 		if (ti < 0)
-			cfg_error(ld, ds, "tier %s: downgrade to unknown model \"%s\"", t->id, pr.to);
+			config_schema_error(ld, ds, "tier %s: downgrade to unknown model \"%s\"", t->id, pr.to);
 		if (fi >= 0 && ti >= 0) {
 			int allowed = t->all_models;
 			for (size_t a = 0; a < t->n_models; a++)
 				allowed |= t->models[a] == (size_t)ti;
 			if (!allowed)
-				cfg_error(ld, ds,
+				config_schema_error(ld, ds,
 					  "tier %s: downgrade target \"%s\" is not among the tier's models",
 					  t->id, pr.to);
 			for (size_t d = 0; d < t->n_downgrades; d++) {
 				if (t->downgrades[d].from == (size_t)fi)
-					cfg_error(ld, ds, "tier %s: two downgrades for \"%s\"", t->id,
+					config_schema_error(ld, ds, "tier %s: two downgrades for \"%s\"", t->id,
 						  pr.from);
 			}
 			t->downgrades[t->n_downgrades].from = (size_t)fi;
@@ -416,7 +403,7 @@ static int tier_downgrades(struct loader *ld, config_setting_t *ts, struct tier_
 	if (!dl)
 		return 0;
 	if (!config_setting_is_list(dl)) {
-		cfg_error(ld, dl,
+		config_schema_error(ld, dl,
 			  "tiers.%s.downgrade must be a list ( { from = \"...\"; to = \"...\"; }, ... )",
 			  t->id);
 		return -1;
@@ -435,7 +422,7 @@ static void tier_agents_unique(struct loader *ld, config_setting_t *ts, const st
 	for (size_t a = 0; a < t->agents.n; a++) {
 		for (size_t j = 0; j + 1 < cfg->n_tiers; j++) {
 			if (config_strv_contains(&cfg->tiers[j].agents, t->agents.v[a]))
-				cfg_error(ld, config_setting_get_member(ts, "agents"),
+				config_schema_error(ld, config_setting_get_member(ts, "agents"),
 					  "agent \"%s\" is in tiers %s and %s", t->agents.v[a],
 					  cfg->tiers[j].id, t->id);
 		}
@@ -446,7 +433,7 @@ static void load_tiers(struct loader *ld, config_setting_t *g)
 {
 	struct config *cfg = ld->cfg;
 	if (!config_setting_is_group(g)) {
-		cfg_error(ld, g, "'tiers' must be a group { T1 = { ... }; ... }");
+		config_schema_error(ld, g, "'tiers' must be a group { T1 = { ... }; ... }");
 		return;
 	}
 	int n = config_setting_length(g);
@@ -473,7 +460,7 @@ static void load_tasks(struct loader *ld, config_setting_t *g)
 {
 	struct config *cfg = ld->cfg;
 	if (!config_setting_is_group(g)) {
-		cfg_error(ld, g, "'tasks' must be a group { name = { model = \"...\"; }; ... }");
+		config_schema_error(ld, g, "'tasks' must be a group { name = { model = \"...\"; }; ... }");
 		return;
 	}
 	int n = config_setting_length(g);
@@ -487,17 +474,17 @@ static void load_tasks(struct loader *ld, config_setting_t *g)
 		if (r.model) {
 			int mi = config_model_index(cfg, r.model);
 			if (mi < 0)
-				cfg_error(ld, ts, "task %s: model \"%s\" is not a configured model", t->name,
+				config_schema_error(ld, ts, "task %s: model \"%s\" is not a configured model", t->name,
 					  r.model);
 			t->model = mi < 0 ? 0 : (size_t)mi;
 		}
 		if (r.fallback && r.fallback[0]) {
 			int fi = config_model_index(cfg, r.fallback);
 			if (fi < 0)
-				cfg_error(ld, ts, "task %s: fallback \"%s\" is not a configured model", t->name,
+				config_schema_error(ld, ts, "task %s: fallback \"%s\" is not a configured model", t->name,
 					  r.fallback);
 			else if (r.model && strcmp(r.model, r.fallback) == 0)
-				cfg_error(ld, ts, "task %s: fallback is the preferred model itself (a cycle)",
+				config_schema_error(ld, ts, "task %s: fallback is the preferred model itself (a cycle)",
 					  t->name);
 			t->fallback = fi < 0 ? 0 : (size_t)fi;
 			t->has_fallback = fi >= 0;
@@ -515,12 +502,13 @@ static void check_not_empty(struct loader *ld, config_setting_t *root)
 {
 	struct config *cfg = ld->cfg;
 	if (cfg->n_providers == 0 && config_setting_get_member(root, "providers"))
-		cfg_error(ld, config_setting_get_member(root, "providers"), "no provider is configured");
+		config_schema_error(ld, config_setting_get_member(root, "providers"),
+				    "no provider is configured");
 	if (cfg->n_models == 0 && config_setting_get_member(root, "models"))
-		cfg_error(ld, config_setting_get_member(root, "models"), "no model is configured");
+		config_schema_error(ld, config_setting_get_member(root, "models"), "no model is configured");
 	config_setting_t *tiers_set = config_setting_get_member(root, "tiers");
 	if (tiers_set && cfg->n_tiers == 0)
-		cfg_error(ld, tiers_set, "no tier is configured");
+		config_schema_error(ld, tiers_set, "no tier is configured");
 }
 
 /* routing.default_tier and routing.auto_model name a configured tier and model. */
@@ -540,7 +528,7 @@ static void resolve_routing(struct loader *ld, config_setting_t *root)
 					       ? config_setting_get_member(routing, "default_tier")
 					       : NULL;
 		if (!found)
-			cfg_error(ld, dt ? dt : routing,
+			config_schema_error(ld, dt ? dt : routing,
 				  "routing.default_tier \"%s\" is not a configured tier",
 				  cfg->default_tier_name);
 	}
@@ -549,7 +537,7 @@ static void resolve_routing(struct loader *ld, config_setting_t *root)
 		int ai = config_model_index(cfg, cfg->auto_model_name);
 		config_setting_t *routing = config_setting_get_member(root, "routing");
 		if (ai < 0 || cfg->models[ai].prefix)
-			cfg_error(ld, routing, "routing.auto_model \"%s\" is not a configured model",
+			config_schema_error(ld, routing, "routing.auto_model \"%s\" is not a configured model",
 				  cfg->auto_model_name);
 		cfg->auto_model = ai < 0 ? 0 : (size_t)ai;
 		cfg->has_auto_model = ai >= 0;
@@ -561,10 +549,10 @@ static void check_budget(struct loader *ld, config_setting_t *root)
 	struct config *cfg = ld->cfg;
 	if (cfg->webhook_url && cfg->webhook_url[0] && !str_has_prefix(cfg->webhook_url, "http://") &&
 	    !str_has_prefix(cfg->webhook_url, "https://"))
-		cfg_error(ld, config_setting_get_member(root, "budget"),
+		config_schema_error(ld, config_setting_get_member(root, "budget"),
 			  "budget.webhook_url must be an http:// or https:// URL");
 	if (cfg->block_percent < cfg->warn_percent)
-		cfg_error(ld, config_setting_get_member(root, "budget"),
+		config_schema_error(ld, config_setting_get_member(root, "budget"),
 			  "budget.block_percent (%lld) is below budget.warn_percent (%lld)",
 			  (long long)cfg->block_percent, (long long)cfg->warn_percent);
 }

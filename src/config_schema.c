@@ -125,7 +125,7 @@ static const struct field root_fields[] = {
 /* ---------------------------------------------------------------------------------------------- */
 /* Error reporting */
 
-void config_schema_verror(struct loader *ld, const config_setting_t *s, const char *fmt, va_list ap)
+void config_schema_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
 	const char *file = s ? config_setting_source_file(s) : NULL;
 	unsigned line = s ? config_setting_source_line(s) : 0;
@@ -133,21 +133,12 @@ void config_schema_verror(struct loader *ld, const config_setting_t *s, const ch
 		buf_printf(ld->errors, "%s:%u: ", file ? file : ld->path, line);
 	else
 		buf_printf(ld->errors, "%s: ", file ? file : ld->path);
-	buf_vprintf(ld->errors, fmt, ap);
-	buf_putc(ld->errors, '\n');
-	ld->nerr++;
-}
-
-/* The error reporter under a short name: every check reports through it. */
-static void cfg_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cfg_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-{
 	va_list ap;
 	va_start(ap, fmt);
-	config_schema_verror(ld, s, fmt, ap);
+	buf_vprintf(ld->errors, fmt, ap);
 	va_end(ap);
+	buf_putc(ld->errors, '\n');
+	ld->nerr++;
 }
 
 static void note_source(struct loader *ld, const config_setting_t *s)
@@ -266,12 +257,12 @@ static void parse_int(struct loader *ld, const struct field *f, config_setting_t
 {
 	int t = config_setting_type(s);
 	if (!is_int_type(t)) {
-		cfg_error(ld, s, "'%s' must be an integer, not %s", where, type_name(t));
+		config_schema_error(ld, s, "'%s' must be an integer, not %s", where, type_name(t));
 		return;
 	}
 	long long v = config_setting_get_int64(s);
 	if ((double)v < f->min || (double)v > f->max) {
-		cfg_error(ld, s, "'%s' is %lld, outside the allowed range %.0f..%.0f", where, v,
+		config_schema_error(ld, s, "'%s' is %lld, outside the allowed range %.0f..%.0f", where, v,
 			  f->min, f->max);
 		return;
 	}
@@ -282,7 +273,7 @@ static void parse_bool(struct loader *ld, config_setting_t *s, const char *where
 {
 	int t = config_setting_type(s);
 	if (t != CONFIG_TYPE_BOOL) {
-		cfg_error(ld, s, "'%s' must be true or false, not %s", where, type_name(t));
+		config_schema_error(ld, s, "'%s' must be true or false, not %s", where, type_name(t));
 		return;
 	}
 	*(int *)dst = config_setting_get_bool(s);
@@ -298,11 +289,11 @@ static void parse_double(struct loader *ld, const struct field *f, config_settin
 	else if (is_int_type(t))
 		v = (double)config_setting_get_int64(s);
 	else {
-		cfg_error(ld, s, "'%s' must be a number, not %s", where, type_name(t));
+		config_schema_error(ld, s, "'%s' must be a number, not %s", where, type_name(t));
 		return;
 	}
 	if (!isfinite(v) || v < f->min || v > f->max) {
-		cfg_error(ld, s, "'%s' is %g, outside the allowed range %g..%g", where, v, f->min,
+		config_schema_error(ld, s, "'%s' is %g, outside the allowed range %g..%g", where, v, f->min,
 			  f->max);
 		return;
 	}
@@ -325,7 +316,7 @@ static int check_choice(struct loader *ld, const struct field *f, config_setting
 	buf_init(&allowed, BUF_UNLIMITED);
 	for (i = 0; f->choices[i]; i++)
 		buf_printf(&allowed, "%s\"%s\"", i ? ", " : "", f->choices[i]);
-	cfg_error(ld, s, "'%s' is \"%s\"; allowed values: %s", where, v, buf_str(&allowed));
+	config_schema_error(ld, s, "'%s' is \"%s\"; allowed values: %s", where, v, buf_str(&allowed));
 	buf_free(&allowed);
 	return 0;
 }
@@ -336,12 +327,12 @@ static void parse_str(struct loader *ld, const struct field *f, config_setting_t
 {
 	int t = config_setting_type(s);
 	if (t != CONFIG_TYPE_STRING) {
-		cfg_error(ld, s, "'%s' must be a string, not %s", where, type_name(t));
+		config_schema_error(ld, s, "'%s' must be a string, not %s", where, type_name(t));
 		return;
 	}
 	const char *v = config_setting_get_string(s);
 	if (f->min >= 1 && v[0] == '\0') {
-		cfg_error(ld, s, "'%s' must not be empty", where);
+		config_schema_error(ld, s, "'%s' must not be empty", where);
 		return;
 	}
 	if (!check_choice(ld, f, s, where, v))
@@ -358,7 +349,7 @@ static void parse_strv(struct loader *ld, config_setting_t *s, const char *where
 {
 	int t = config_setting_type(s);
 	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
-		cfg_error(ld, s, "'%s' must be an array of strings [ \"...\" ], not %s", where,
+		config_schema_error(ld, s, "'%s' must be an array of strings [ \"...\" ], not %s", where,
 			  type_name(t));
 		return;
 	}
@@ -368,16 +359,16 @@ static void parse_strv(struct loader *ld, config_setting_t *s, const char *where
 	for (int i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			cfg_error(ld, e, "'%s' must contain only strings", where);
+			config_schema_error(ld, e, "'%s' must contain only strings", where);
 			continue;
 		}
 		const char *v = config_setting_get_string(e);
 		if (!v[0]) {
-			cfg_error(ld, e, "'%s' contains an empty string", where);
+			config_schema_error(ld, e, "'%s' contains an empty string", where);
 			continue;
 		}
 		if (config_strv_contains(sv, v)) {
-			cfg_error(ld, e, "'%s' lists \"%s\" twice", where, v);
+			config_schema_error(ld, e, "'%s' lists \"%s\" twice", where, v);
 			continue;
 		}
 		config_strv_push(sv, v);
@@ -390,7 +381,7 @@ static void parse_intv(struct loader *ld, const struct field *f, config_setting_
 {
 	int t = config_setting_type(s);
 	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
-		cfg_error(ld, s, "'%s' must be an array of integers [ ... ], not %s", where,
+		config_schema_error(ld, s, "'%s' must be an array of integers [ ... ], not %s", where,
 			  type_name(t));
 		return;
 	}
@@ -402,12 +393,12 @@ static void parse_intv(struct loader *ld, const struct field *f, config_setting_
 	for (int i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		if (!is_int_type(config_setting_type(e))) {
-			cfg_error(ld, e, "'%s' must contain only integers", where);
+			config_schema_error(ld, e, "'%s' must contain only integers", where);
 			continue;
 		}
 		long long v = config_setting_get_int64(e);
 		if ((double)v < f->min || (double)v > f->max) {
-			cfg_error(ld, e, "'%s' contains %lld, outside %.0f..%.0f", where, v, f->min,
+			config_schema_error(ld, e, "'%s' contains %lld, outside %.0f..%.0f", where, v, f->min,
 				  f->max);
 			continue;
 		}
@@ -455,7 +446,7 @@ void config_schema_parse(struct loader *ld, config_setting_t *g, const struct fi
 		note_source(ld, g);
 		setting_path(g, where, sizeof(where));
 		if (!config_setting_is_group(g)) {
-			cfg_error(ld, g, "'%s' must be a group { ... }, not %s", where,
+			config_schema_error(ld, g, "'%s' must be a group { ... }, not %s", where,
 				  type_name(config_setting_type(g)));
 			return;
 		}
@@ -473,7 +464,7 @@ void config_schema_parse(struct loader *ld, config_setting_t *g, const struct fi
 				buf_init(&known, BUF_UNLIMITED);
 				for (const struct field *k = fields; k->name; k++)
 					buf_printf(&known, "%s%s", k == fields ? "" : ", ", k->name);
-				cfg_error(ld, m, "unknown key '%s'%s%s (known keys: %s)", name,
+				config_schema_error(ld, m, "unknown key '%s'%s%s (known keys: %s)", name,
 					  where[0] ? " in " : "", where, buf_str(&known));
 				buf_free(&known);
 			}
@@ -486,7 +477,7 @@ void config_schema_parse(struct loader *ld, config_setting_t *g, const struct fi
 		if (m)
 			parse_value(ld, f, m, base);
 		else if (!f->def)
-			cfg_error(ld, g, "missing required key '%s'%s%s", f->name, where[0] ? " in " : "",
+			config_schema_error(ld, g, "missing required key '%s'%s%s", f->name, where[0] ? " in " : "",
 				  where);
 	}
 }

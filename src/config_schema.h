@@ -14,7 +14,6 @@
 #define ROUTER_CONFIG_SCHEMA_H
 
 #include <libconfig.h>
-#include <stdarg.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -42,9 +41,9 @@ struct loader {
 };
 
 /* Reports a problem at setting s as "FILE:LINE: " + fmt (NULL or a setting without a line: the
- * file alone) and counts it. */
-void config_schema_verror(struct loader *ld, const config_setting_t *s, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+ * file alone) and counts it. Every check of the configuration reports through it. */
+void config_schema_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Parses the members of group g (may be NULL: all defaults) into base according to fields:
  * unknown keys, missing required keys and bad values are reported. F_SUB members are only checked
