@@ -21,12 +21,14 @@
 //                                        before the reply ended
 // A step: {status, body (object or string), headers, sse: [raw event strings], delay_ms (before the
 // head), chunk_delay_ms, cut_after (events sent before the connection is destroyed), hang (never
-// answer), close (destroy the socket at once), text (reply text for the default generator)}.
+// answer), close (destroy the socket at once), text (reply text for the default generator),
+// hostile: {kind, ...} (an endless, silent, dripping, flooding or oversized reply: hostile.js)}.
 // Without a script the default generator answers "Hello from the fake <provider> (<model>)." and
 // streams it word by word; the request header X-Fake-Chunk-Delay-Ms (forwarded by tests via
 // the body field "fake_chunk_delay_ms") slows the stream down.
 'use strict';
 const http = require('http');
+const { serveHostile } = require('./hostile');
 
 const state = { requests: [], scripts: [], events: [], hooks: [] };
 const startedAt = Date.now();
@@ -234,6 +236,7 @@ async function handle(req, res, raw) {
   const model = info.model || body.model;
   const text = step.text || `Hello from the fake ${info.provider} (${model}).`;
   if (step.sse) { await sendStream(req, res, info, step.sse, step); return; }
+  if (step.hostile) { await serveHostile(req, res, info, body, stream, model, step.hostile); return; }
   if (step.body !== undefined || (step.status && step.status >= 300)) {
     const b = step.body === undefined ? { error: { message: 'scripted failure', type: 'server_error' } } : step.body;
     const payload = typeof b === 'string' ? b : JSON.stringify(b);
