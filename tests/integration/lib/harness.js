@@ -330,6 +330,30 @@ async function startRouter(opts = {}) {
     },
     // The router processes under this web server (none between requests in plain CGI).
     responderPids() { return routerDescendants(proc.pid); },
+    // Runs during() while sampling the memory of every router process under the web server (every
+    // 10 ms: CGI processes live for one request). Resolves to { result, rssMB, hwmMB }: the
+    // largest VmRSS seen, and the largest VmHWM (peak) any of them reported.
+    async measureMemory(during) {
+      let rss = 0; let hwm = 0;
+      const sample = () => {
+        for (const pid of routerDescendants(proc.pid)) {
+          let st = '';
+          try { st = fs.readFileSync(`/proc/${pid}/status`, 'utf8'); } catch (e) { continue; }
+          const r = /VmRSS:\s+(\d+)/.exec(st); const h = /VmHWM:\s+(\d+)/.exec(st);
+          if (r) rss = Math.max(rss, Number(r[1]));
+          if (h) hwm = Math.max(hwm, Number(h[1]));
+        }
+      };
+      const timer = setInterval(sample, 10);
+      try {
+        sample();
+        const result = await during();
+        sample();
+        return { result, rssMB: rss / 1024, hwmMB: hwm / 1024 };
+      } finally {
+        clearInterval(timer);
+      }
+    },
     async stop() {
       if (!exited) {
         const done = new Promise((resolve) => proc.once('exit', resolve));
