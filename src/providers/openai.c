@@ -360,12 +360,9 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	if (status == 403 && (json_object_get(meta, "reasons") || json_object_get(meta, "flagged_input") ||
 			      (msg && (strcasestr(msg, "moderation") || strcasestr(msg, "flagged"))))) {
 		/* A moderation verdict on the client's input (OpenRouter), not a credentials problem:
-		 * its message is passed on. It is cut to 600 bytes and then redacted, unlike
-		 * map_upstream_status's: a key straddling the cut is not recognised and its first
-		 * bytes stay. */
+		 * its message is passed on, redacted whole and then cut to 600 bytes. */
 		char m[600];
-		snprintf(m, sizeof(m), "%s", msg ? msg : "input flagged by moderation");
-		redact_secret(m, x->prov->api_key);
+		redact_cut(m, sizeof(m), msg ? msg : "input flagged by moderation", x->prov->api_key);
 		rerr_set(err, 403, "permission_error", "content_flagged", NULL, "%s: %s", x->prov->name, m);
 		err->should_retry = 0;
 	} else {

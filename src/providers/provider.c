@@ -322,6 +322,16 @@ void redact_secret(char *s, const char *secret)
 	}
 }
 
+void redact_cut(char *dst, size_t dstsz, const char *src, const char *secret)
+{
+	if (!dstsz)
+		return;
+	char *full = xstrdup(src ? src : "");
+	redact_secret(full, secret);
+	snprintf(dst, dstsz, "%s", full);
+	free(full);
+}
+
 /* Upstream codes the router keeps, as static strings (struct rerr holds no pointer into a
  * parsed upstream body). */
 static const char *known_code(const char *code)
@@ -340,17 +350,12 @@ void map_upstream_status(const struct xlate_ctx *x, long status, const char *ups
 			 struct rerr *err)
 {
 	const char *prov = x->prov->name;
-	/* The upstream message is redacted whole before it is cut to 600 bytes, so that no part of a
-	 * key that straddles the cut survives. The param is cut to 96 bytes first and redacted
-	 * after: a key straddling that cut is not recognised and its first bytes stay. */
-	char *full = xstrdup(upstream_msg ? upstream_msg : "");
-	redact_secret(full, x->prov->api_key);
+	/* Both upstream texts are redacted whole, then cut: no part of a key that straddles a cut
+	 * survives. */
 	char msg[600];
-	snprintf(msg, sizeof(msg), "%s", full);
-	free(full);
+	redact_cut(msg, sizeof(msg), upstream_msg, x->prov->api_key);
 	char param[96];
-	snprintf(param, sizeof(param), "%s", upstream_param ? upstream_param : "");
-	redact_secret(param, x->prov->api_key);
+	redact_cut(param, sizeof(param), upstream_param, x->prov->api_key);
 	upstream_param = upstream_param ? param : NULL;
 	const char *sep = msg[0] ? ": " : "";
 	err->should_retry = 0;

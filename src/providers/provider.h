@@ -154,6 +154,9 @@ void map_upstream_status(const struct xlate_ctx *x, long status, const char *ups
 			 struct rerr *err);
 /* Removes every occurrence of the provider's API key from s (in place). */
 void redact_secret(char *s, const char *secret);
+/* Copies src (NULL = "") into dst, cut to dstsz - 1 bytes, with every occurrence of secret
+ * removed first: the whole text is redacted before the cut, so a key across it leaves nothing. */
+void redact_cut(char *dst, size_t dstsz, const char *src, const char *secret);
 /* The OpenAI finish_reason for a provider value; sets *changed when it differs. */
 const char *finish_reason_normalize(const char *raw, int *changed);
 

@@ -371,6 +371,38 @@ TEST(map_upstream_status_redacts_the_key_from_upstream_text)
 	CHECK_CONTAINS(err.message, "rejected; again: ****");
 }
 
+/* A key that straddles a cut (the message's 600 bytes, the param's 96, the moderation message's
+ * 600) must not leave its first bytes behind: redaction runs on the whole text, then it is cut. */
+TEST(redaction_comes_before_every_cut)
+{
+	struct fixture f;
+	fixture_init(&f);
+	static const size_t cuts[] = { 95, 90, 85, 599, 590, 580 };
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		test_case("key at byte %zu", cuts[i]);
+		char text[1200];
+		memset(text, 'a', cuts[i]);
+		snprintf(text + cuts[i], sizeof(text) - cuts[i], "%s tail", SECRET);
+		struct rerr err;
+		rerr_clear(&err);
+		map_upstream_status(&f.x, 400, text, NULL, text, 0, &err);
+		CHECK_NOT_CONTAINS(err.param, "sk-te");
+		CHECK_NOT_CONTAINS(err.message, "sk-te");
+		/* openai_map_error's moderation path (HTTP 403 with a moderation verdict). */
+		json_t *body = json_pack("{s:{s:s,s:{s:[s]}}}", "error", "message", text, "metadata",
+					 "reasons", "violence");
+		char *raw = json_dumps(body, JSON_COMPACT);
+		rerr_clear(&err);
+		provider_openai.map_error(&f.x, 403, raw, strlen(raw), 0, &err);
+		CHECK_INT_EQ(err.status, 403);
+		CHECK_NOT_CONTAINS(err.message, "sk-te");
+		CHECK_CONTAINS(err.message, "aaaa");
+		free(raw);
+		json_decref(body);
+	}
+	test_case(NULL);
+}
+
 TEST(map_upstream_status_empty_text_has_no_dangling_separator)
 {
 	struct fixture f;
