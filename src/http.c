@@ -3,9 +3,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonx.h"
+#include "log.h"
 #include "util.h"
 
 void request_init(struct request *req, const struct http_io *io)
@@ -111,23 +113,27 @@ void resp_header(struct response *resp, const char *name, const char *fmt, ...)
 {
 	if (resp->started)
 		return;
-	size_t start = resp->headers.len;
-	if (buf_printf(&resp->headers, "%s: ", name) < 0)
-		return;
-	size_t vstart = resp->headers.len;
+	struct buf v;
+	buf_init(&v, 16384);
 	va_list ap;
 	va_start(ap, fmt);
-	int rc = buf_vprintf(&resp->headers, fmt, ap);
+	int rc = buf_vprintf(&v, fmt, ap);
 	va_end(ap);
-	if (rc < 0 || buf_puts(&resp->headers, "\r\n") < 0) {
-		resp->headers.len = start;
-		resp->headers.p[start] = '\0';
-		return;
+	if (rc == 0) {
+		/* A value may carry what a client sent (a model name): its control characters (CR, LF,
+		 * ESC, C1, U+2028...) are escaped, never written raw. */
+		size_t cap = v.len * 4 + 1;
+		char *e = xmalloc(cap);
+		log_escape(e, cap, buf_str(&v), v.len);
+		size_t start = resp->headers.len;
+		if (buf_printf(&resp->headers, "%s: %s\r\n", name, e) < 0) {
+			resp->headers.len = start;
+			if (resp->headers.p)
+				resp->headers.p[start] = '\0';
+		}
+		free(e);
 	}
-	for (size_t i = vstart; i + 2 < resp->headers.len; i++) {
-		if (resp->headers.p[i] == '\r' || resp->headers.p[i] == '\n')
-			resp->headers.p[i] = ' ';
-	}
+	buf_free(&v);
 }
 
 int resp_write(struct response *resp, const char *p, size_t n)

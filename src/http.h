@@ -70,7 +70,8 @@ int request_read_body(struct request *req, size_t max, struct rerr *err);
 
 void response_init(struct response *resp, const struct http_io *io);
 void response_free(struct response *resp);
-/* Adds a header line; ignored after resp_begin. Newlines in the value are replaced. */
+/* Adds a header line; ignored after resp_begin. Control characters of the value are escaped
+ * (log_escape); a value over 16 KiB is left out. */
 void resp_header(struct response *resp, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int resp_begin(struct response *resp, int status, const char *content_type);

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "http.h"
+#include "log.h"
 #include "util.h"
 
 TEST(utf8_sanitize_table)
@@ -268,4 +270,60 @@ TEST(xstrndup_and_xasprintf)
 	s = xasprintf("%s", "");
 	CHECK_STR_EQ(s, "");
 	free(s);
+}
+
+/* ---- control characters in log lines and response headers ---- */
+
+TEST(log_escape_table)
+{
+	static const struct {
+		const char *name, *in, *out;
+	} rows[] = {
+		{ "plain", "gpt-4o-mini", "gpt-4o-mini" },
+		{ "ESC", "a\x1b[31mred", "a\\x1b[31mred" },
+		{ "CR LF", "a\r\nb", "a\\x0d\\x0ab" },
+		{ "tab and NUL-free C0", "\t\x01\x1f", "\\x09\\x01\\x1f" },
+		{ "DEL", "x\x7fy", "x\\x7fy" },
+		{ "U+0085 (NEL)", "a\xc2\x85" "b", "a\\u0085b" },
+		{ "U+0080 and U+009F", "\xc2\x80\xc2\x9f", "\\u0080\\u009f" },
+		{ "U+2028 and U+2029", "a\xe2\x80\xa8" "b\xe2\x80\xa9", "a\\u2028b\\u2029" },
+		{ "bidi override U+202E", "\xe2\x80\xae" "x", "\\u202ex" },
+		{ "U+00A0 is kept", "\xc2\xa0", "\xc2\xa0" },
+		{ "accents and emoji are kept", "caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80" },
+		{ "a lone C1 byte (Latin-1 NEL)", "a\x85" "b", "a\\x85b" },
+		{ "truncated sequence", "ok\xe2\x80", "ok\\xe2\\x80" },
+		{ "overlong", "\xc0\x8a", "\\xc0\\x8a" },
+		{ "backslash is kept", "a\\b", "a\\b" },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("%s", rows[i].name);
+		char out[128];
+		size_t n = log_escape(out, sizeof(out), rows[i].in, strlen(rows[i].in));
+		CHECK_STR_EQ(out, rows[i].out);
+		CHECK_INT_EQ(n, strlen(rows[i].out));
+	}
+	test_case(NULL);
+}
+
+TEST(log_escape_never_cuts_an_escape_or_a_character)
+{
+	char out[6];
+	CHECK_INT_EQ(log_escape(out, sizeof(out), "ab\x1b", 3), 2);
+	CHECK_STR_EQ(out, "ab");
+	CHECK_INT_EQ(log_escape(out, sizeof(out), "abc\xc3\xa9", 5), 5);
+	CHECK_STR_EQ(out, "abc\xc3\xa9");
+	CHECK_INT_EQ(log_escape(out, sizeof(out), "abcd\xc3\xa9", 6), 4);
+	CHECK_STR_EQ(out, "abcd");
+	CHECK_INT_EQ(log_escape(out, 1, "abc", 3), 0);
+	CHECK_STR_EQ(out, "");
+}
+
+TEST(resp_header_escapes_control_characters)
+{
+	struct response resp;
+	response_init(&resp, NULL);
+	resp_header(&resp, "X-Router-Model", "%s", "m\r\nSet-Cookie: a=b\x1b[2J\xc2\x85\xe2\x80\xa8z");
+	CHECK_STR_EQ(buf_str(&resp.headers),
+		     "X-Router-Model: m\\x0d\\x0aSet-Cookie: a=b\\x1b[2J\\u0085\\u2028z\r\n");
+	response_free(&resp);
 }
