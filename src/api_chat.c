@@ -74,6 +74,15 @@ static int step_identify(struct request_ctx *rc, struct chat_plan *pl)
 	rc->log.task = request_header(&rc->req, "X-Task-Type");
 	if (rc->log.task && !rc->log.task[0])
 		rc->log.task = NULL;
+	if (rc->log.task && strlen(rc->log.task) > CHATREQ_MAX_NAME_BYTES) {
+		rc->log.task = NULL;  /* the row keeps no unbounded client string */
+		rerr_clear(&err);
+		rerr_set(&err, 400, "invalid_request_error", NULL, "X-Task-Type",
+			 "Invalid X-Task-Type header: a task type has at most %d bytes.",
+			 CHATREQ_MAX_NAME_BYTES);
+		reqctx_refuse(rc, &err);
+		return -1;
+	}
 	return 0;
 }
 

@@ -364,6 +364,10 @@ int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err)
 		return bad_type(err, "model", "a string", model);
 	if (json_string_length(model) == 0)
 		return rerr_invalid(err, "model", "The model parameter must not be empty.");
+	if (json_string_length(model) > CHATREQ_MAX_NAME_BYTES)
+		return rerr_invalid(err, "model",
+				    "Invalid 'model': %zu bytes long; a model id has at most %d bytes.",
+				    json_string_length(model), CHATREQ_MAX_NAME_BYTES);
 	const json_t *msgs = json_object_get(body, "messages");
 	if (!msgs || json_is_null(msgs))
 		return rerr_invalid(err, "messages", "Missing required parameter: 'messages'.");
@@ -413,6 +417,10 @@ int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err)
 	}
 	const json_t *md = opt(body, "metadata");
 	const json_t *task = md ? json_object_get(md, "task_type") : NULL;
+	if (json_is_string(task) && json_string_length(task) > CHATREQ_MAX_NAME_BYTES)
+		return rerr_invalid(err, "metadata.task_type",
+				    "Invalid 'metadata.task_type': %zu bytes long; a task type has at most %d bytes.",
+				    json_string_length(task), CHATREQ_MAX_NAME_BYTES);
 	out->task = json_string_value(task);
 	return 0;
 }

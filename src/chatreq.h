@@ -7,6 +7,10 @@
 
 #include "errors.h"
 
+/* The longest model id and task type accepted, in bytes (longer ones get 400): both are stored
+ * in every request-log row and echoed in response headers. */
+#define CHATREQ_MAX_NAME_BYTES 256
+
 /* What the router itself needs from a validated request; strings borrowed from the body. */
 struct chatreq {
 	const char *model;

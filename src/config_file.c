@@ -232,6 +232,13 @@ static void convert_model(struct loader *ld, config_setting_t *ms, int i, struct
 				  r->id);
 		if (r->upstream && r->upstream[0])
 			config_schema_error(ld, ms, "pass-through model \"%s\" cannot set 'upstream'", r->id);
+		/* A Gemini request names its model in the URL path: a client-chosen id must never
+		 * reach it (gemini/a/../../v1/x?alt=sse&). */
+		if (pi >= 0 && cfg->providers[pi].api == API_GEMINI)
+			config_schema_error(ld, ms,
+				  "pass-through model \"%s\": provider \"%s\" speaks the Gemini API, whose"
+				  " model id is part of the request URL; list its models one by one", r->id,
+				  r->provider);
 		m->prefix = xstrndup(r->id, idlen ? idlen - 1 : 0);
 		m->upstream = xstrdup("");
 	} else {

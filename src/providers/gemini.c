@@ -785,9 +785,31 @@ static const char *const known_params[] = {
 	"audio",          "modalities",        NULL,
 };
 
+/* Gemini model ids are letters, digits, '-', '.' and '_' (not first: no "." or ".." segment).
+ * The id is part of the request URL, so nothing else may reach it: no '/', '?', '%', '#' that
+ * would choose another path or query under the router's key. Every allowed character is
+ * unreserved (RFC 3986), so the id needs no percent-escaping. */
+static int model_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > 256 || id[0] == '.' || id[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
 static int gemini_build(const struct xlate_ctx *x, const json_t *client, struct upstream_req *out,
 			struct buf *dropped, struct rerr *err)
 {
+	if (!model_id_ok(x->upstream_model))
+		return rerr_set(err, 400, "invalid_request_error", NULL, "model",
+				"Invalid model '%.256s': a Gemini model id has only letters, digits, '-', '.' and '_'.",
+				x->public_model);
 	json_t *req = json_copy((json_t *)client);
 	json_t *body = json_object();
 	struct gm_req g = { .x = x, .dropped = dropped, .err = err, .contents = json_array(),

@@ -157,6 +157,42 @@ static const struct req_row rows[] = {
 	{ "invalid UTF-8", "{\"model\":\"m\xff\"," MSG "}", "" },
 };
 
+/* Model ids and task types are stored in every log row and echoed in headers: at most 256 bytes. */
+TEST(chatreq_names_are_bounded)
+{
+	static const struct {
+		size_t len;
+		int task;
+		const char *param;
+	} cases[] = {
+		{ 256, 0, NULL }, { 257, 0, "model" }, { 2000000, 0, "model" },
+		{ 256, 1, NULL }, { 257, 1, "metadata.task_type" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		test_case("%s of %zu bytes", cases[i].task ? "task" : "model", cases[i].len);
+		char *name = malloc(cases[i].len + 1);
+		memset(name, 'm', cases[i].len);
+		name[cases[i].len] = '\0';
+		json_t *body = json_pack("{s:s,s:[{s:s,s:s}],s:{s:s}}", "model", cases[i].task ? "m" : name,
+					 "messages", "role", "user", "content", "hi", "metadata", "task_type",
+					 cases[i].task ? name : "t");
+		struct chatreq cr;
+		struct rerr err;
+		rerr_clear(&err);
+		int rc = chatreq_validate(body, &cr, &err);
+		CHECK_INT_EQ(rc, cases[i].param ? -1 : 0);
+		if (cases[i].param) {
+			CHECK_INT_EQ(err.status, 400);
+			CHECK_STR_EQ(err.type, "invalid_request_error");
+			CHECK_STR_EQ(err.param, cases[i].param);
+			CHECK_CONTAINS(err.message, "at most 256 bytes");
+		}
+		json_decref(body);
+		free(name);
+	}
+	test_case(NULL);
+}
+
 TEST(chatreq_table)
 {
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

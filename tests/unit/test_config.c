@@ -630,6 +630,31 @@ TEST(config_base_variant_is_valid)
 	free(path);
 }
 
+/* A Gemini request names its model in the URL: a pass-through route there would let the client
+ * choose the upstream path and query ("gemini/a/../../../../v1/x?alt=sse&"). */
+TEST(config_gemini_pass_through_is_rejected)
+{
+	clear_router_env();
+	char *path = write_variant_span("gemini-pt.conf", 12, 9,
+					"    api = \"gemini\";\n"
+					"    key_env = \"TEST_ROUTER_KEY\";\n"
+					"    base_url = \"https://generativelanguage.googleapis.com/v1beta\";\n"
+					"  };\n"
+					"};\n"
+					"models = (\n"
+					"  { id = \"m1\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; },\n"
+					"  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m1\" ]; },\n"
+					"  { id = \"gemini/*\"; provider = \"openai\"; passthrough = true; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; }");
+	struct buf errors;
+	buf_init(&errors, 1 << 20);
+	struct config *cfg = config_load(path, &errors);
+	CHECK_NULL(cfg);
+	CHECK_CONTAINS(buf_str(&errors), ":20: pass-through model \"gemini/*\": provider \"openai\" speaks the Gemini API");
+	config_free(cfg);
+	buf_free(&errors);
+	free(path);
+}
+
 struct broken_row {
 	const char *name;
 	int line;              /* line of the base file to replace */

@@ -648,3 +648,57 @@ TEST(openai_map_error_403_credentials_vs_moderation)
 	CHECK_CONTAINS(err.message, "flagged by moderation");
 	CHECK_INT_EQ(err.should_retry, 0);
 }
+
+/* ---- Gemini model ids reach the URL: only letters, digits, '-', '.' and '_' ---- */
+
+TEST(gemini_model_id_cannot_choose_the_url)
+{
+	static const struct {
+		const char *id;
+		int ok;
+	} cases[] = {
+		{ "gemini-2.5-flash", 1 },
+		{ "gemini-2.0-flash-001", 1 },
+		{ "learnlm_1.5", 1 },
+		{ "a/../../../../v1/x?alt=sse&", 0 },
+		{ "gemini-2.5-flash:streamGenerateContent?alt=sse&key=x#", 0 },
+		{ "..", 0 },
+		{ ".hidden", 0 },
+		{ "gemini%2F..", 0 },
+		{ "gemini 2", 0 },
+		{ "", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		test_case("%s", cases[i].id);
+		struct fixture f;
+		fixture_init(&f);
+		f.prov.name = "gemini";
+		f.prov.api = API_GEMINI;
+		f.prov.base_url = "https://generativelanguage.googleapis.com/v1beta";
+		f.x.upstream_model = cases[i].id;
+		f.x.public_model = cases[i].id;
+		json_t *body = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+		struct upstream_req ureq;
+		memset(&ureq, 0, sizeof(ureq));
+		struct buf dropped;
+		buf_init(&dropped, 4096);
+		struct rerr err;
+		rerr_clear(&err);
+		int rc = provider_gemini.build_request(&f.x, body, &ureq, &dropped, &err);
+		if (cases[i].ok) {
+			CHECK_INT_EQ(rc, 0);
+			if (rc == 0)
+				CHECK_CONTAINS(ureq.url, cases[i].id);
+		} else {
+			CHECK_INT_EQ(rc, -1);
+			CHECK_INT_EQ(err.status, 400);
+			CHECK_STR_EQ(err.type, "invalid_request_error");
+			CHECK_STR_EQ(err.param, "model");
+			CHECK_NULL(ureq.url);
+		}
+		upstream_req_free(&ureq);
+		buf_free(&dropped);
+		json_decref(body);
+	}
+	test_case(NULL);
+}
