@@ -340,7 +340,9 @@ static json_t *lookup_state(void *ud, const char *tool_call_id)
 {
 	struct request_ctx *rc = ud;
 	struct store *st = reqctx_reader(rc);
-	return st ? store_tool_state(st, tool_call_id) : NULL;
+	/* Only the calling agent's own state ('' for anonymous callers): the row that kept it was
+	 * logged with the same rc->log.agent. */
+	return st ? store_tool_state(st, rc->log.agent ? rc->log.agent : "", tool_call_id) : NULL;
 }
 
 void attempt_init(struct attempt *a, struct attempt_shared *s, size_t model, int routed)

@@ -21,8 +21,8 @@
 static const char *stmt_sql[ST_COUNT] = {
 	/* [ST_INSERT_REQLOG] and [ST_INSERT_ATTEMPT]: built by build_inserts. */
 	[ST_INSERT_TOOL_STATE] = ("INSERT OR REPLACE INTO tool_call_state"
-				  " (tool_call_id, request_id, state, ts_ms) VALUES (?1, ?2, ?3, ?4)"),
-	[ST_GET_TOOL_STATE] = "SELECT state FROM tool_call_state WHERE tool_call_id = ?1",
+				  " (agent, tool_call_id, request_id, state, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)"),
+	[ST_GET_TOOL_STATE] = "SELECT state FROM tool_call_state WHERE agent = ?1 AND tool_call_id = ?2",
 	[ST_HEALTH_LOAD] = "SELECT model, failures, window_start_ms, cooldown_until_ms, probe_until_ms"
 			   " FROM model_health WHERE failures > 0 OR cooldown_until_ms > 0",
 	/* One more failure: a window older than ?4 ms starts over. */

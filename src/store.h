@@ -56,9 +56,10 @@ int store_failed_for_good(struct store *st);
  * cutoff_ms, and ledger days before its day, in batches of 1,000 rows per transaction by the time
  * indexes. Returns the request rows deleted, or -1. */
 long long store_prune(struct store *st, int64_t cutoff_ms);
-/* The kept state of one tool call (toolstate.h), or NULL. New reference. Read-only: any
- * connection, e.g. one a worker opened with store_open for reading. */
-json_t *store_tool_state(struct store *st, const char *tool_call_id);
+/* The kept state of one tool call of agent (toolstate.h; "" for an anonymous caller), or NULL:
+ * state is kept per (agent, tool call id), so an agent never gets another's. New reference.
+ * Read-only: any connection, e.g. one a worker opened with store_open for reading. */
+json_t *store_tool_state(struct store *st, const char *agent, const char *tool_call_id);
 
 /* ---- health, keys, reports (store_query.c) ---- */
 

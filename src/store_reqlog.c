@@ -23,8 +23,9 @@ static int insert_tool_state(struct store *st, const struct reqlog *r, char *err
 	json_object_foreach((json_t *)r->tool_state, id, v)
 	{
 		char *text = json_dumps(v, JSON_COMPACT);
-		int n = store_run(st, ST_INSERT_TOOL_STATE, "tttI", id, r->request_id, text ? text : "{}",
-				  (int64_t)r->ts_end_ms);
+		/* Keyed by the row's agent: the one store_tool_state is asked with on the next turn. */
+		int n = store_run(st, ST_INSERT_TOOL_STATE, "ttttI", r->agent ? r->agent : "", id,
+				  r->request_id, text ? text : "{}", (int64_t)r->ts_end_ms);
 		free(text);
 		if (n < 0) {
 			snprintf(errbuf, errsz, "insert into tool_call_state failed: %s",
@@ -139,9 +140,9 @@ int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errb
 	return rc;
 }
 
-json_t *store_tool_state(struct store *st, const char *tool_call_id)
+json_t *store_tool_state(struct store *st, const char *agent, const char *tool_call_id)
 {
-	sqlite3_stmt *s = store_bind(st, ST_GET_TOOL_STATE, "t", tool_call_id);
+	sqlite3_stmt *s = store_bind(st, ST_GET_TOOL_STATE, "tt", agent ? agent : "", tool_call_id);
 	json_t *state = NULL;
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		const char *text = (const char *)sqlite3_column_text(s, 0);

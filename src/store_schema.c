@@ -119,6 +119,26 @@ static const char *const migrations[] = {
 	"  SELECT model, count(*) AS calls, sum(coalesce(input_tokens, 0)) AS input_tokens,"
 	"  sum(coalesce(output_tokens, 0)) AS output_tokens, round(sum(cost_nusd) / 1e9, 6) AS usd"
 	"  FROM request_log WHERE ts_start_ms >= unixepoch(date('now')) * 1000 GROUP BY model;",
+	/* 4 -> 5: PLACEHOLDER for the cost CHECK of issue 13 (another branch); its SQL replaces this
+	 * line when the branches merge. */
+	"SELECT 1;",
+	/* 5 -> 6: tool-call state keyed by (agent, tool_call_id), so that one agent cannot pull
+	 * another's reasoning into its request by naming its tool-call id. Anonymous callers are
+	 * agent ''. Kept state is given the agent of the request that produced it. */
+	"CREATE TABLE tool_call_state_v6 ("
+	"  agent TEXT NOT NULL DEFAULT '',"
+	"  tool_call_id TEXT NOT NULL,"
+	"  request_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (agent, tool_call_id)"
+	");"
+	"INSERT INTO tool_call_state_v6 (agent, tool_call_id, request_id, state, ts_ms)"
+	"  SELECT coalesce((SELECT r.agent FROM request_log r WHERE r.request_id = t.request_id), ''),"
+	"  t.tool_call_id, t.request_id, t.state, t.ts_ms FROM tool_call_state t;"
+	"DROP TABLE tool_call_state;"
+	"ALTER TABLE tool_call_state_v6 RENAME TO tool_call_state;"
+	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION,

@@ -753,6 +753,10 @@ static const char old_v2_schema[] =
 	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);"
 	"INSERT INTO request_log (request_id, ts_start_ms, ts_end_ms, status, cost_nusd)"
 	" VALUES ('chatcmpl-v2', 1767225600000, 1767225600100, 200, 42);"
+	"INSERT INTO request_log (request_id, ts_start_ms, ts_end_ms, status, agent)"
+	" VALUES ('chatcmpl-v2a', 1767225600000, 1767225600100, 200, 'alice');"
+	"INSERT INTO tool_call_state VALUES ('toolu_alice', 'chatcmpl-v2a', '{\"provider\":\"a\"}', 1);"
+	"INSERT INTO tool_call_state VALUES ('toolu_anon', 'chatcmpl-v2', '{\"provider\":\"b\"}', 1);"
 	"PRAGMA user_version = 2;";
 
 static char *schema_of(const char *path)
@@ -764,6 +768,41 @@ static char *schema_of(const char *path)
 				   " (SELECT * FROM sqlite_master ORDER BY name)");
 	sqlite3_close(db);
 	return sql;
+}
+
+/* One agent cannot read another's tool-call state by naming its tool-call id. */
+TEST(store_tool_state_is_keyed_by_agent_and_id)
+{
+	char *path = test_path("ts.db");
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	json_t *state = json_pack("{s:{s:s,s:[{s:s}]}}", "toolu_1", "provider", "anthropic",
+				  "thinking_blocks", "thinking", "A's secret reasoning");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-ts-a");
+	r.agent = "agent_a";
+	r.tool_state = state;
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	full_record(&r, "chatcmpl-ts-anon");
+	r.agent = NULL;
+	json_t *anon = json_pack("{s:{s:s}}", "toolu_2", "provider", "anthropic");
+	r.tool_state = anon;
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	json_t *got = store_tool_state(st, "agent_a", "toolu_1");
+	CHECK_NOT_NULL(got);
+	CHECK(json_equal(got, json_object_get(state, "toolu_1")));
+	json_decref(got);
+	CHECK_NULL(store_tool_state(st, "agent_b", "toolu_1"));
+	CHECK_NULL(store_tool_state(st, "", "toolu_1"));
+	got = store_tool_state(st, "", "toolu_2");
+	CHECK_NOT_NULL(got);
+	json_decref(got);
+	CHECK_NULL(store_tool_state(st, "agent_a", "toolu_2"));
+	store_close(st);
+	json_decref(state);
+	json_decref(anon);
+	free(path);
 }
 
 TEST(store_migrates_a_version_2_database_to_the_schema_of_a_new_one)
@@ -792,6 +831,11 @@ TEST(store_migrates_a_version_2_database_to_the_schema_of_a_new_one)
 	CHECK_STR_EQ(ff, "claude-sonnet-4-5");
 	free(ff);
 	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_attempts WHERE request_id = 'chatcmpl-v4'"), 2);
+	/* Kept tool-call state belongs to the agent of the request that produced it ('' = none). */
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM tool_call_state WHERE agent = 'alice'"
+			       " AND tool_call_id = 'toolu_alice'"), 1);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM tool_call_state WHERE agent = ''"
+			       " AND tool_call_id = 'toolu_anon'"), 1);
 	sqlite3_close(db);
 	/* Every table, index and view says what a database created new says. */
 	char *fresh = test_path("fresh.db");
