@@ -143,6 +143,7 @@ describe('the smaller holes closed (issue 13, item 6)', () => {
     const row = await stack.router.row(headerOf(r.head, 'X-Request-Id'));
     assert.equal(row.status, 400);
     assert.equal(row.requested_model, null);
+    assert.equal(row.cost_nusd, 0, 'a refusal costs nothing');
     const [{ longest }] = stack.router.db("SELECT max(max(length(coalesce(requested_model, ''))), max(length(coalesce(model, ''))), max(length(coalesce(error_message, '')))) AS longest FROM request_log");
     assert.ok(longest <= 1024, `longest client string stored: ${longest} bytes`);
     assert.equal(headerOf(r.head, 'X-Router-Requested-Model'), undefined);
@@ -158,6 +159,7 @@ describe('the smaller holes closed (issue 13, item 6)', () => {
     assert.equal(JSON.parse(h.body).error.param, 'X-Task-Type');
     const hr = await stack.router.row(headerOf(h.head, 'X-Request-Id'));
     assert.equal(hr.task, null);
+    assert.equal(hr.cost_nusd, 0);
     const m = await post({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], metadata: { task_type: 't'.repeat(100000) } });
     assert.equal(m.status, 400, m.body);
     assert.equal(JSON.parse(m.body).error.param, 'metadata.task_type');
@@ -208,6 +210,7 @@ describe('the smaller holes closed (issue 13, item 6)', () => {
     assert.ok(!mod.body.includes(prefix), `key prefix leaked to the client: ${mod.body.slice(-120)}`);
     const mrow = await stack.router.row(headerOf(mod.head, 'X-Request-Id'));
     assert.ok(!(mrow.error_message || '').includes(prefix), 'key prefix leaked to the log row');
+    assert.equal(mrow.cost_nusd, 0);
     // A 400 whose param (cut to 96 bytes) carries the key across the cut.
     await stack.fake.script('openai', [{ status: 400, body: { error: { message: 'bad', type: 'invalid_request_error', param: 'p'.repeat(85) + key, code: 'invalid_value' } } }]);
     const bad = await post({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
