@@ -57,7 +57,7 @@ static _Thread_local unsigned long jx_refusals; /* parses refused on this thread
 
 size_t jsonx_parse_cost(const char *p, size_t len)
 {
-	size_t tokens = 0, longest = 0, cur = 0;
+	size_t tokens = 0, strings = 0, longest = 0, cur = 0;
 	int in_str = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)p[i];
@@ -75,17 +75,24 @@ size_t jsonx_parse_cost(const char *p, size_t len)
 			}
 		} else if (c == '"') {
 			in_str = 1;
+			strings++;
 			cur = 0;
-		} else if (c == ',' || c == ':' || c == '[' || c == '{') {
+		} else if (c == ',' || c == ':') {
 			tokens++;
+		} else if (c == '[') {
+			tokens += 2; /* an array starts with a table of 8 slots */
+		} else if (c == '{') {
+			tokens += 4; /* an object starts with a hash table of 8 buckets */
 		}
 	}
 	if (cur > longest)
 		longest = cur;
-	/* Each value, member or container costs jansson at most JSONX_TOKEN_COST bytes of its own;
-	 * string contents are copied once; the lexer's buffer grows (doubling) to hold the longest
-	 * token. None of the terms can overflow: len bounds each of them. */
-	return tokens * JSONX_TOKEN_COST + len + 2 * longest + 4096;
+	/* Each value or member costs jansson at most JSONX_TOKEN_COST bytes of its own, an empty
+	 * array or object two or four times that, a string half that more, its contents once
+	 * (measured, glibc, a million of each in one document: 0 40 bytes, "a" 88, [] 136, {} 232,
+	 * {"a":0} 344); the lexer's buffer grows (doubling) to hold the longest token. None of the
+	 * terms can overflow: len bounds each of them. */
+	return tokens * JSONX_TOKEN_COST + strings * (JSONX_TOKEN_COST / 2) + len + 2 * longest + 4096;
 }
 
 size_t jsonx_parse_ceiling(size_t len)

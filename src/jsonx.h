@@ -17,8 +17,9 @@ const char *json_str(const json_t *obj, const char *key);
  * a document whose parse would cost more than jsonx_parse_ceiling(len) is refused before jansson
  * sees it: JSONX_PARSE_BASE plus JSONX_PARSE_FACTOR bytes per byte of text, which any document made
  * mostly of strings and ordinary numbers (chat bodies and replies) stays far under. The cost is
- * jsonx_parse_cost: one pass over the bytes, JSONX_TOKEN_COST per value or member, the string
- * contents, and twice the longest string (jansson's lexer buffer). A refused parse returns NULL
+ * jsonx_parse_cost: one pass over the bytes, JSONX_TOKEN_COST per value or member (more for a
+ * string, an array, an object), the string contents, and twice the longest string (jansson's
+ * lexer buffer). A refused parse returns NULL
  * with err->text saying so, and jsonx_refusals() counts one more. */
 #define JSONX_PARSE_BASE ((size_t)16 << 20)
 #define JSONX_PARSE_FACTOR 4

@@ -45,13 +45,14 @@ TEST(jsonx_ordinary_documents_parse)
 
 TEST(jsonx_cost_counts_values_strings_and_the_longest_token)
 {
-	/* 4 tokens ({ : , :), 11 bytes, longest string 1 (a backslash escape counts its 2 bytes). */
-	CHECK_INT_EQ(jsonx_parse_cost("{\"a\":1,\"b\":2}", 13), 4 * JSONX_TOKEN_COST + 13 + 2 + 4096);
+	/* { counts 4, : , : one each; two strings; 13 bytes; longest string 1. */
+	CHECK_INT_EQ(jsonx_parse_cost("{\"a\":1,\"b\":2}", 13), 7 * JSONX_TOKEN_COST + 2 * 32 + 13 + 2 + 4096);
+	CHECK_INT_EQ(jsonx_parse_cost("[1,2]", 5), 3 * JSONX_TOKEN_COST + 5 + 4096);
 	/* Structural characters inside strings are text, and escaped quotes do not end a string. */
 	const char *s = "[\"a,b:[{\\\"\"]";
-	CHECK_INT_EQ(jsonx_parse_cost(s, strlen(s)), 1 * JSONX_TOKEN_COST + strlen(s) + 2 * 8 + 4096);
+	CHECK_INT_EQ(jsonx_parse_cost(s, strlen(s)), 2 * JSONX_TOKEN_COST + 32 + strlen(s) + 2 * 8 + 4096);
 	/* A string cut short by the end of the text still counts. */
-	CHECK_INT_EQ(jsonx_parse_cost("\"abcd", 5), 5 + 2 * 4 + 4096);
+	CHECK_INT_EQ(jsonx_parse_cost("\"abcd", 5), 32 + 5 + 2 * 4 + 4096);
 	CHECK_INT_EQ(jsonx_parse_cost("", 0), 4096);
 	CHECK_INT_EQ(jsonx_parse_ceiling(0), JSONX_PARSE_BASE);
 	CHECK_INT_EQ(jsonx_parse_ceiling(1000), JSONX_PARSE_BASE + JSONX_PARSE_FACTOR * 1000);
