@@ -2,6 +2,7 @@
 #include "buf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -37,8 +38,12 @@ static int buf_reserve(struct buf *b, size_t extra)
 		return 0;
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < need)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
+		cap = cap > b->max ? need : cap * 2;
+	/* Out of memory fails this append (and so the one call it serves), not the process. */
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return -1;
+	b->p = p;
 	b->cap = cap;
 	return 0;
 }

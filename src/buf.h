@@ -3,7 +3,9 @@
  * A buf's maximum size is fixed when it is created, so a request body, an upstream reply or an
  * SSE line can never grow past the limit the caller chose: appends that would cross it fail with
  * -1 and leave the buffer unchanged. The content is always NUL-terminated (the NUL is not counted
- * in len), so buf->p can be handed to string functions. Allocation failure aborts (xmalloc).
+ * in len), so buf->p can be handed to string functions. An append the allocator cannot serve
+ * fails with -1 like one past the limit (the buffer unchanged), so that one call's oversized
+ * buffer fails that call instead of aborting every call of the process.
  */
 #ifndef ROUTER_BUF_H
 #define ROUTER_BUF_H

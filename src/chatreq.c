@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonx.h"
 #include "util.h"
 
 static const char *jtype(const json_t *v)
@@ -433,7 +434,13 @@ int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *o
 		return rerr_invalid(err, NULL,
 				    "The request body is empty; send a JSON object with 'model' and 'messages'.");
 	json_error_t jerr;
-	json_t *j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	unsigned long refused = jsonx_refusals();
+	json_t *j = jsonx_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j && jsonx_refusals() != refused)
+		return rerr_set(err, 413, "invalid_request_error", "request_too_large", NULL,
+				"The JSON body of your request is too complex: holding it would take more "
+				"than %zu MiB of memory. Send fewer values.",
+				jsonx_parse_ceiling(len) >> 20);
 	if (!j)
 		return rerr_invalid(err, NULL,
 				    "We could not parse the JSON body of your request: %s (line %d, column %d).",

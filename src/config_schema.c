@@ -60,7 +60,7 @@ static const struct field upstream_fields[] = {
 	{ "retry_after_max_ms", F_INT, C(retry_after_max_ms), "2000", 0, 600000, NULL },
 	{ "backoff_ms", F_INT, C(backoff_ms), "100", 0, 600000, NULL },
 	{ "backoff_max_ms", F_INT, C(backoff_max_ms), "2000", 0, 600000, NULL },
-	{ "max_response_bytes", F_INT, C(max_response_bytes), "67108864", 65536, 1073741824, NULL },
+	{ "max_response_bytes", F_INT, C(max_response_bytes), "16777216", 65536, 1073741824, NULL },
 	{ "proxy", F_STR, C(proxy), "", 0, 0, NULL },
 	{ "ca_file", F_STR, C(ca_file), "", 0, 0, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }

@@ -12,4 +12,22 @@ int json_to_buf(const json_t *j, struct buf *out);
 /* The string member `key` of obj, or NULL if absent or not a string. */
 const char *json_str(const json_t *obj, const char *key);
 
+/* Parsing untrusted JSON under a memory bound. jansson spends ~45 bytes of heap on a 2-byte value
+ * ("0,"), so a 60 MiB reply of [0,0,...] would take 1.35 GB. jsonx_loadb is json_loadb, except that
+ * a document whose parse would cost more than jsonx_parse_ceiling(len) is refused before jansson
+ * sees it: JSONX_PARSE_BASE plus JSONX_PARSE_FACTOR bytes per byte of text, which any document made
+ * mostly of strings and ordinary numbers (chat bodies and replies) stays far under. The cost is
+ * jsonx_parse_cost: one pass over the bytes, JSONX_TOKEN_COST per value or member (more for a
+ * string, an array, an object), the string contents, and twice the longest string (jansson's
+ * lexer buffer). A refused parse returns NULL
+ * with err->text saying so, and jsonx_refusals() counts one more. */
+#define JSONX_PARSE_BASE ((size_t)16 << 20)
+#define JSONX_PARSE_FACTOR 4
+#define JSONX_TOKEN_COST 64
+size_t jsonx_parse_cost(const char *p, size_t len);
+size_t jsonx_parse_ceiling(size_t len);
+json_t *jsonx_loadb(const char *p, size_t len, size_t flags, json_error_t *err);
+/* Parses refused on this thread since it started. */
+unsigned long jsonx_refusals(void);
+
 #endif

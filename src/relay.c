@@ -8,6 +8,14 @@
 
 /* An upstream SSE event larger than this is treated as a broken stream. */
 #define MAX_EVENT_BYTES (16u << 20)
+/* Memory bounds of one stream (README "Memory per call"): frames held back before the first
+ * content (role chunks: a few hundred bytes in a real stream), the reasoning text kept for the
+ * next turn (DeepSeek: at most ~64K tokens), and one serialised client frame. Crossing one fails
+ * the attempt: before any content another model may answer; after it the client gets an error
+ * event and [DONE]. */
+#define MAX_HELD_BYTES (1u << 20)
+#define MAX_REASONING_BYTES (4u << 20)
+#define MAX_FRAME_BYTES (2 * MAX_EVENT_BYTES)
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,
 		const struct relay_sink *sink)
@@ -19,9 +27,9 @@ void relay_init(struct relay *r, const struct provider_ops *ops, const struct xl
 	r->st = ops->stream_new(x);
 	sse_init(&r->sse, MAX_EVENT_BYTES);
 	r->chunks = json_array();
-	buf_init(&r->held, BUF_UNLIMITED);
-	buf_init(&r->frame, BUF_UNLIMITED);
-	buf_init(&r->reasoning, BUF_UNLIMITED);
+	buf_init(&r->held, MAX_HELD_BYTES);
+	buf_init(&r->frame, MAX_FRAME_BYTES);
+	buf_init(&r->reasoning, MAX_REASONING_BYTES);
 	rerr_clear(&r->err);
 	usage_init(&r->usage);
 }
@@ -42,6 +50,15 @@ void relay_free(struct relay *r)
 int relay_started(const struct relay *r)
 {
 	return r->frames_out > 0;
+}
+
+/* A bound of this stream was crossed: the attempt fails with a bad upstream response. */
+static int fail_bound(struct relay *r, const char *fmt, unsigned limit)
+{
+	rerr_set(&r->err, 502, "server_error", "bad_upstream_response", NULL, fmt, r->x->prov->name,
+		 limit >> 20);
+	r->state = RELAY_FAILED;
+	return -1;
 }
 
 static int sink_write(struct relay *r, const char *p, size_t n)
@@ -127,8 +144,10 @@ static void note_turn(struct relay *r, const json_t *chunk)
 	const json_t *calls = json_object_get(d, "tool_calls");
 	const json_t *blocks = json_object_get(d, "thinking_blocks");
 	const char *reasoning = json_str(d, "reasoning_content");
-	if (reasoning && r->x->prov->keep_reasoning_content)
-		buf_puts(&r->reasoning, reasoning);
+	if (reasoning && r->x->prov->keep_reasoning_content && buf_puts(&r->reasoning, reasoning) < 0) {
+		fail_bound(r, "%s sent more than %u MiB of reasoning_content", MAX_REASONING_BYTES);
+		return;
+	}
 	if (!json_array_size(calls) && !json_array_size(blocks))
 		return;
 	if (!r->turn) {
@@ -185,7 +204,7 @@ static void note_finish(struct relay *r, const json_t *chunk)
 
 /* Serialises one chunk with the router's id/object/created/model. A chunk that already has an
  * "id" member (a relayed OpenAI chunk) gets the values in place; otherwise they go in front. */
-static void frame_chunk(struct relay *r, json_t *body)
+static int frame_chunk(struct relay *r, json_t *body)
 {
 	const struct xlate_ctx *x = r->x;
 	json_t *c = body;
@@ -204,10 +223,13 @@ static void frame_chunk(struct relay *r, json_t *body)
 	json_object_set_new(c, "created", json_integer(x->created));
 	json_object_set_new(c, "model", json_string(x->public_model));
 	buf_reset(&r->frame);
-	buf_puts(&r->frame, "data: ");
-	json_to_buf(c, &r->frame);
-	buf_puts(&r->frame, "\n\n");
+	int rc = buf_puts(&r->frame, "data: ") | json_to_buf(c, &r->frame) |
+		 buf_puts(&r->frame, "\n\n");
 	json_decref(c);
+	if (rc < 0)
+		return fail_bound(r, "%s sent a stream event that makes a client frame over %u MiB",
+				  MAX_FRAME_BYTES);
+	return 0;
 }
 
 static int emit_chunks(struct relay *r)
@@ -222,9 +244,16 @@ static int emit_chunks(struct relay *r)
 		note_finish(r, chunk);
 		note_turn(r, chunk);
 		count_text(r, chunk);
-		frame_chunk(r, chunk);
+		if (r->state == RELAY_FAILED || frame_chunk(r, chunk) < 0) {
+			rc = -1;
+			break;
+		}
 		if (!relay_started(r) && !delta_has_content(chunk)) {
-			buf_append(&r->held, r->frame.p, r->frame.len);
+			if (buf_append(&r->held, r->frame.p, r->frame.len) < 0) {
+				rc = fail_bound(r, "%s sent more than %u MiB of stream before any content",
+						MAX_HELD_BYTES);
+				break;
+			}
 			continue;
 		}
 		if (!r->first_content_us)
@@ -245,9 +274,9 @@ static void finish_ok(struct relay *r)
 		json_t *body = json_object();
 		json_object_set_new(body, "choices", json_array());
 		json_object_set_new(body, "usage", u);
-		frame_chunk(r, body);
+		int rc = frame_chunk(r, body);
 		json_decref(body);
-		if (sink_write(r, r->frame.p, r->frame.len) < 0)
+		if (rc < 0 || sink_write(r, r->frame.p, r->frame.len) < 0)
 			return;
 	}
 	static const char done[] = "data: [DONE]\n\n";
@@ -259,7 +288,12 @@ static void finish_ok(struct relay *r)
 static int on_event(void *ud, const struct sse_event *ev)
 {
 	struct relay *r = ud;
+	unsigned long refused = jsonx_refusals();
 	enum stream_status st = r->ops->stream_event(r->st, ev, r->chunks, &r->usage, &r->err);
+	if (st == STREAM_ERROR && jsonx_refusals() != refused)
+		rerr_set(&r->err, 502, "server_error", "bad_upstream_response", NULL,
+			 "%s sent a stream event too large to parse (over %zu MiB of memory)",
+			 r->x->prov->name, jsonx_parse_ceiling(ev->data_len) >> 20);
 	if (emit_chunks(r) < 0)
 		return -1;
 	if (st == STREAM_DONE) {
@@ -332,8 +366,14 @@ int relay_response(const struct provider_ops *ops, const struct xlate_ctx *x, co
 		   size_t len, json_t **out, struct usage *u, struct rerr *err)
 {
 	json_t *resp = NULL;
-	if (ops->parse_response(x, body, len, &resp, u, err) < 0)
+	unsigned long refused = jsonx_refusals();
+	if (ops->parse_response(x, body, len, &resp, u, err) < 0) {
+		if (jsonx_refusals() != refused)
+			rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
+				 "%s returned a reply too large to parse (over %zu MiB of memory)",
+				 x->prov->name, jsonx_parse_ceiling(len) >> 20);
 		return -1;
+	}
 	/* The router's id and the public model name go first, as in OpenAI's own replies. */
 	json_t *c = json_object();
 	json_object_set_new(c, "id", json_string(x->id));

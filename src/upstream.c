@@ -288,7 +288,10 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	/* No compressed replies: without Accept-Encoding libcurl decodes nothing, so a body sent
+	 * with Content-Encoding anyway reaches the translators as the bytes it is (and fails to
+	 * parse): a gzip bomb is never inflated (README "Memory per call"). */
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

@@ -2,6 +2,8 @@
  *
  * Out-of-memory is the one failure the router does not try to survive: x*alloc print a line and
  * abort, so every other error path is kept for real failures (network, provider, database, input).
+ * They serve small, bounded allocations; what a client or a provider can make large lives in a
+ * struct buf, whose growth fails the one call instead (buf.h).
  */
 #ifndef ROUTER_UTIL_H
 #define ROUTER_UTIL_H

@@ -198,7 +198,7 @@ int anthropic_parse_response(const struct xlate_ctx *x, const char *body, size_t
 			     json_t **out, struct usage *u, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *msg = json_loadb(body, len, 0, &jerr);
+	json_t *msg = jsonx_loadb(body, len, 0, &jerr);
 	if (!json_is_object(msg)) {
 		json_decref(msg);
 		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
@@ -441,7 +441,7 @@ enum stream_status anthropic_stream_event(void *st, const struct sse_event *ev,
 	if (!ev->has_data)
 		return STREAM_MORE;
 	json_error_t jerr;
-	json_t *data = json_loadb(ev->data, ev->data_len, 0, &jerr);
+	json_t *data = jsonx_loadb(ev->data, ev->data_len, 0, &jerr);
 	if (!json_is_object(data)) {
 		json_decref(data);
 		rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
@@ -515,7 +515,7 @@ void anthropic_map_error(const struct xlate_ctx *x, long status, const char *bod
 			 size_t len, long retry_after, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(body, len, 0, &jerr);
+	json_t *j = jsonx_loadb(body, len, 0, &jerr);
 	const json_t *e = json_object_get(j, "error");
 	const char *msg = json_str(e, "message");
 	map_upstream_status(x, status, msg, NULL, NULL, retry_after, err);

@@ -271,7 +271,7 @@ static json_t *tool_response(const json_t *content)
 {
 	char *text = content_text(content);
 	json_error_t jerr;
-	json_t *v = json_loads(text, 0, &jerr);
+	json_t *v = jsonx_loadb(text, strlen(text), 0, &jerr);
 	if (!json_is_object(v)) {
 		json_decref(v);
 		v = json_object();

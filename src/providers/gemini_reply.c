@@ -148,7 +148,7 @@ void gemini_map_error(const struct xlate_ctx *x, long status, const char *body, 
 		      long retry_after, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(body, len, 0, &jerr);
+	json_t *j = jsonx_loadb(body, len, 0, &jerr);
 	const json_t *e = error_object(j);
 	if (e)
 		google_error(x, status, e, retry_after, err);
@@ -382,7 +382,7 @@ int gemini_parse_response(const struct xlate_ctx *x, const char *body, size_t le
 			  json_t **out, struct usage *u, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *resp = json_loadb(body, len, 0, &jerr);
+	json_t *resp = jsonx_loadb(body, len, 0, &jerr);
 	json_t *result = NULL;
 	int rc = -1;
 	if (!json_is_object(resp)) {
@@ -551,7 +551,7 @@ static enum stream_status stream_error_json(const struct xlate_ctx *x, const cha
 					    struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(text, len, 0, &jerr);
+	json_t *j = jsonx_loadb(text, len, 0, &jerr);
 	const json_t *e = error_object(j);
 	if (e)
 		google_error(x, 0, e, 0, err);
@@ -570,7 +570,7 @@ enum stream_status gemini_stream_event(void *st, const struct sse_event *ev, jso
 	if (!ev->has_data)
 		return STREAM_MORE;
 	json_error_t jerr;
-	json_t *resp = json_loadb(ev->data, ev->data_len, 0, &jerr);
+	json_t *resp = jsonx_loadb(ev->data, ev->data_len, 0, &jerr);
 	enum stream_status rc = STREAM_MORE;
 	if (!json_is_object(resp)) {
 		bad_reply(x, "a stream event that is not a JSON object", err);

@@ -226,7 +226,7 @@ static int openai_parse_response(const struct xlate_ctx *x, const char *body, si
 				 json_t **out, struct usage *u, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *resp = json_loadb(body, len, 0, &jerr);
+	json_t *resp = jsonx_loadb(body, len, 0, &jerr);
 	if (!json_is_object(resp)) {
 		json_decref(resp);
 		return rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
@@ -271,7 +271,7 @@ static enum stream_status openai_stream_event(void *st, const struct sse_event *
 	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
 		return STREAM_DONE;
 	json_error_t jerr;
-	json_t *chunk = json_loadb(ev->data, ev->data_len, 0, &jerr);
+	json_t *chunk = jsonx_loadb(ev->data, ev->data_len, 0, &jerr);
 	if (!json_is_object(chunk)) {
 		json_decref(chunk);
 		rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
@@ -344,7 +344,7 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 			     long retry_after, struct rerr *err)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(body, len, 0, &jerr);
+	json_t *j = jsonx_loadb(body, len, 0, &jerr);
 	json_t *e = json_object_get(j, "error");
 	const char *msg = NULL, *code = NULL, *param = NULL;
 	if (json_is_object(e)) {

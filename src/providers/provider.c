@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../jsonx.h"
 #include "../util.h"
 
 const struct provider_ops *provider_ops_for(enum provider_api api)
@@ -256,7 +257,7 @@ json_t *tool_arguments_object(const char *arguments)
 	if (!*p)
 		return json_object();
 	json_error_t jerr;
-	json_t *v = json_loads(arguments, JSON_DECODE_ANY, &jerr);
+	json_t *v = jsonx_loadb(arguments, strlen(arguments), JSON_DECODE_ANY, &jerr);
 	if (json_is_object(v))
 		return v;
 	json_t *o = json_object();

@@ -94,7 +94,7 @@ TEST(config_shipped_defaults_and_sections)
 	static const int64_t retry[] = { 500, 502, 503, 504, 529 };
 	for (size_t i = 0; i < 5; i++)
 		CHECK_INT_EQ(cfg->retry_on.v[i], retry[i]);
-	CHECK_INT_EQ(cfg->max_response_bytes, 67108864);
+	CHECK_INT_EQ(cfg->max_response_bytes, 16777216);
 	CHECK_STR_EQ(cfg->proxy, "");
 	CHECK_STR_EQ(cfg->ca_file, "");
 	CHECK_INT_EQ(cfg->strict_params, 0);

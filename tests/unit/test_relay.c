@@ -347,3 +347,67 @@ TEST(relay_response_rejects_unusable_bodies)
 		usage_clear(&u);
 	}
 }
+
+/* Frames held before the first content are bounded (1 MiB): a flood of role-only chunks fails the
+ * attempt with nothing sent, so another model may answer. */
+TEST(relay_held_frames_are_bounded)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)8 << 20)) {
+		rc = relay_feed(&r, ROLE, strlen(ROLE));
+		fed += strlen(ROLE);
+	}
+	CHECK_INT_EQ(rc, -1);
+	CHECK(fed < ((size_t)2 << 20));
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_INT_EQ(relay_started(&r), 0);
+	CHECK_INT_EQ(s.writes, 0);
+	CHECK_INT_EQ(r.err.status, 502);
+	CHECK_STR_EQ(r.err.code, "bad_upstream_response");
+	CHECK_CONTAINS(r.err.message, "before any content");
+	relay_free(&r);
+	buf_free(&s.all);
+}
+
+/* The reasoning kept for the next turn is bounded (4 MiB): past it the stream, already started,
+ * ends with an error event and [DONE]. */
+TEST(relay_kept_reasoning_is_bounded)
+{
+	struct fixture f;
+	fixture_init(&f);
+	f.prov.keep_reasoning_content = 1;
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	char text[4001];
+	memset(text, 'r', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	char ev[4200];
+	snprintf(ev, sizeof(ev), "data: {\"id\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"%s\"},\"finish_reason\":null}]}\n\n", text);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)16 << 20)) {
+		rc = relay_feed(&r, ev, strlen(ev));
+		fed += strlen(text);
+	}
+	CHECK_INT_EQ(rc, -1);
+	CHECK(fed > ((size_t)4 << 20) && fed < ((size_t)5 << 20));
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_INT_EQ(relay_started(&r), 1);
+	CHECK_CONTAINS(r.err.message, "reasoning_content");
+	relay_emit_error(&r);
+	const char *tail = "\"code\":\"bad_upstream_response\"}}\n\ndata: [DONE]\n\n";
+	CHECK(s.all.len > strlen(tail) && strcmp(s.all.p + s.all.len - strlen(tail), tail) == 0);
+	relay_free(&r);
+	buf_free(&s.all);
+}

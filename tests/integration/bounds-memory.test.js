@@ -1,0 +1,192 @@
+// Memory per call is bounded (issue 13, item 3): a hostile upstream (tests/fake/hostile.js) or a
+// hostile client body cannot grow a responder past a stated bound. Each case gets a fresh router
+// (one responder process, so that its peak RSS belongs to this case alone) and asserts the
+// client's answer, the request-log row and attempts, the charge, and the peak RSS of the router
+// processes against the RSS of an ordinary request in the same set-up.
+//
+// Measured figures are printed (BOUND lines) so that a run documents the before/after numbers.
+'use strict';
+const { describe, it, afterEach } = require('node:test');
+const assert = require('node:assert/strict');
+const { FRONT, SANITIZER, startStack, readSSE, SLOW } = require('./lib/harness');
+
+const MSG = [{ role: 'user', content: 'hello' }];
+const MiB = 1024 * 1024;
+// Growth allowed over an ordinary request, per case (see README "Memory per call"); ASan keeps
+// freed memory in quarantine and shadows what it maps.
+const SCALE = SANITIZER === 'asan' ? 4 : 1;
+const BOUND_MB = Object.fromEntries(Object.entries({ wide_json: 48, wide_stream: 64, role_only: 16, reasoning: 16, gzip_bomb: 16, wide_body: 120 }).map(([k, v]) => [k, v * SCALE]));
+
+async function post(router, body, opts = {}) {
+  const r = await fetch(router.baseURL + '/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  if (opts.sse && r.status === 200 && /event-stream/.test(r.headers.get('content-type') || '')) {
+    const events = await readSSE(r);
+    return { status: r.status, headers: r.headers, events };
+  }
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch (e) { json = undefined; }
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+async function attempts(router, id) {
+  await router.row(id);
+  return router.db(`SELECT * FROM request_attempts WHERE request_id = '${id}' ORDER BY attempt`);
+}
+
+let stack = null;
+afterEach(async () => { if (stack) await stack.stop(); stack = null; });
+
+// A fresh router with one responder (threads for the concurrent case) and short timeouts; the
+// chain gpt-4o -> claude-sonnet-4-5 only, so that a failed attempt falls back once.
+async function fresh(threads = 4) {
+  stack = await startStack({
+    procs: 1,
+    threads,
+    config: (t) => t
+      .replace('timeout_ms = 120000;', 'timeout_ms = 20000;')
+      .replace('failures = 3;', 'failures = 0;')
+      .replace('fallback = [ "claude-sonnet-4-5", "gemini-2.5-pro" ]; },\n  { id = "gpt-4o-mini"', 'fallback = [ "claude-sonnet-4-5" ]; },\n  { id = "gpt-4o-mini"'),
+  });
+  // The peak of an ordinary call in this set-up: the base the bounds are measured from.
+  const base = await stack.router.measureMemory(() => post(stack.router, { model: 'claude-sonnet-4-5', messages: MSG }));
+  assert.equal(base.result.status, 200, short(base.result.text));
+  const cost = (await stack.router.row(base.result.headers.get('x-request-id'))).cost_nusd;
+  assert.ok(cost > 0);
+  return { baseMB: Math.max(base.hwmMB, base.rssMB), claudeCost: cost };
+}
+
+function short(s) { return String(s === undefined ? '' : s).slice(0, 400); }
+
+// Prints the figure (before any assertion, so that a failing run documents it too).
+function report(name, base, m) {
+  const peak = Math.max(m.hwmMB, m.rssMB);
+  const growth = peak - base.baseMB;
+  console.log(`BOUND ${FRONT} ${name}: base ${base.baseMB.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, growth ${growth.toFixed(1)} MB (bound ${BOUND_MB[name]} MB)`);
+}
+
+function checkBound(name, base, m) {
+  const growth = Math.max(m.hwmMB, m.rssMB) - base.baseMB;
+  assert.ok(growth < BOUND_MB[name], `${name}: the responder grew by ${growth.toFixed(1)} MB (bound ${BOUND_MB[name]} MB)`);
+}
+
+// A non-streaming attempt that failed on a bound fell back to claude-sonnet-4-5 and was not
+// charged: the row costs what claude's answer costs.
+async function checkFellBack(r, base, codeRe) {
+  assert.equal(r.status, 200, short(r.text));
+  const id = r.headers.get('x-request-id');
+  const row = await stack.router.row(id);
+  assert.equal(row.model, 'claude-sonnet-4-5');
+  assert.equal(row.status, 200);
+  assert.equal(row.attempts, 2);
+  assert.equal(row.cost_nusd, base.claudeCost, 'the failed attempt is not charged');
+  const a = await attempts(stack.router, id);
+  assert.deepEqual(a.map((x) => [x.model, x.outcome]), [['gpt-4o', 'failed'], ['claude-sonnet-4-5', 'ok']]);
+  assert.equal(a[0].status, 502);
+  assert.equal(a[0].error_code, 'bad_upstream_response');
+  assert.match(a[0].error_message, codeRe);
+  return row;
+}
+
+describe('memory per call is bounded', { timeout: 120000 * SLOW }, () => {
+  it('a wide JSON reply (12 MiB of [0,0,...]) fails the attempt at the parse bound and falls back', async () => {
+    const base = await fresh();
+    await stack.fake.script('openai', [{ hostile: { kind: 'wide_json', bytes: 12 * MiB } }]);
+    const m = await stack.router.measureMemory(() => post(stack.router, { model: 'gpt-4o', messages: MSG }));
+    report('wide_json', base, m);
+    const r = m.result;
+    assert.equal(r.json && r.json.model, 'claude-sonnet-4-5', short(r.text));
+    await checkFellBack(r, base, /memory|too large|larger/i);
+    checkBound('wide_json', base, m);
+  });
+
+  it('a stream whose first event is 12 MiB of [0,0,...] fails before content and falls back', async () => {
+    const base = await fresh();
+    await stack.fake.script('openai', [{ hostile: { kind: 'wide_stream', bytes: 12 * MiB } }]);
+    const m = await stack.router.measureMemory(() => post(stack.router, { model: 'gpt-4o', messages: MSG, stream: true }, { sse: true }));
+    report('wide_stream', base, m);
+    const r = m.result;
+    assert.equal(r.status, 200);
+    const data = r.events.filter((e) => e.data).map((e) => e.data);
+    assert.equal(data[data.length - 1], '[DONE]');
+    assert.ok(!data.some((d) => d.includes('"error"')), 'the fallback answered cleanly');
+    assert.match(data.map((d) => d === '[DONE]' ? '' : JSON.parse(d).choices.map((c) => c.delta.content || '').join('')).join(''), /fake anthropic/);
+    await checkFellBack(r, base, /memory|too large|larger/i);
+    checkBound('wide_stream', base, m);
+  });
+
+  it('64 MB of role-only chunks before any content fail the attempt and fall back', async () => {
+    const base = await fresh();
+    await stack.fake.script('openai', [{ hostile: { kind: 'role_only', bytes: 64 * MiB } }]);
+    const m = await stack.router.measureMemory(() => post(stack.router, { model: 'gpt-4o', messages: MSG, stream: true }, { sse: true }));
+    report('role_only', base, m);
+    const r = m.result;
+    assert.equal(r.status, 200);
+    const data = r.events.filter((e) => e.data).map((e) => e.data);
+    assert.equal(data[data.length - 1], '[DONE]');
+    assert.ok(data.length < 100, `the client got ${data.length} events, not the held flood`);
+    await checkFellBack(r, base, /before any content/i);
+    checkBound('role_only', base, m);
+  });
+
+  it('a 64 MB reasoning_content flood ends the stream with an error event and [DONE]', async () => {
+    const base = await fresh();
+    await stack.fake.script('deepseek', [{ hostile: { kind: 'reasoning', bytes: 64 * MiB, chunk: 'thinking '.repeat(400) } }]);
+    const m = await stack.router.measureMemory(() => post(stack.router, { model: 'deepseek-reasoner', messages: MSG, stream: true }, { sse: true }));
+    report('reasoning', base, m);
+    const r = m.result;
+    assert.equal(r.status, 200);
+    const data = r.events.filter((e) => e.data).map((e) => e.data);
+    assert.equal(data[data.length - 1], '[DONE]');
+    const err = JSON.parse(data[data.length - 2]);
+    assert.ok(err.error, short(data[data.length - 2]));
+    assert.equal(err.error.code, 'bad_upstream_response', data[data.length - 2]);
+    assert.match(err.error.message, /reasoning/);
+    const reasoning = data.slice(0, -2).map((d) => JSON.parse(d).choices.map((c) => c.delta.reasoning_content || '').join('')).join('');
+    assert.ok(reasoning.length > 0 && reasoning.length < 64 * MiB, `relayed ${reasoning.length} chars of reasoning`);
+    const id = r.headers.get('x-request-id');
+    const row = await stack.router.row(id);
+    assert.equal(row.model, 'deepseek-reasoner');
+    assert.equal(row.error_code, 'bad_upstream_response');
+    assert.ok(row.cost_nusd > 0, 'what was relayed is charged');
+    const a = await attempts(stack.router, id);
+    assert.equal(a.length, 1);
+    checkBound('reasoning', base, m);
+  });
+
+  it('a gzip bomb (256 MiB of spaces) is refused, not inflated, and falls back', async () => {
+    const base = await fresh();
+    await stack.fake.script('openai', [{ hostile: { kind: 'gzip_bomb', bytes: 256 * MiB } }]);
+    const m = await stack.router.measureMemory(() => post(stack.router, { model: 'gpt-4o', messages: MSG }));
+    report('gzip_bomb', base, m);
+    const r = m.result;
+    assert.equal(r.json && r.json.model, 'claude-sonnet-4-5', short(r.text));
+    await checkFellBack(r, base, /not a JSON object|larger|encod/i);
+    const reqs = await stack.fake.requests();
+    const first = reqs.find((q) => q.provider === 'openai');
+    if (first && first.headers) assert.ok(!/gzip|br|zstd|deflate/.test(first.headers['accept-encoding'] || ''), 'no compressed reply is asked for');
+    checkBound('gzip_bomb', base, m);
+  });
+
+  it('eight 8 MiB client bodies of [0,0,...] at once get 413 and a logged refusal', async () => {
+    const base = await fresh(8);
+    const body = '[' + '0,'.repeat(4 * MiB - 2) + '0]';
+    assert.ok(body.length <= 8 * MiB);
+    const m = await stack.router.measureMemory(() => Promise.all(Array.from({ length: 8 }, () => post(stack.router, body))));
+    report('wide_body', base, m);
+    for (const r of m.result) {
+      assert.equal(r.status, 413, short(r.text));
+      assert.equal(r.json.error.type, 'invalid_request_error');
+      assert.equal(r.json.error.code, 'request_too_large');
+      assert.match(r.json.error.message, /memory/);
+      const row = await stack.router.row(r.headers.get('x-request-id'));
+      assert.equal(row.status, 413);
+      assert.equal(row.cost_nusd, 0);
+    }
+    checkBound('wide_body', base, m);
+  });
+});
