@@ -260,6 +260,8 @@ static int on_event(void *ud, const struct sse_event *ev)
 {
 	struct relay *r = ud;
 	enum stream_status st = r->ops->stream_event(r->st, ev, r->chunks, &r->usage, &r->err);
+	if (json_array_size(r->chunks))
+		r->progress_events++;
 	if (emit_chunks(r) < 0)
 		return -1;
 	if (st == STREAM_DONE) {
