@@ -19,7 +19,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, startFake, startStack, readSSE, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, spawnApache, killGroup, freePort, startFake, startStack, readSSE, waitFor, sleep } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const HOSTILE_MS = 20000;
@@ -366,6 +366,61 @@ describe('FastCGI without a buffering web server: slow uploads are cut at body_t
     }, 5000 * SLOW, 'the 408 rows');
     for (const row of rows) assert.deepEqual([row.error_code, row.cost_nusd], ['request_timeout', 0]);
     assert.match(log, /did not arrive within server.body_timeout_ms \(1500 ms\); answered 408/);
+  });
+
+  it('behind Apache mod_proxy_fcgi, two uploads at 1 KB/s get 408 at the bound and free the threads', async (t) => {
+    // apache/llm-router-proxy-fcgi.conf's ProxyPass, to this responder's TCP socket. As root,
+    // Apache runs as www-data, as the shared-hosting test does.
+    const account = process.getuid() === 0 ? { uid: 33, gid: 33 } : {};
+    const aroot = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-proxy-fcgi-'));
+    if (account.uid !== undefined) fs.chownSync(aroot, account.uid, account.gid);
+    const aport = await freePort();
+    const apache = spawnApache(path.join(aroot, 'apache'), aport, {
+      withFcgid: false,
+      spawnOpts: account,
+      site: [
+        'LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so',
+        'LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so',
+        `ProxyPass "/v1/" "fcgi://127.0.0.1:${port}/v1/" flushpackets=on timeout=180 nocanon`,
+      ],
+    });
+    const socks = [];
+    try {
+      const base = `http://127.0.0.1:${aport}/v1`;
+      await waitFor(async () => {
+        if (apache.proc.exitCode !== null) throw new Error(apache.readLogs());
+        return (await fetch(base + '/models')).status === 200;
+      }, 20000 * SLOW, 'Apache to answer').catch((e) => { throw new Error(`${e.message}\n${apache.readLogs()}`); });
+      const t0 = Date.now();
+      const answers = [0, 1].map(() => new Promise((resolve) => {
+        const s = net.connect(aport, '127.0.0.1');
+        socks.push(s);
+        let got = '';
+        s.on('error', () => {});
+        s.on('data', (d) => { got += d; if (/\r\n\r\n[\s\S]*\}/.test(got)) resolve({ got, ms: Date.now() - t0 }); });
+        s.on('close', () => resolve({ got, ms: Date.now() - t0 }));
+        s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 20000\r\n\r\n{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"');
+        const timer = setInterval(() => { if (s.destroyed) clearInterval(timer); else s.write('x'.repeat(100)); }, 100);
+        s.on('close', () => clearInterval(timer));
+      }));
+      await sleep(300);
+      const t1 = Date.now();
+      const healthy = await fetch(base + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-haiku-4-5', messages: MSG }) });
+      const healthyMs = Date.now() - t1;
+      const cut = await Promise.all(answers);
+      t.diagnostic(`mod_proxy_fcgi: uploads at 1 KB/s answered after ${cut.map((c) => c.ms).join(', ')} ms; the next request after ${healthyMs} ms`);
+      assert.equal(healthy.status, 200, await healthy.text());
+      assert.ok(healthyMs < BODY_MS + MARGIN, `${healthyMs} ms`);
+      for (const c of cut) {
+        assert.match(c.got, /^HTTP\/1\.1 408/, c.got);
+        assert.match(c.got, /"code":\s*"request_timeout"/);
+        assert.ok(c.ms < BODY_MS + MARGIN, `${c.ms} ms`);
+      }
+    } finally {
+      for (const s of socks) s.destroy();
+      killGroup(apache.proc, 'SIGKILL');
+      fs.rmSync(aroot, { recursive: true, force: true });
+    }
   });
 
   it('a body that arrives in time over many records is read whole', async () => {
