@@ -125,8 +125,9 @@ describe('streams end: timeout until content, idle reset by data only, the deadl
 
   it('an endless content stream is ended at deadline_ms with an error event naming why and [DONE]', async (t) => {
     await stack.fake.script('openai', [{ hostile: { kind: 'endless', interval_ms: 50, max_ms: HOSTILE_MS } }]);
-    const r = await stream(stack.router, { model: 'gpt-4o', messages: MSG });
-    t.diagnostic(`endless stream: ended after ${r.ms} ms (deadline_ms ${DEADLINE_MS}), ${r.chunks.length} chunks relayed`);
+    const { result: r, rssMB, hwmMB } = await stack.router.measureMemory(() => stream(stack.router, { model: 'gpt-4o', messages: MSG }));
+    t.diagnostic(`endless stream: ended after ${r.ms} ms (deadline_ms ${DEADLINE_MS}), ${r.chunks.length} chunks relayed; responder RSS ${rssMB.toFixed(1)} MB, peak ${hwmMB.toFixed(1)} MB`);
+    assert.ok(hwmMB < 200 * SLOW, `responder peak RSS ${hwmMB} MB`);
     assert.equal(r.status, 200);
     assert.ok(text(r.chunks).startsWith('word word '));
     assert.equal(r.data[r.data.length - 1], '[DONE]');
