@@ -67,6 +67,11 @@ static void map_transport_failure(struct attempt *a, struct rerr *e)
 		rerr_set(e, 504, "timeout_error", "upstream_stalled", NULL,
 			 "Provider %s stopped sending: %s", prov, a->ures.error);
 		break;
+	case UPSTREAM_DEADLINE:
+		rerr_set(e, 504, "timeout_error", "deadline_exceeded", NULL,
+			 "The reply of provider %s was cut at upstream.deadline_ms (%lld ms after the "
+			 "request arrived)", prov, (long long)a->rc->cfg->deadline_ms);
+		break;
 	default:
 		rerr_set(e, 502, "server_error", "bad_upstream_response", NULL,
 			 "The connection to provider %s failed: %s", prov, a->ures.error);
@@ -86,11 +91,25 @@ static int on_head(void *ud, const struct upstream_head *h)
 	return 0;
 }
 
+/* What the pieces relayed so far carried, for upstream.c's timers: data when the relay turned an
+ * event into something for the client since the last piece, content once the first content event
+ * came. Comments and keep-alives are neither. */
+static int stream_progress(struct attempt *a, int64_t events_before)
+{
+	int got = 0;
+	if (a->relay.progress_events != events_before)
+		got |= UPSTREAM_PROGRESS_DATA;
+	if (a->relay.first_content_us || a->relay.state == RELAY_DONE)
+		got |= UPSTREAM_PROGRESS_CONTENT;
+	return got;
+}
+
 static int on_body(void *ud, const char *p, size_t n)
 {
 	struct attempt *a = ud;
 	a->t_last_byte_us = clock_mono_us();
 	if (a->relaying) {
+		int64_t before = a->relay.progress_events;
 		int rc = relay_feed(&a->relay, p, n);
 		/* Every event of this piece went out together: one flush, unless the last frame is the
 		 * end of the stream, which waits for the log row (stream_sink). */
@@ -102,10 +121,11 @@ static int on_body(void *ud, const char *p, size_t n)
 			}
 		}
 		if (rc == 0)
-			return 0;
+			return stream_progress(a, before);
 		/* After the end of the stream, let the rest of the body drain so the connection can be
 		 * reused; stop at once when the client left or the stream failed. */
-		return a->relay.state == RELAY_DONE ? 0 : -1;
+		return a->relay.state == RELAY_DONE ? UPSTREAM_PROGRESS_DATA | UPSTREAM_PROGRESS_CONTENT
+						    : -1;
 	}
 	if (buf_append(&a->body, p, n) < 0) {
 		rerr_set(&a->err, 502, "server_error", "bad_upstream_response", NULL,
@@ -113,7 +133,8 @@ static int on_body(void *ud, const char *p, size_t n)
 		a->malformed = 1;
 		return -1;
 	}
-	return 0;
+	/* A whole reply (or an error body) is bounded by timeout_ms: never content. */
+	return UPSTREAM_PROGRESS_DATA;
 }
 
 static int on_tick(void *ud)
@@ -219,6 +240,7 @@ static void upstream_opts_for(struct attempt *a, struct upstream_opts *o)
 	o->connect_timeout_ms = (long)(cfg->connect_timeout_ms < left_ms ? cfg->connect_timeout_ms : left_ms);
 	o->timeout_ms = (long)(cfg->timeout_ms < left_ms ? cfg->timeout_ms : left_ms);
 	o->idle_timeout_ms = a->x.stream ? (long)cfg->stream_idle_timeout_ms : 0;
+	o->total_ms = (long)left_ms;
 	o->proxy = cfg->proxy;
 	o->ca_file = cfg->ca_file;
 	o->watch_fd = client_fd(a->s);
@@ -232,7 +254,10 @@ static int call_upstream(struct attempt *a)
 	upstream_opts_for(a, &opts);
 	a->t_up_start_us = clock_mono_us();
 	a->called = 1;
-	return upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	int rc = upstream_perform(a->rc->w->up, &a->ureq, &opts, &cb, &a->ures);
+	/* Each request libcurl sent again by itself reached the provider: one more call. */
+	a->s->calls += a->ures.resends;
+	return rc;
 }
 
 static enum attempt_result run_nonstream(struct attempt *a)

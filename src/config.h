@@ -115,6 +115,7 @@ struct config {
 	int64_t threads;
 	int64_t max_body_bytes;
 	int64_t reload_interval_s;
+	int64_t body_timeout_ms;       /* the whole request body must arrive within this */
 	/* log */
 	char *log_level;
 	/* storage */

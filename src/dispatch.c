@@ -370,10 +370,30 @@ static void record_failure(struct dispatch *d, const struct fallback_step *st)
 		 st->wait_ms ? " after a pause" : "");
 }
 
+/* The requests libcurl sent again by itself on a fresh connection (a reused one died before any
+ * reply byte): the provider received each, so each is a failed attempt of its own. */
+static void record_resends(struct dispatch *d, const struct attempt *a)
+{
+	for (int i = 0; i < a->ures.resends; i++) {
+		struct rerr e;
+		rerr_set(&e, 502, "server_error", "connection_dropped", NULL,
+			 "The reused connection to provider %s closed before any reply; the request was "
+			 "sent again on a new connection", a->x.prov->name);
+		log_attempt(d, a, "failed", &e, -1);
+		if (d->n_log)
+			d->log[d->n_log - 1].upstream_status = 0;
+	}
+	if (a->ures.resends)
+		log_warn(d->s.rc->id, "provider %s: a reused connection closed before any reply; the "
+			 "request was sent %d more time(s)", a->x.prov->name, a->ures.resends);
+}
+
 /* State "record": the attempt's row in request_attempts. */
 static void state_record(struct dispatch *d, const struct fallback_step *st)
 {
 	struct attempt *a = &d->a;
+	if (a->called)
+		record_resends(d, a);
 	switch (st->row) {
 	case FB_ROW_NONE:
 		break;

@@ -3,6 +3,12 @@
  * Threading: FCGX_Init runs once in main before threads start; each worker owns its FCGX_Request.
  * FCGX_Accept_r is called under accept_mu. Parameter strings returned by FCGX_GetParam live until
  * FCGX_Finish_r, which is exactly the lifetime promised by struct http_io.
+ *
+ * Body reads are bounded by the request's read deadline: libfcgi's reads block, and a web server
+ * that does not buffer request bodies (Apache mod_proxy_fcgi) passes a slow upload on as it comes.
+ * What libfcgi already holds is taken without waiting; otherwise one buffer fill runs with
+ * SO_RCVTIMEO set to the time left, so a read that would wait past the deadline fails (-2) and
+ * the request is answered 408. Plain CGI polls stdin against the same deadline.
  */
 #include "fcgi_io.h"
 
@@ -18,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -27,6 +34,7 @@ struct fcgi_conn {
 	struct http_io io;
 	int accepted;
 	int wrote;                     /* response bytes were handed to libfcgi */
+	int64_t read_deadline_us;      /* body reads give up then (0 = never) */
 };
 
 static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -69,15 +77,45 @@ static const char *fcgi_param(void *ctx, const char *name)
 	return FCGX_GetParam(name, c->rq.envp);
 }
 
+/* libfcgi's blocking reads of the connection give up after ms (0 = never). */
+static void set_recv_timeout(int fd, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 static long fcgi_read(void *ctx, char *p, size_t n)
 {
 	struct fcgi_conn *c = ctx;
+	FCGX_Stream *in = c->rq.in;
 	if (n > (size_t)1 << 30)
 		n = (size_t)1 << 30;
-	int r = FCGX_GetStr(p, (int)n, c->rq.in);
-	if (r == 0 && FCGX_GetError(c->rq.in) != 0)
-		return -1;
+	size_t held = in->stop > in->rdNext ? (size_t)(in->stop - in->rdNext) : 0;
+	int r;
+	if (!c->read_deadline_us || held > 0 || in->isClosed) {
+		/* Without a deadline, or from what libfcgi holds: no wait. */
+		r = FCGX_GetStr(p, (int)(c->read_deadline_us && held < n ? held : n), in);
+	} else {
+		int64_t left_ms = (c->read_deadline_us - clock_mono_us() + 999) / 1000;
+		if (left_ms <= 0)
+			return -2;
+		/* One byte: one buffer fill, whose reads each wait at most the time left; the rest of
+		 * what it brought is taken by the next call without waiting. */
+		set_recv_timeout(c->rq.ipcFd, left_ms);
+		r = FCGX_GetStr(p, 1, in);
+		set_recv_timeout(c->rq.ipcFd, 0);
+	}
+	if (r == 0 && FCGX_GetError(in) != 0) {
+		int e = FCGX_GetError(in);
+		return e == EAGAIN || e == EWOULDBLOCK ? -2 : -1;
+	}
 	return r;
+}
+
+static void fcgi_set_read_deadline(void *ctx, int64_t deadline_us)
+{
+	struct fcgi_conn *c = ctx;
+	c->read_deadline_us = deadline_us;
 }
 
 static int fcgi_write(void *ctx, const char *p, size_t n)
@@ -158,6 +196,7 @@ struct fcgi_conn *fcgi_conn_new(int listen_fd)
 	c->io.peer_fd = fcgi_peer_fd;
 	c->io.peer_gone = fcgi_peer_gone;
 	c->io.heartbeat = fcgi_heartbeat;
+	c->io.set_read_deadline = fcgi_set_read_deadline;
 	return c;
 }
 
@@ -176,6 +215,7 @@ int fcgi_conn_accept(struct fcgi_conn *c)
 	pthread_mutex_unlock(&accept_mu);
 	c->accepted = rc >= 0;
 	c->wrote = 0;
+	c->read_deadline_us = 0;
 	return rc >= 0 ? 0 : -1;
 }
 
@@ -200,11 +240,24 @@ static const char *cgi_param(void *ctx, const char *name)
 }
 
 static long long cgi_body_read;       /* request body bytes consumed from stdin */
+static int64_t cgi_read_deadline_us;  /* 0 = none */
+static int cgi_read_timed_out;
 
 static long cgi_read(void *ctx, char *p, size_t n)
 {
 	(void)ctx;
 	for (;;) {
+		if (cgi_read_deadline_us) {
+			int64_t left_ms = (cgi_read_deadline_us - clock_mono_us() + 999) / 1000;
+			struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN, .revents = 0 };
+			int pr = left_ms > 0 ? poll(&pfd, 1, left_ms > 3600000 ? 3600000 : (int)left_ms) : 0;
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr == 0) {
+				cgi_read_timed_out = 1;
+				return -2;
+			}
+		}
 		ssize_t r = read(STDIN_FILENO, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -214,12 +267,21 @@ static long cgi_read(void *ctx, char *p, size_t n)
 	}
 }
 
+static void cgi_set_read_deadline(void *ctx, int64_t deadline_us)
+{
+	(void)ctx;
+	cgi_read_deadline_us = deadline_us;
+}
+
 void cgi_drain_body(void)
 {
 	/* Under mod_cgid stdin and stdout are one socket: closing it with request bytes still unread
 	 * resets the connection, and Apache loses the response (a 401 or 413 is sent without reading
 	 * the body). Read the rest - CONTENT_LENGTH says how much; without it, until EOF - giving up
-	 * after a second of silence or 64 MiB. */
+	 * after a second of silence or 64 MiB. A body that missed its deadline is not waited for: the
+	 * client is too slow to matter, and the process ends now. */
+	if (cgi_read_timed_out)
+		return;
 	const char *cl = getenv("CONTENT_LENGTH");
 	long long want = -1;
 	if (cl && cl[0] && parse_ll(cl, &want) < 0)
@@ -287,7 +349,7 @@ static int cgi_peer_gone(void *ctx)
 const struct http_io *cgi_io(void)
 {
 	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL,
-					   cgi_peer_fd, cgi_peer_gone, NULL };
+					   cgi_peer_fd, cgi_peer_gone, NULL, cgi_set_read_deadline };
 	if (cgi_term_pipe[0] < 0 && pipe2(cgi_term_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));

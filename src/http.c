@@ -81,6 +81,10 @@ int request_read_body(struct request *req, size_t max, struct rerr *err)
 	while (req->body.len < want) {
 		size_t n = want - req->body.len < sizeof(chunk) ? want - req->body.len : sizeof(chunk);
 		long r = req->io->read(req->io->ctx, chunk, n);
+		if (r == -2)
+			return rerr_set(err, 408, "invalid_request_error", "request_timeout", NULL,
+					"The request body did not arrive in time (%zu of %lld bytes "
+					"received).", req->body.len, req->content_length);
 		if (r < 0)
 			return rerr_set(err, 400, "invalid_request_error", NULL, NULL,
 					"Could not read the request body.");

@@ -23,7 +23,8 @@ struct http_io {
 	/* Value of a CGI/FastCGI parameter ("REQUEST_METHOD", "HTTP_AUTHORIZATION"), or NULL. The
 	 * string stays valid until the request ends. */
 	const char *(*param)(void *ctx, const char *name);
-	/* Reads up to n body bytes; returns the count, 0 at the end, -1 on error. */
+	/* Reads up to n body bytes; returns the count, 0 at the end, -1 on error, -2 when the deadline
+	 * set with set_read_deadline passed first. */
 	long (*read)(void *ctx, char *p, size_t n);
 	/* Writes n bytes (buffered); returns 0 or -1 when the client is gone. */
 	int (*write)(void *ctx, const char *p, size_t n);
@@ -39,6 +40,8 @@ struct http_io {
 	/* Optional: tells the web server the request is alive, without sending the client anything,
 	 * while no response byte has been written yet. */
 	void (*heartbeat)(void *ctx);
+	/* Optional: body reads that would wait past deadline_us (clock_mono_us) return -2. */
+	void (*set_read_deadline)(void *ctx, int64_t deadline_us);
 };
 
 struct request {
@@ -64,8 +67,8 @@ void request_init(struct request *req, const struct http_io *io);
 void request_free(struct request *req);
 /* Value of request header `name` ("X-Task-Type"), looked up as HTTP_X_TASK_TYPE, or NULL. */
 const char *request_header(const struct request *req, const char *name);
-/* Reads the body into req->body. Fails with 413 when it exceeds max bytes and 400 when it is
- * shorter than CONTENT_LENGTH. */
+/* Reads the body into req->body. Fails with 413 when it exceeds max bytes, 400 when it is
+ * shorter than CONTENT_LENGTH and 408 when it did not arrive before the read deadline. */
 int request_read_body(struct request *req, size_t max, struct rerr *err);
 
 void response_init(struct response *resp, const struct http_io *io);

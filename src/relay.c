@@ -294,6 +294,8 @@ static int on_event(void *ud, const struct sse_event *ev)
 		rerr_set(&r->err, 502, "server_error", "bad_upstream_response", NULL,
 			 "%s sent a stream event too large to parse (over %zu MiB of memory)",
 			 r->x->prov->name, jsonx_parse_ceiling(ev->data_len) >> 20);
+	if (json_array_size(r->chunks))
+		r->progress_events++;
 	if (emit_chunks(r) < 0)
 		return -1;
 	if (st == STREAM_DONE) {

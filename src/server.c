@@ -37,7 +37,14 @@ static void handle_one(struct worker *w, const struct http_io *io)
 {
 	struct request_ctx rc;
 	reqctx_begin(&rc, w, io);
+	/* The body must arrive within server.body_timeout_ms of the request's start, whatever the
+	 * web server in front does (mod_proxy_fcgi passes a slow upload on as it comes). */
+	if (io->set_read_deadline && rc.cfg)
+		io->set_read_deadline(io->ctx, rc.t0_us + rc.cfg->body_timeout_ms * 1000);
 	routes_dispatch(&rc);
+	if (rc.resp.status == 408)
+		log_warn(rc.id, "the request body did not arrive within server.body_timeout_ms (%lld ms); "
+			 "answered 408", rc.cfg ? (long long)rc.cfg->body_timeout_ms : 0LL);
 	/* No flush here: finishing the request flushes the rest together with FastCGI's end record
 	 * in one write (the CGI path flushes stdout itself). */
 	reqctx_end(&rc);

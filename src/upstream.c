@@ -3,9 +3,13 @@
  * The handle is reset (curl_easy_reset keeps the connection, DNS and TLS-session caches) and
  * configured for every call. CURLOPT_NOSIGNAL is set because the process is threaded; SIGPIPE is
  * ignored process-wide by the server. CURLOPT_PROXY is always set so that proxy variables in the
- * environment can never divert provider traffic. Timeouts beyond libcurl's own (first byte and
- * idle time for streams) are enforced from the progress callback, which runs at least every
- * TICK_MS.
+ * environment can never divert provider traffic. Timeouts beyond libcurl's connect timeout (until
+ * the first content, idle time between data, the total bound) are enforced from the progress
+ * callback, which runs at least every TICK_MS; the bytes themselves reset nothing, only what
+ * on_body reports they carried. The request body goes through a read callback with a seek
+ * callback: libcurl rewinds it exactly when it sends the request again on a fresh connection
+ * (a reused connection that died before any reply byte), which is how res->resends counts the
+ * POSTs the provider received that the caller did not ask for.
  */
 #include "upstream.h"
 
@@ -30,7 +34,11 @@ struct call {
 	const struct upstream_cb *cb;
 	struct upstream_result *res;
 	int64_t t0_us;
-	int64_t last_byte_us;
+	int64_t last_data_us;      /* last piece carrying data (or the first body byte) */
+	int content;               /* on_body reported content */
+	const char *body;          /* the request body, sent through on_read */
+	size_t body_len;
+	size_t body_off;
 	int head_done;
 	int stop;                  /* enum upstream_fail to report when we aborted */
 	long status;
@@ -220,14 +228,45 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	struct call *c = ud;
 	size_t n = size * nmemb;
-	c->last_byte_us = clock_mono_us();
+	if (c->res->body_bytes == 0)
+		c->last_data_us = clock_mono_us();
 	c->res->body_bytes += (int64_t)n;
-	if (c->cb->on_body && c->cb->on_body(c->cb->ud, p, n) < 0) {
+	int got = c->cb->on_body ? c->cb->on_body(c->cb->ud, p, n) : UPSTREAM_PROGRESS_DATA;
+	if (got < 0) {
 		if (!c->stop)
 			c->stop = UPSTREAM_ABORTED;
 		return CURL_WRITEFUNC_ERROR;
 	}
+	if (got & UPSTREAM_PROGRESS_DATA)
+		c->last_data_us = clock_mono_us();
+	if (got & UPSTREAM_PROGRESS_CONTENT)
+		c->content = 1;
 	return n;
+}
+
+static size_t on_read(char *p, size_t size, size_t nitems, void *ud)
+{
+	struct call *c = ud;
+	size_t n = size * nitems;
+	size_t left = c->body_len - c->body_off;
+	if (n > left)
+		n = left;
+	memcpy(p, c->body + c->body_off, n);
+	c->body_off += n;
+	return n;
+}
+
+/* libcurl rewinds the body only to send the request again: a reused connection died before any
+ * reply byte (redirects and authentication, the other reasons, are never used here). */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+	struct call *c = ud;
+	if (origin != SEEK_SET || offset < 0 || (size_t)offset > c->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	if (c->body_off > 0)
+		c->res->resends++;
+	c->body_off = (size_t)offset;
+	return CURL_SEEKFUNC_OK;
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -240,12 +279,16 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	struct call *c = ud;
 	int64_t now = clock_mono_us();
 	const struct upstream_opts *o = c->opts;
-	if (c->res->body_bytes == 0) {
-		if (o->timeout_ms > 0 && now - c->t0_us > (int64_t)o->timeout_ms * 1000) {
-			c->stop = UPSTREAM_TIMEOUT;
-			return 1;
-		}
-	} else if (o->idle_timeout_ms > 0 && now - c->last_byte_us > (int64_t)o->idle_timeout_ms * 1000) {
+	if (o->total_ms > 0 && now - c->t0_us > (int64_t)o->total_ms * 1000) {
+		c->stop = UPSTREAM_DEADLINE;
+		return 1;
+	}
+	if (!c->content && o->timeout_ms > 0 && now - c->t0_us > (int64_t)o->timeout_ms * 1000) {
+		c->stop = UPSTREAM_TIMEOUT;
+		return 1;
+	}
+	if (c->res->body_bytes > 0 && o->idle_timeout_ms > 0 &&
+	    now - c->last_data_us > (int64_t)o->idle_timeout_ms * 1000) {
 		c->stop = UPSTREAM_STALLED;
 		return 1;
 	}
@@ -261,7 +304,8 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 		     struct upstream_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	struct call c = { .opts = opts, .cb = cb, .res = res };
+	struct call c = { .opts = opts, .cb = cb, .res = res, .body = req->body ? req->body : "",
+			  .body_len = req->body_len };
 	CURL *h = u->h;
 	curl_easy_reset(h);
 
@@ -276,7 +320,10 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	curl_easy_setopt(h, CURLOPT_URL, req->url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_POST, 1L);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(h, CURLOPT_READDATA, &c);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, &c);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
@@ -286,6 +333,8 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
 	if (!req->stream && opts->timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->timeout_ms);
+	else if (opts->total_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_ms + 2 * TICK_MS);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	/* No compressed replies: without Accept-Encoding libcurl decodes nothing, so a body sent
@@ -304,7 +353,7 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &c);
 
 	c.t0_us = clock_mono_us();
-	c.last_byte_us = c.t0_us;
+	c.last_data_us = c.t0_us;
 	CURLcode rc = perform(u, opts, &c);
 	curl_slist_free_all(hl);
 
@@ -329,9 +378,10 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	if (c.stop) {
 		res->fail = (enum upstream_fail)c.stop;
 		snprintf(res->error, sizeof(res->error), "%s",
-			 c.stop == UPSTREAM_TIMEOUT   ? "no response before the timeout"
-			 : c.stop == UPSTREAM_STALLED ? "stream stalled (no data within the idle timeout)"
-						      : "transfer aborted");
+			 c.stop == UPSTREAM_TIMEOUT    ? "no content before the timeout"
+			 : c.stop == UPSTREAM_STALLED  ? "stream stalled (no data within the idle timeout)"
+			 : c.stop == UPSTREAM_DEADLINE ? "the call ran into the request's deadline"
+						       : "transfer aborted");
 		return -1;
 	}
 	switch (rc) {

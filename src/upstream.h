@@ -5,8 +5,14 @@
  * one blocking upstream_perform(); the response is handed to the caller as it arrives through
  * callbacks (head once, body pieces, a tick about once a second), any of which can abort the
  * transfer. The wait also watches one more descriptor - the client's connection - so a client
- * that leaves stops the upstream transfer at once, even while the provider sends nothing. Timeouts: connect, a total for non-streaming calls, time to first body byte and
- * idle time between body bytes for streams.
+ * that leaves stops the upstream transfer at once, even while the provider sends nothing.
+ *
+ * Timeouts: connect; timeout_ms until the caller reports content (on_body returning
+ * UPSTREAM_PROGRESS_CONTENT: a non-streaming call never does, so it bounds the whole call); idle
+ * time between pieces the caller reports as data (UPSTREAM_PROGRESS_DATA: SSE comments and other
+ * bytes that carry nothing do not count); and total_ms, the hard bound of the whole call. libcurl
+ * re-sends a request by itself when a reused connection dies before any reply byte: the body is
+ * handed over through a read callback so that each re-send is counted (res->resends).
  */
 #ifndef ROUTER_UPSTREAM_H
 #define ROUTER_UPSTREAM_H
@@ -29,8 +35,9 @@ void upstream_req_add_header(struct upstream_req *r, const char *fmt, ...)
 
 struct upstream_opts {
 	long connect_timeout_ms;
-	long timeout_ms;          /* non-stream: whole call; stream: until the first body byte */
-	long idle_timeout_ms;     /* stream: longest silence between body bytes */
+	long timeout_ms;          /* until the first content (non-stream: the whole call) */
+	long idle_timeout_ms;     /* stream: longest time between two pieces carrying data; 0 = none */
+	long total_ms;            /* the whole call, whatever arrives (the request's deadline); 0 = none */
 	const char *proxy;        /* "" = no proxy */
 	const char *ca_file;      /* "" = system bundle */
 	int watch_fd;             /* the client's connection, watched while waiting; -1 = none */
@@ -43,9 +50,14 @@ struct upstream_head {
 	const char *request_id;     /* x-request-id / request-id, "" if absent */
 };
 
+/* What a piece of the body carried, as on_body understood it (a mask). */
+#define UPSTREAM_PROGRESS_DATA 1      /* something for the client: resets the idle timer */
+#define UPSTREAM_PROGRESS_CONTENT 2   /* content has arrived (now or before): ends timeout_ms */
+
 struct upstream_cb {
 	int (*on_head)(void *ud, const struct upstream_head *h);   /* 0 = go on, -1 = abort */
-	int (*on_body)(void *ud, const char *p, size_t n);         /* 0 = go on, -1 = abort */
+	/* -1 = abort, otherwise a mask of UPSTREAM_PROGRESS_* (0 = bytes that carry nothing) */
+	int (*on_body)(void *ud, const char *p, size_t n);
 	int (*on_tick)(void *ud);                                  /* 0 = go on, -1 = abort */
 	/* watch_fd became readable: -1 = abort (the client is gone), 1 = go on watching, 0 = go on
 	 * without watching */
@@ -56,10 +68,11 @@ struct upstream_cb {
 enum upstream_fail {
 	UPSTREAM_OK = 0,          /* a complete HTTP response arrived (any status) */
 	UPSTREAM_CONNECT,         /* DNS or TCP/TLS connection failed */
-	UPSTREAM_TIMEOUT,         /* connect, total or first-byte timeout */
-	UPSTREAM_STALLED,         /* stream idle too long */
+	UPSTREAM_TIMEOUT,         /* connect timeout, or no content within timeout_ms */
+	UPSTREAM_STALLED,         /* no data within idle_timeout_ms */
 	UPSTREAM_ABORTED,         /* a callback asked to stop */
 	UPSTREAM_BROKEN,          /* connection lost or protocol error mid-response */
+	UPSTREAM_DEADLINE,        /* total_ms ran out (the stream may have sent content) */
 };
 
 struct upstream_result {
@@ -72,6 +85,8 @@ struct upstream_result {
 	double total_ms;          /* whole transfer */
 	double connect_ms;
 	int64_t body_bytes;
+	int resends;              /* times libcurl sent the request again on a fresh connection after
+				   * a reused one died before any reply byte (each reached the provider) */
 };
 
 /* A one-off POST of a JSON body on a handle of its own (alert webhooks). Returns 0 with *status

@@ -8,7 +8,8 @@
 //   comments    200 + SSE head, then only SSE comments (": ping", or `comment`) every interval_ms
 //               (default 200); never a data event
 //   drip        a normal stream of `text` (default a long sentence) written one byte every
-//               interval_ms (default 1000)
+//               interval_ms (default 1000); with `burst` n, the prologue and the first n content
+//               events go out at once and only the rest drips
 //   endless     a stream of content events for ever, `chunk` (default "word ") each, every
 //               interval_ms (default 0: as fast as the router reads)
 //   role_only   a stream of role-only chunks (delta {role, content: ""}) for ever, or up to `bytes`
@@ -119,6 +120,11 @@ async function serveHostile(req, res, info, body, stream, model, h) {
       for (const w of text.match(/\S+\s*/g)) s += contentEvent(api, model, w, 0);
       s += streamEpilogue(api, model);
       let i = 0;
+      if (h.burst) {
+        i = streamPrologue(api, model).length;
+        for (let k = 0; k < h.burst; k++) i = s.indexOf('\n\n', i) + 2;
+        if (!(await put(res, info, s.slice(0, i)))) break;
+      }
       await loop(res, info, h, async () => {
         if (i >= s.length) return false;
         if (!(await put(res, info, s[i++]))) return false;

@@ -106,8 +106,10 @@ describe(`deployment behind ${FRONT}`, () => {
 
   it('is not cut by the web server during long silences in a stream', async () => {
     // Silent before the first byte (the heartbeat's case), then between two events (keep-alive
-    // comments to the client).
-    await stack.fake.script('openai', [{ delay_ms: CALL_MS, chunk_delay_ms: 1200, text: 'slow reply' }]);
+    // comments to the client). The first event carries content: upstream.timeout_ms runs until
+    // the first content event.
+    const ev = (delta, finish = null) => 'data: ' + JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] });
+    await stack.fake.script('openai', [{ delay_ms: CALL_MS, chunk_delay_ms: 1200, sse: [ev({ role: 'assistant', content: 'slow ' }), ev({ content: 'reply' }), ev({}, 'stop'), 'data: [DONE]'] }]);
     const r = await fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
     assert.equal(r.status, 200);
     const events = await readSSE(r);

@@ -665,7 +665,7 @@ struct broken_row {
 
 static const struct broken_row broken[] = {
 	{ "unknown key", 2, "  thread = 8;",
-	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s)", 0 },
+	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s, body_timeout_ms)", 0 },
 	{ "unknown top-level key", 3, "};\nsevrer = { threads = 8; };",
 	  "%s:4: unknown key 'sevrer' (known keys: server, log, storage, upstream, params, demo, routing, budget, cooldown, providers, models, tiers, tasks)", 0 },
 	{ "wrong type: string for an integer", 2, "  threads = \"8\";",
