@@ -33,6 +33,7 @@ struct chat_plan {
 	size_t primary;                  /* the routed model's index */
 	struct chain chain;
 	struct chat_call call;
+	struct budget_state budget;      /* the reservation, settled by the row (budget_settled) */
 };
 
 static int tier_allows(const struct tier_conf *t, const struct config *cfg, size_t m)
@@ -188,17 +189,19 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	const struct config *cfg = rc->cfg;
 	struct rerr err;
 	rerr_clear(&err);
-	struct budget_state bs;
-	int64_t estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->call.req,
-						&pl->chain);
+	struct budget_state *bs = &pl->budget;
+	struct budget_estimate e;
+	int64_t estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->chain, &e);
+	/* A bounded call is never charged more than its worst case (dispatch.c). */
+	pl->call.max_cost_nusd = e.bounded ? estimate : 0;
 	if (budget_reserve(cfg->budget_enabled ? reqctx_reader(rc) : NULL, cfg, pl->tier, pl->agent,
-			   rc->id, rc->t0_wall_ms, estimate, &bs, &err) < 0) {
-		budget_headers(&rc->resp, &bs);
+			   rc->id, rc->t0_wall_ms, estimate, e.floor_nusd, bs, &err) < 0) {
+		budget_headers(&rc->resp, bs);
 		rc->log.model = pl->call.public_model;
 		reqctx_refuse(rc, &err);
 		return -1;
 	}
-	budget_headers(&rc->resp, &bs);
+	budget_headers(&rc->resp, bs);
 	return 0;
 }
 
@@ -209,8 +212,10 @@ void api_chat_completions(struct request_ctx *rc)
 	if (step_identify(rc, &pl) == 0 && step_read(rc, &pl) == 0 && step_route(rc, &pl) == 0 &&
 	    step_tier_policy(rc, &pl) == 0) {
 		step_chain(rc, &pl);
-		if (step_budget(rc, &pl) == 0)
+		if (step_budget(rc, &pl) == 0) {
 			dispatch_chat(rc, &pl.call);
+			budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);
+		}
 	}
 	json_decref(pl.body);
 }

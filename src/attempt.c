@@ -441,6 +441,7 @@ enum attempt_result attempt_run(struct attempt *a)
 	if (a->x.stream) {
 		struct relay_sink sink = { stream_sink, a };
 		relay_init(&a->relay, a->ops, &a->x, &sink);
+		a->relay.max_out_tokens = provider_output_bound(rc->cfg, a->model, a->call->body, NULL);
 		a->relay_ready = 1;
 		return run_stream(a);
 	}

@@ -250,6 +250,8 @@ static int openai_parse_response(const struct xlate_ctx *x, const char *body, si
 		normalize_choice(x, c, "message");
 	if (usage_from_openai(u, json_object_get(resp, "usage")) == 0)
 		json_object_set(resp, "usage", u->json);
+	else
+		json_object_del(resp, "usage");   /* not counts the router can read: not relayed */
 	*out = resp;
 	return 0;
 }
@@ -374,6 +376,13 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	json_decref(j);
 }
 
+/* max_completion_tokens (max_tokens moved into it) is sent as is: it bounds reasoning too. */
+static int64_t openai_max_output_tokens(const struct model_conf *m, const json_t *client)
+{
+	(void)m;
+	return client_max_tokens(client);
+}
+
 const struct provider_ops provider_openai = {
 	.api = "openai",
 	.build_request = openai_build,
@@ -383,4 +392,5 @@ const struct provider_ops provider_openai = {
 	.stream_eof = openai_stream_eof,
 	.stream_free = free,
 	.map_error = openai_map_error,
+	.max_output_tokens = openai_max_output_tokens,
 };
