@@ -376,11 +376,15 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	json_decref(j);
 }
 
-/* max_completion_tokens (max_tokens moved into it) is sent as is: it bounds reasoning too. */
+/* max_completion_tokens (it bounds reasoning too) and max_tokens are sent as the client gave them
+ * (a reasoning model gets max_tokens moved into max_completion_tokens): the larger bounds. */
 static int64_t openai_max_output_tokens(const struct model_conf *m, const json_t *client)
 {
 	(void)m;
-	return client_max_tokens(client);
+	const json_t *mt = json_object_get(client, "max_tokens");
+	int64_t a = client_max_tokens(client);
+	int64_t b = json_is_integer(mt) ? (int64_t)json_integer_value(mt) : 0;
+	return b > a ? b : a;
 }
 
 const struct provider_ops provider_openai = {
