@@ -373,9 +373,10 @@ TEST(usage_counts_are_clamped_and_cost_saturates)
 		json_decref(j);
 	}
 	test_case(NULL);
-	CHECK_INT_EQ(usage_count(json_integer(-1)), -1);
-	json_t *big = json_integer(INT64_MAX);
+	json_t *neg = json_integer(-1), *big = json_integer(INT64_MAX);
+	CHECK_INT_EQ(usage_count(neg), -1);
 	CHECK_INT_EQ(usage_count(big), USAGE_COUNT_MAX);
+	json_decref(neg);
 	json_decref(big);
 	CHECK_INT_EQ(cost_mul(INT64_MAX, INT64_MAX), COST_NUSD_MAX);
 	CHECK_INT_EQ(cost_mul(-5, 10), 0);
