@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "keys.h"
 #include "providers/provider.h"
+#include "relay.h"
 #include "reqlog.h"
 #include "sha256.h"
 #include "store.h"
@@ -408,4 +409,49 @@ TEST(schema_refuses_negative_costs_and_spend)
 	CHECK_INT_EQ(store_spend_add(st, "d", "s", -11, 0, 1), -1);
 	CHECK_INT_EQ(store_count(st, "SELECT sum(cost_nusd) FROM request_log"), 5);
 	store_close(st);
+}
+
+static int cap_sink(void *ud, const char *p, size_t n)
+{
+	buf_append(ud, p, n);
+	return 0;
+}
+
+/* The relay's output cap: a stream past max_out_tokens (x 8 characters, + 4,096) is ended before
+ * the frame that passes it; the error event and [DONE] follow. */
+TEST(relay_cuts_a_stream_past_the_output_its_request_allows)
+{
+	struct config cfg;
+	struct provider_conf prov;
+	struct model_conf model;
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&prov, 0, sizeof(prov));
+	memset(&model, 0, sizeof(model));
+	prov.name = "openai";
+	prov.api = API_OPENAI;
+	prov.developer_role = "developer";
+	model.id = "m";
+	struct xlate_ctx x = { .cfg = &cfg, .prov = &prov, .model = &model, .upstream_model = "m",
+			       .public_model = "m", .id = "chatcmpl-cap", .created = 1, .stream = 1 };
+	struct buf out;
+	buf_init(&out, BUF_UNLIMITED);
+	struct relay_sink sink = { cap_sink, &out };
+	struct relay r;
+	relay_init(&r, &provider_openai, &x, &sink);
+	r.max_out_tokens = 10;
+	static const char ev[] = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+				 "\"0123456789\"},\"finish_reason\":null}]}\n\n";
+	int fed = 0;
+	while (fed < 1000 && relay_feed(&r, ev, sizeof(ev) - 1) == 0)
+		fed++;
+	/* 4,176 characters allowed: 417 events of 10 went out, the 418th passed the cap. */
+	CHECK_INT_EQ(fed, 417);
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_STR_EQ(r.err.code, "output_limit_exceeded");
+	CHECK(r.out_chars <= 10 * 8 + 4096 + 10);
+	relay_emit_error(&r);
+	CHECK(strstr(buf_str(&out), "output_limit_exceeded") != NULL);
+	CHECK(strstr(buf_str(&out), "data: [DONE]") != NULL);
+	relay_free(&r);
+	buf_free(&out);
 }
