@@ -1,5 +1,6 @@
 /* api_chat.c - POST /v1/chat/completions: who is calling, read and validate the request, route it
- * (task, tier policy, fallback chain), reserve its budget, hand over to dispatch. Every call,
+ * (task, tier policy, fallback chain), reserve its budget, hand over to dispatch (and, once the
+ * row settled the reservation, raise the warn alert the settlement crossed). Every call,
  * refused or not, leaves one row in the request log.
  *
  * api_chat_completions runs the steps in that order; a step that refuses the request answers it
@@ -214,7 +215,8 @@ void api_chat_completions(struct request_ctx *rc)
 		step_chain(rc, &pl);
 		if (step_budget(rc, &pl) == 0) {
 			dispatch_chat(rc, &pl.call);
-			budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);
+			if (pl.budget.reserved)
+				budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);
 		}
 	}
 	json_decref(pl.body);
