@@ -66,7 +66,7 @@ void alerts_budget(const struct config *cfg, const char *day, const char *scope,
 {
 	log_warn(request_id, "budget alert: %s reached %lld %% of its daily budget on %s: $%.4f of $%.2f%s",
 		 scope, (long long)level, day, (double)spent_nusd / 1e9, (double)budget_nusd / 1e9,
-		 level >= 100 ? " (requests are refused until 00:00 UTC)" : "");
+		 level >= cfg->block_percent ? " (requests are refused until 00:00 UTC)" : "");
 	if (!cfg->webhook_url || !cfg->webhook_url[0])
 		return;
 	json_t *o = json_object();

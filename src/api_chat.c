@@ -1,5 +1,6 @@
 /* api_chat.c - POST /v1/chat/completions: who is calling, read and validate the request, route it
- * (task, tier policy, fallback chain), reserve its budget, hand over to dispatch. Every call,
+ * (task, tier policy, fallback chain), reserve its budget, hand over to dispatch (and, once the
+ * row settled the reservation, raise the warn alert the settlement crossed). Every call,
  * refused or not, leaves one row in the request log.
  *
  * api_chat_completions runs the steps in that order; a step that refuses the request answers it
@@ -33,6 +34,7 @@ struct chat_plan {
 	size_t primary;                  /* the routed model's index */
 	struct chain chain;
 	struct chat_call call;
+	struct budget_state budget;      /* the reservation, settled by the row (budget_settled) */
 };
 
 static int tier_allows(const struct tier_conf *t, const struct config *cfg, size_t m)
@@ -197,17 +199,19 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	const struct config *cfg = rc->cfg;
 	struct rerr err;
 	rerr_clear(&err);
-	struct budget_state bs;
-	int64_t estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->call.req,
-						&pl->chain);
+	struct budget_state *bs = &pl->budget;
+	struct budget_estimate e;
+	int64_t estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->chain, &e);
+	/* A bounded call is never charged more than its worst case (dispatch.c). */
+	pl->call.max_cost_nusd = e.bounded ? estimate : 0;
 	if (budget_reserve(cfg->budget_enabled ? reqctx_reader(rc) : NULL, cfg, pl->tier, pl->agent,
-			   rc->id, rc->t0_wall_ms, estimate, &bs, &err) < 0) {
-		budget_headers(&rc->resp, &bs);
+			   rc->id, rc->t0_wall_ms, estimate, e.floor_nusd, bs, &err) < 0) {
+		budget_headers(&rc->resp, bs);
 		rc->log.model = pl->call.public_model;
 		reqctx_refuse(rc, &err);
 		return -1;
 	}
-	budget_headers(&rc->resp, &bs);
+	budget_headers(&rc->resp, bs);
 	return 0;
 }
 
@@ -218,8 +222,11 @@ void api_chat_completions(struct request_ctx *rc)
 	if (step_identify(rc, &pl) == 0 && step_read(rc, &pl) == 0 && step_route(rc, &pl) == 0 &&
 	    step_tier_policy(rc, &pl) == 0) {
 		step_chain(rc, &pl);
-		if (step_budget(rc, &pl) == 0)
+		if (step_budget(rc, &pl) == 0) {
 			dispatch_chat(rc, &pl.call);
+			if (pl.budget.reserved)
+				budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);
+		}
 	}
 	json_decref(pl.body);
 }

@@ -468,6 +468,11 @@ enum attempt_result attempt_run(struct attempt *a)
 	if (a->x.stream) {
 		struct relay_sink sink = { stream_sink, a };
 		relay_init(&a->relay, a->ops, &a->x, &sink);
+		/* The output cap, when the upstream request carries a bound (else none: the
+		 * upstream's own default applies). */
+		int sent;
+		int64_t bound = provider_output_bound(rc->cfg, a->model, a->call->body, &sent);
+		a->relay.max_out_tokens = sent ? bound : 0;
 		a->relay_ready = 1;
 		return run_stream(a);
 	}

@@ -30,6 +30,9 @@ struct chat_call {
 	const char *upstream_model;      /* upstream id to send */
 	const char *public_model;        /* id shown to the client */
 	const struct chain *chain;       /* models to try, routed model first */
+	int64_t max_cost_nusd;           /* the budget estimate when it is an upper bound (every
+					  * request carries an output bound): the charge is capped
+					  * at it; 0 = no cap */
 };
 
 /* What the attempts of one request share; owned by the walk (dispatch.c). */

@@ -13,6 +13,7 @@
 #include "alerts.h"
 #include "log.h"
 #include "logwriter.h"
+#include "providers/provider.h"
 #include "util.h"
 
 /* An image, audio clip or file counts this many input tokens instead of its bytes. */
@@ -48,7 +49,7 @@ static void media_bytes(const json_t *messages, int64_t *bytes, int64_t *parts)
 }
 
 int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_t body_len,
-			     const struct chatreq *req, const struct chain *ch)
+			     const struct chain *ch, struct budget_estimate *e)
 {
 	int64_t media = 0, parts = 0;
 	media_bytes(json_object_get(body, "messages"), &media, &parts);
@@ -56,26 +57,25 @@ int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_
 	if (in < 0)
 		in = 0;
 	in += parts * MEDIA_TOKENS;
-	const json_t *mt = json_object_get(body, "max_completion_tokens");
-	if (!json_is_integer(mt))
-		mt = json_object_get(body, "max_tokens");
-	int64_t n = json_is_integer(json_object_get(body, "n")) ? json_integer_value(json_object_get(body, "n")) : 1;
-	if (n < 1)
-		n = 1;
-	if (n > 128)
-		n = 128;
-	(void)req;
-	int64_t worst = 0;
+	int64_t worst = 0, floor = 0;
+	int all_sent = 1;
 	for (size_t k = 0; k < ch->n; k++) {
 		const struct model_conf *m = &cfg->models[ch->model[k]];
-		int64_t out = json_is_integer(mt) && json_integer_value(mt) > 0 ? json_integer_value(mt)
-										 : m->max_output_tokens;
-		/* No model writes a billion tokens; the bound keeps the products in range. */
-		if (out > 1000000000)
-			out = 1000000000;
-		int64_t c = in * m->in_nusd + out * n * m->out_nusd;
+		/* What the translated request lets the upstream write (thinking budgets, n), or the
+		 * model's max_output_tokens when it sends no bound. */
+		int sent;
+		int64_t out = provider_output_bound(cfg, m, body, &sent);
+		all_sent &= sent;
+		int64_t c = cost_add(cost_mul(in, m->in_nusd), cost_mul(out, m->out_nusd));
 		if (c > worst)
 			worst = c;
+		c = cost_add(cost_mul(in, m->in_nusd), m->out_nusd);
+		if (c > floor)
+			floor = c;
+	}
+	if (e) {
+		e->floor_nusd = floor;
+		e->bounded = all_sent;
 	}
 	return worst;
 }
@@ -104,10 +104,14 @@ int64_t budget_scope_left(const struct budget_scope *sc)
 void budget_admit(struct budget_ask *ask)
 {
 	ask->blocked = -1;
+	ask->refusal = BUDGET_ADMITTED;
 	for (size_t i = 0; i < ask->n; i++) {
 		const struct budget_scope *sc = &ask->scopes[i];
 		if (sc->limit_nusd > 0 && sc->spent_nusd + sc->reserved_nusd + ask->amount_nusd > sc->limit_nusd) {
 			ask->blocked = (int)i;
+			ask->refusal = sc->spent_nusd + sc->reserved_nusd + ask->floor_nusd > sc->limit_nusd
+					       ? BUDGET_EXHAUSTED
+					       : BUDGET_TOO_LARGE;
 			break;
 		}
 	}
@@ -115,13 +119,10 @@ void budget_admit(struct budget_ask *ask)
 		struct budget_scope *sc = &ask->scopes[i];
 		sc->warn_due = sc->warn_nusd > 0 && sc->spent_nusd >= sc->warn_nusd;
 		sc->block_due = sc->limit_nusd > 0 &&
-				(sc->spent_nusd >= sc->limit_nusd || ask->blocked == (int)i);
+				(sc->spent_nusd >= sc->limit_nusd ||
+				 (ask->blocked == (int)i && ask->refusal == BUDGET_EXHAUSTED));
 	}
 }
-
-/* The alert level a warn alert is recorded under (the ledger's key; the log line and webhook say
- * budget.warn_percent). */
-#define WARN_LEVEL 90
 
 /* The reservation's statements, inside a transaction the caller holds (logwriter_run's contract:
  * -1 only when the database failed). */
@@ -147,13 +148,14 @@ static int reserve_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
 	for (size_t i = 0; i < ask->n && ok; i++) {
 		struct budget_scope *sc = &ask->scopes[i];
 		if (sc->warn_due) {
-			int n = store_budget_alert(st, ask->day, sc->scope, WARN_LEVEL, ask->now_ms,
+			int n = store_budget_alert(st, ask->day, sc->scope, ask->warn_level, ask->now_ms,
 						   sc->spent_nusd, sc->budget_nusd);
 			ok = n >= 0;
 			sc->new_warn = n == 1;
 		}
 		if (ok && sc->block_due) {
-			int n = store_budget_alert(st, ask->day, sc->scope, 100, ask->now_ms, sc->spent_nusd,
+			int n = store_budget_alert(st, ask->day, sc->scope, ask->block_level, ask->now_ms,
+						   sc->spent_nusd,
 						   sc->budget_nusd);
 			ok = n >= 0;
 			sc->new_block = n == 1;
@@ -184,13 +186,28 @@ int budget_reserve_tx(struct store *st, struct budget_ask *ask)
 	return 0;
 }
 
-/* Through the writer thread when this process has one: in its group commit. */
+
+/* Runs fn in one transaction: through the writer thread when this process has one (in its group
+ * commit), else BEGIN IMMEDIATE on st. Returns 0, or -1 when the database failed. */
+static int run_tx(struct store *st, int (*fn)(struct store *, void *, char *, size_t),
+		  struct budget_ask *ask)
+{
+	if (logwriter_running()) {
+		char err[256];
+		return logwriter_run(fn, ask, err, sizeof(err));
+	}
+	if (store_begin(st) < 0)
+		return -1;
+	if (fn(st, ask, NULL, 0) < 0 || store_commit(st) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	return 0;
+}
+
 static int reserve(struct store *st, struct budget_ask *ask)
 {
-	if (!logwriter_running())
-		return budget_reserve_tx(st, ask);
-	char err[256];
-	int rc = logwriter_run(reserve_in_tx, ask, err, sizeof(err));
+	int rc = run_tx(st, reserve_in_tx, ask);
 	if (rc < 0)
 		ask->admitted = 0;
 	return rc;
@@ -205,9 +222,80 @@ static void usd(char *out, size_t n, int64_t nusd)
 #define RECLAIM_EVERY_MS 10000
 static int64_t last_reclaim_ms;
 
+/* Retry-After for a request that fits once the calls in flight settle their reservations. */
+#define IN_FLIGHT_RETRY_S 2
+
+/* The refusal's answer: the budget exhausted (429 budget_exceeded until 00:00 UTC), or this
+ * request too large for what is left (budget_request_too_large: 429 with a Retry-After when
+ * waiting helps, 400 when it never fits the scope's whole limit). */
+static int refuse(const struct budget_ask *ask, const char *kind, const char *who,
+		  int64_t now_ms, struct rerr *err)
+{
+	const struct budget_scope *sc = &ask->scopes[ask->blocked];
+	char spent[32], limit[32], reserved[32], need[32], left[32];
+	usd(spent, sizeof(spent), sc->spent_nusd);
+	usd(limit, sizeof(limit), sc->limit_nusd);
+	usd(reserved, sizeof(reserved), sc->reserved_nusd);
+	usd(need, sizeof(need), ask->amount_nusd);
+	int64_t left_nusd = sc->limit_nusd - sc->spent_nusd - sc->reserved_nusd;
+	usd(left, sizeof(left), left_nusd < 0 ? 0 : left_nusd);
+	if (ask->refusal == BUDGET_EXHAUSTED) {
+		rerr_set(err, 429, "budget_exceeded", "budget_exceeded", NULL,
+			 "Daily budget of %s %s is exhausted: %s spent of %s today (UTC), %s reserved by "
+			 "calls in flight, and this call may cost up to %s. It resets at 00:00 UTC.",
+			 kind, who, spent, limit, reserved, need);
+		err->retry_after = budget_seconds_to_reset(now_ms);
+		err->should_retry = 0;
+		return -1;
+	}
+	if (ask->amount_nusd > sc->limit_nusd) {
+		rerr_set(err, 400, "invalid_request_error", "budget_request_too_large", "max_tokens",
+			 "This request's worst case (%s) is more than the whole daily budget of %s %s "
+			 "(%s); lower max_tokens (or n, or the thinking budget).",
+			 need, kind, who, limit);
+		err->should_retry = 0;
+		return -1;
+	}
+	int in_flight = sc->spent_nusd + ask->amount_nusd <= sc->limit_nusd;
+	rerr_set(err, 429, "budget_exceeded", "budget_request_too_large", "max_tokens",
+		 "This request's worst case (%s) does not fit the %s left today of the daily budget of "
+		 "%s %s (%s spent of %s, %s reserved by calls in flight); lower max_tokens%s.",
+		 need, left, kind, who, spent, limit, reserved,
+		 in_flight ? ", or retry when the calls in flight have finished"
+			   : ", or retry after 00:00 UTC");
+	err->retry_after = in_flight ? IN_FLIGHT_RETRY_S : budget_seconds_to_reset(now_ms);
+	err->should_retry = in_flight;
+	return -1;
+}
+
+/* The tightest scope (the least left) for the headers; the alerts this reservation recorded. */
+static void after_reserve(const struct config *cfg, struct budget_state *bs, const char *request_id)
+{
+	const struct budget_ask *ask = &bs->ask;
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (!sc->budget_nusd)
+			continue;
+		int64_t left = budget_scope_left(sc);
+		if (bs->limit_nusd < 0 || left < bs->remaining_nusd) {
+			bs->limit_nusd = sc->budget_nusd;
+			bs->remaining_nusd = left;
+		}
+	}
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (sc->new_warn)
+			alerts_budget(cfg, ask->day, sc->scope, ask->warn_level, sc->spent_nusd,
+				      sc->budget_nusd, request_id);
+		if (sc->new_block)
+			alerts_budget(cfg, ask->day, sc->scope, ask->block_level, sc->spent_nusd,
+				      sc->budget_nusd, request_id);
+	}
+}
+
 int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
-		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
-		   struct budget_state *bs, struct rerr *err)
+		   const char *agent, const char *request_id, int64_t now_ms,
+		   int64_t amount_nusd, int64_t floor_nusd, struct budget_state *bs, struct rerr *err)
 {
 	memset(bs, 0, sizeof(*bs));
 	bs->limit_nusd = -1;
@@ -234,6 +322,9 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	ask->now_ms = now_ms;
 	store_utc_day(now_ms, ask->day);
 	ask->amount_nusd = amount_nusd;
+	ask->floor_nusd = floor_nusd < amount_nusd ? floor_nusd : amount_nusd;
+	ask->warn_level = (int)cfg->warn_percent;
+	ask->block_level = (int)cfg->block_percent;
 	budget_scope_init(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
 	ask->n = 1;
 	if (agent) {
@@ -249,43 +340,63 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 					"Budgets cannot be checked: the database is unavailable. Retry later.");
 		return 0;
 	}
-	/* The tightest scope: the least left. */
-	for (size_t i = 0; i < ask->n; i++) {
-		const struct budget_scope *sc = &ask->scopes[i];
-		if (!sc->budget_nusd)
-			continue;
-		int64_t left = budget_scope_left(sc);
-		if (bs->limit_nusd < 0 || left < bs->remaining_nusd) {
-			bs->limit_nusd = sc->budget_nusd;
-			bs->remaining_nusd = left;
-		}
-	}
-	for (size_t i = 0; i < ask->n; i++) {
-		const struct budget_scope *sc = &ask->scopes[i];
-		if (sc->new_warn)
-			alerts_budget(cfg, ask->day, sc->scope, cfg->warn_percent, sc->spent_nusd, sc->budget_nusd,
-				      request_id);
-		if (sc->new_block)
-			alerts_budget(cfg, ask->day, sc->scope, 100, sc->spent_nusd, sc->budget_nusd, request_id);
-	}
+	after_reserve(cfg, bs, request_id);
 	if (!ask->admitted) {
-		const struct budget_scope *sc = &ask->scopes[ask->blocked];
-		char spent[32], limit[32], reserved[32], need[32];
-		usd(spent, sizeof(spent), sc->spent_nusd);
-		usd(limit, sizeof(limit), sc->limit_nusd);
-		usd(reserved, sizeof(reserved), sc->reserved_nusd);
-		usd(need, sizeof(need), amount_nusd);
 		int is_tier = ask->blocked == 0;
-		rerr_set(err, 429, "budget_exceeded", "budget_exceeded", NULL,
-			 "Daily budget of %s %s is exhausted: %s spent of %s today (UTC), %s reserved by "
-			 "calls in flight, and this call may cost up to %s. It resets at 00:00 UTC.",
-			 is_tier ? "tier" : "agent", is_tier ? tier->id : agent, spent, limit, reserved, need);
-		err->retry_after = budget_seconds_to_reset(now_ms);
-		err->should_retry = 0;
-		return -1;
+		return refuse(ask, is_tier ? "tier" : "agent", is_tier ? tier->id : agent, now_ms, err);
 	}
 	bs->reserved = 1;
 	return 0;
+}
+
+/* The settling request's warn alerts, in a transaction the caller holds: each scope whose
+ * committed spend reached its warn threshold records the day's alert (once: the table's key). */
+static int settled_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
+{
+	struct budget_ask *ask = ud;
+	(void)errbuf;
+	(void)errsz;
+	for (size_t i = 0; i < ask->n; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		sc->new_warn = 0;
+		if (!sc->warn_due)
+			continue;
+		if (store_budget_spend(st, ask->day, sc->scope, &sc->spent_nusd, &sc->reserved_nusd) < 0)
+			return -1;
+		int n = store_budget_alert(st, ask->day, sc->scope, ask->warn_level, ask->now_ms,
+					   sc->spent_nusd, sc->budget_nusd);
+		if (n < 0)
+			return -1;
+		sc->new_warn = n == 1;
+	}
+	return 0;
+}
+
+void budget_settled(struct store *st, const struct config *cfg, struct budget_state *bs)
+{
+	struct budget_ask *ask = &bs->ask;
+	if (!bs->reserved || !st)
+		return;
+	int due = 0;
+	for (size_t i = 0; i < ask->n; i++) {
+		struct budget_scope *sc = &ask->scopes[i];
+		/* A scope already past the threshold at admission recorded its alert then. */
+		int64_t spent = 0, reserved = 0;
+		sc->warn_due = sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
+			       store_budget_spend(st, ask->day, sc->scope, &spent, &reserved) == 0 &&
+			       spent >= sc->warn_nusd;
+		due |= sc->warn_due;
+	}
+	if (!due)
+		return;
+	if (run_tx(st, settled_in_tx, ask) < 0)
+		return;
+	for (size_t i = 0; i < ask->n; i++) {
+		const struct budget_scope *sc = &ask->scopes[i];
+		if (sc->new_warn)
+			alerts_budget(cfg, ask->day, sc->scope, ask->warn_level, sc->spent_nusd,
+				      sc->budget_nusd, ask->request_id);
+	}
 }
 
 void budget_headers(struct response *resp, const struct budget_state *bs)

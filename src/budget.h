@@ -8,11 +8,13 @@
  * ledger in the row's own transaction, so the ledger always sums to the logged costs. Reservations
  * of a worker that died are reclaimed after budget.reservation_timeout_s.
  *
- * The estimate is an upper bound when the client sets max_tokens (or max_completion_tokens): every
+ * The estimate is an upper bound when every request of the chain carries an output bound: every
  * byte of the request counts as an input token (no tokenizer makes more tokens than bytes; an
- * image counts 2,000 tokens instead of its bytes), and the output is max_tokens x n, priced at the
- * dearest model of the chain. Without max_tokens the model's max_output_tokens stands in, and the
- * overspend is bounded by what the calls in flight spend beyond it.
+ * image counts 2,000 tokens instead of its bytes), and the output is what the translated request
+ * lets the upstream write (max_tokens raised by a thinking budget for Anthropic) x n, priced at
+ * the dearest model of the chain. Without any bound sent the model's max_output_tokens stands in.
+ * The charge of a bounded call is capped at its estimate (dispatch.c) and its stream is cut past
+ * its output bound (relay.c), so with max_tokens sent committed spend never passes the limit.
  */
 #ifndef ROUTER_BUDGET_H
 #define ROUTER_BUDGET_H
@@ -38,11 +40,21 @@ struct budget_scope {
 	int warn_due, block_due; /* out (budget_admit): an alert of that level is due */
 	int new_warn, new_block; /* out: this call recorded the day's first alert of that level */
 };
+/* Why budget_admit refused. */
+enum budget_refusal {
+	BUDGET_ADMITTED = 0,
+	BUDGET_EXHAUSTED,        /* not even the request's floor fits: spend plus reservations reached
+				  * the limit for it (the block alert fires) */
+	BUDGET_TOO_LARGE,        /* its floor fits, its worst case does not: lower max_tokens */
+};
 struct budget_ask {
 	const char *request_id;
 	char day[11];            /* UTC day, YYYY-MM-DD */
 	int64_t now_ms;
-	int64_t amount_nusd;     /* the request's estimated cost */
+	int64_t amount_nusd;     /* the request's estimated cost (its worst case) */
+	int64_t floor_nusd;      /* the same request with one output token: the least it can cost */
+	int warn_level, block_level;   /* the alert levels recorded (budget.warn/block_percent) */
+	enum budget_refusal refusal;   /* out (budget_admit) */
 	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
 	size_t n;
 	int admitted;            /* out */
@@ -58,17 +70,32 @@ struct budget_state {
 	int64_t remaining_nusd;
 };
 
-/* The request's cost upper bound in nano-USD (see above). */
+/* What budget_estimate_nusd works out besides the worst case. */
+struct budget_estimate {
+	int64_t floor_nusd;      /* the input bound and one output token: the least the request
+				  * could be made to cost by lowering max_tokens */
+	int bounded;             /* every model's request carries an output bound (else a model's
+				  * max_output_tokens stood in) */
+};
+/* The request's cost upper bound in nano-USD (see above): over the chain, the input bound plus
+ * provider_output_bound() (what each model's translated request lets the upstream write:
+ * thinking budgets, reasoning, n) at the model's prices. Saturates at COST_NUSD_MAX. e may be
+ * NULL. */
 int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_t body_len,
-			     const struct chatreq *req, const struct chain *ch);
+			     const struct chain *ch, struct budget_estimate *e);
 
 /* Reserves amount for the tier (and the agent, when known). Returns 0 when the call may go on
  * (admitted, budgets off, or the database is down and budget.when_database_down = "serve"), or -1
  * with err set: 429 when a budget is exhausted, 503 when the database is down and the policy is
  * "refuse". now_ms is the request's wall clock. */
 int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
-		   const char *agent, const char *request_id, int64_t now_ms, int64_t amount_nusd,
-		   struct budget_state *bs, struct rerr *err);
+		   const char *agent, const char *request_id, int64_t now_ms,
+		   int64_t amount_nusd, int64_t floor_nusd, struct budget_state *bs, struct rerr *err);
+
+/* After the request's row settled its reservation: a scope whose committed spend this settlement
+ * (or one beside it) took past budget.warn_percent gets its warn alert now, once per day. A read
+ * on st, and a write only at the crossing. */
+void budget_settled(struct store *st, const struct config *cfg, struct budget_state *bs);
 
 /* A scope's limits from its daily budget in USD (0 or less: none) and budget.block_percent and
  * budget.warn_percent; the spend fields are zeroed. */
@@ -78,9 +105,11 @@ void budget_scope_init(struct budget_scope *sc, const char *scope, double budget
 int64_t budget_scope_left(const struct budget_scope *sc);
 
 /* The admission rule, on the spends and reservations read in the transaction: the first scope
- * whose spend plus reservations plus the amount passes its limit refuses (ask->blocked, else -1);
- * a scope's warn alert is due once its spend reached warn_nusd, its block alert once the spend
- * reached the limit or it refused. Pure. */
+ * whose spend plus reservations plus the amount passes its limit refuses (ask->blocked, else -1),
+ * and ask->refusal says why: BUDGET_EXHAUSTED when not even the request's floor fits what is left,
+ * else BUDGET_TOO_LARGE. A scope's warn alert is due once its committed spend reached warn_nusd,
+ * its block alert once spend plus reservations leave less than the floor of a request it refused
+ * (a request too large for what is left raises no alert). Pure. */
 void budget_admit(struct budget_ask *ask);
 
 /* On a direct connection, in one BEGIN IMMEDIATE transaction: reads each scope's spend and

@@ -153,6 +153,9 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 		l->cost_nusd = usage_cost_nusd(&seen, a->model, &l->cost_source);
 		l->cost_source = "estimate";
 	}
+	/* A bounded call never costs more than its reservation's worst case, whatever it reports. */
+	if (d->s.call->max_cost_nusd > 0 && l->cost_nusd > d->s.call->max_cost_nusd)
+		l->cost_nusd = d->s.call->max_cost_nusd;
 	const json_t *turn = NULL;
 	if (a->response)
 		turn = json_object_get(json_array_get(json_object_get(a->response, "choices"), 0), "message");

@@ -134,6 +134,24 @@ static void count_text(struct relay *r, const json_t *chunk)
 	}
 }
 
+/* The output cap: a stream whose text passes what the request allows, measured as the partial
+ * stream's charge is (about 4 characters a token) with a margin of 2x and 4,096 characters for
+ * the measure's error, is a runaway upstream: it is cut there, before the frame that passes it
+ * goes out. Returns -1 (the relay failed, r->err says why) when the cap is passed. */
+#define OUTPUT_CAP_CHARS_PER_TOKEN 8
+#define OUTPUT_CAP_SLACK_CHARS 4096
+static int output_cap(struct relay *r)
+{
+	if (r->max_out_tokens <= 0 ||
+	    r->out_chars <= r->max_out_tokens * OUTPUT_CAP_CHARS_PER_TOKEN + OUTPUT_CAP_SLACK_CHARS)
+		return 0;
+	rerr_set(&r->err, 502, "server_error", "output_limit_exceeded", NULL,
+		 "%s sent more output than the request allows (%lld tokens); the stream was ended there.",
+		 r->x->prov->name, (long long)r->max_out_tokens);
+	r->state = RELAY_FAILED;
+	return -1;
+}
+
 /* Collects, from choice 0's delta, what toolstate_from_message may keep. */
 static void note_turn(struct relay *r, const json_t *chunk)
 {
@@ -244,7 +262,7 @@ static int emit_chunks(struct relay *r)
 		note_finish(r, chunk);
 		note_turn(r, chunk);
 		count_text(r, chunk);
-		if (r->state == RELAY_FAILED || frame_chunk(r, chunk) < 0) {
+		if (output_cap(r) < 0 || r->state == RELAY_FAILED || frame_chunk(r, chunk) < 0) {
 			rc = -1;
 			break;
 		}

@@ -44,6 +44,8 @@ struct relay {
 	int64_t first_content_us;     /* clock_mono_us() of the first content frame, 0 = none */
 	int64_t progress_events;      /* upstream events that gave the client something (not comments
 				       * or pings): what resets the caller's idle timer */
+	int64_t max_out_tokens;       /* the output the request allows (provider_output_bound), 0 =
+				       * no cap: the stream is cut past it (relay.c, output_cap) */
 	char finish_reason[32];
 	/* What of choice 0 may have to be kept for the next turn (toolstate.h): tool call ids and
 	 * their extra_content, thinking blocks, and reasoning text when the provider needs it back. */

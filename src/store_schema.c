@@ -119,9 +119,36 @@ static const char *const migrations[] = {
 	"  SELECT model, count(*) AS calls, sum(coalesce(input_tokens, 0)) AS input_tokens,"
 	"  sum(coalesce(output_tokens, 0)) AS output_tokens, round(sum(cost_nusd) / 1e9, 6) AS usd"
 	"  FROM request_log WHERE ts_start_ms >= unixepoch(date('now')) * 1000 GROUP BY model;",
-	/* 4 -> 5: PLACEHOLDER for the cost CHECK of issue 13 (another branch); its SQL replaces this
-	 * line when the branches merge. */
-	"SELECT 1;",
+	/* 4 -> 5: bounds on money and counts (cost_nusd >= 0 always). SQLite cannot add a CHECK to an
+	 * existing table, and rebuilding request_log would copy the whole log under every starting
+	 * process's BEGIN IMMEDIATE: BEFORE INSERT/UPDATE triggers that RAISE(ABORT) hold the same
+	 * rule on old and new databases alike (the row then goes to the JSONL fallback, never half
+	 * in). The code clamps first (USAGE_COUNT_MAX, COST_NUSD_MAX): these are the last line, on
+	 * cost_nusd (0 .. one million USD) and the sign of the counts.
+	 * budget_spend's spend is never negative (its insert carries negative reservation deltas into
+	 * its upsert, so reserved_nusd is left to the ledger's invariant). */
+	"CREATE TRIGGER request_log_bounds_insert BEFORE INSERT ON request_log"
+	"  WHEN NEW.cost_nusd NOT BETWEEN 0 AND 1000000000000000"
+	"    OR NEW.input_tokens < -1"
+	"    OR NEW.output_tokens < -1"
+	"    OR NEW.cached_tokens < -1"
+	"    OR NEW.cache_write_tokens < -1"
+	"    OR NEW.reasoning_tokens < -1"
+	"  BEGIN SELECT RAISE(ABORT, 'request_log: cost_nusd out of range or a negative token count'); END;"
+	"CREATE TRIGGER request_log_bounds_update BEFORE UPDATE ON request_log"
+	"  WHEN NEW.cost_nusd NOT BETWEEN 0 AND 1000000000000000"
+	"    OR NEW.input_tokens < -1"
+	"    OR NEW.output_tokens < -1"
+	"    OR NEW.cached_tokens < -1"
+	"    OR NEW.cache_write_tokens < -1"
+	"    OR NEW.reasoning_tokens < -1"
+	"  BEGIN SELECT RAISE(ABORT, 'request_log: cost_nusd out of range or a negative token count'); END;"
+	"CREATE TRIGGER budget_spend_bounds_insert BEFORE INSERT ON budget_spend"
+	"  WHEN NEW.spent_nusd < 0"
+	"  BEGIN SELECT RAISE(ABORT, 'budget_spend: negative spend'); END;"
+	"CREATE TRIGGER budget_spend_bounds_update BEFORE UPDATE ON budget_spend"
+	"  WHEN NEW.spent_nusd < 0"
+	"  BEGIN SELECT RAISE(ABORT, 'budget_spend: negative spend'); END;",
 	/* 5 -> 6: tool-call state keyed by (agent, tool_call_id), so that one agent cannot pull
 	 * another's reasoning into its request by naming its tool-call id. Anonymous callers are
 	 * agent ''. Kept state is given the agent of the request that produced it. */

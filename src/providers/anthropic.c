@@ -519,6 +519,13 @@ static int thinking_from_client(const struct xlate_ctx *x, const json_t *c, stru
 	return 0;
 }
 
+/* Anthropic wants max_tokens above the thinking budget: a max_tokens at or under it becomes
+ * budget + max_tokens (the client's max_tokens then bounds the answer after the thinking). */
+static int64_t thinking_max_tokens(int64_t max_tokens, int64_t budget)
+{
+	return max_tokens <= budget ? budget + max_tokens : max_tokens;
+}
+
 /* Thinking against the rest of the request (its tools already in body): a forced tool wins over
  * it (*thinking is then freed and set to NULL); when it is on, sampling fields at their thinking
  * values are dropped and max_tokens is raised above the thinking budget. */
@@ -542,9 +549,31 @@ static int settle_thinking(const struct xlate_ctx *x, json_t *c, json_t *body, j
 	    param_drop(x, c, "top_k", NAN, dropped, err) < 0)
 		return -1;
 	const json_t *bt = json_object_get(*thinking, "budget_tokens");
-	if (json_is_integer(bt) && max_tokens <= json_integer_value(bt))
-		json_object_set_new(body, "max_tokens", json_integer(json_integer_value(bt) + max_tokens));
+	if (json_is_integer(bt))
+		json_object_set_new(body, "max_tokens",
+				    json_integer(thinking_max_tokens(max_tokens, json_integer_value(bt))));
 	return 0;
+}
+
+/* The max_tokens anthropic_build sends: the client's (or the model's max_output_tokens), raised
+ * by thinking_max_tokens when a thinking object or reasoning_effort asks for a budget (a forced
+ * tool would turn thinking off: the bound is the worst case). */
+static int64_t anthropic_max_output_tokens(const struct model_conf *m, const json_t *c)
+{
+	int64_t max_tokens = client_max_tokens(c);
+	if (!max_tokens)
+		max_tokens = m->max_output_tokens;
+	const json_t *ct = json_object_get(c, "thinking");
+	int64_t budget = 0;
+	if (json_is_object(ct)) {
+		const char *type = json_str(ct, "type");
+		const json_t *bt = json_object_get(ct, "budget_tokens");
+		if ((!type || strcmp(type, "disabled") != 0) && json_is_integer(bt))
+			budget = json_integer_value(bt);
+	} else if (json_str(c, "reasoning_effort")) {
+		budget = reasoning_effort_budget(json_str(c, "reasoning_effort"));
+	}
+	return budget > 0 ? thinking_max_tokens(max_tokens, budget) : max_tokens;
 }
 
 /* temperature (Anthropic's range is 0..1; it excludes top_p), top_p, top_k, stop. */
@@ -613,11 +642,9 @@ static int anthropic_build(const struct xlate_ctx *x, const json_t *client, stru
 	if (refuse_unsupported(x, c, dropped, err) < 0)
 		goto out;
 	json_object_set_new(body, "model", json_string(x->upstream_model));
-	const json_t *mct = json_object_get(c, "max_completion_tokens");
-	const json_t *mt = json_object_get(c, "max_tokens");
-	json_int_t max_tokens = json_is_integer(mct)  ? json_integer_value(mct)
-				: json_is_integer(mt) ? json_integer_value(mt)
-						      : (json_int_t)x->model->max_output_tokens;
+	json_int_t max_tokens = client_max_tokens(c);
+	if (!max_tokens)
+		max_tokens = (json_int_t)x->model->max_output_tokens;
 	json_object_set_new(body, "max_tokens", json_integer(max_tokens));
 	if (convert_messages(x, json_object_get(c, "messages"), body, dropped, err) < 0 ||
 	    thinking_from_client(x, c, dropped, &thinking, &thinking_param, err) < 0 ||
@@ -658,4 +685,5 @@ const struct provider_ops provider_anthropic = {
 	.stream_eof = anthropic_stream_eof,
 	.stream_free = anthropic_stream_free,
 	.map_error = anthropic_map_error,
+	.max_output_tokens = anthropic_max_output_tokens,
 };

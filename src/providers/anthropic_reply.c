@@ -60,8 +60,7 @@ static void set_finish(json_t *choice, const char *stop_reason)
 
 static int64_t count_at(const json_t *o, const char *key)
 {
-	const json_t *v = json_object_get(o, key);
-	return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+	return usage_count(json_object_get(o, key));
 }
 
 struct an_counts {

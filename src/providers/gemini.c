@@ -860,6 +860,13 @@ out:
 }
 
 
+/* maxOutputTokens (max_output_tokens() above) counts the thoughts too. */
+static int64_t gemini_max_output_tokens(const struct model_conf *m, const json_t *client)
+{
+	(void)m;
+	return client_max_tokens(client);
+}
+
 const struct provider_ops provider_gemini = {
 	.api = "gemini",
 	.build_request = gemini_build,
@@ -869,4 +876,5 @@ const struct provider_ops provider_gemini = {
 	.stream_eof = gemini_stream_eof,
 	.stream_free = free,
 	.map_error = gemini_map_error,
+	.max_output_tokens = gemini_max_output_tokens,
 };

@@ -19,8 +19,6 @@
 
 /* Candidate indexes a stream may use (its state is a fixed array). */
 #define GM_STREAM_SLOTS 64
-/* A token counter above this is read as this, so that sums cannot overflow. */
-#define GM_COUNT_MAX 1000000000000LL
 /* Longest Retry-After taken from a RetryInfo detail, in seconds. */
 #define GM_RETRY_MAX 86400
 
@@ -190,17 +188,7 @@ static void set_finish(json_t *choice, const char *raw, int has_calls)
 
 static int64_t token_count(const json_t *o, const char *key)
 {
-	const json_t *v = json_object_get(o, key);
-	double d;
-	if (json_is_integer(v))
-		d = (double)json_integer_value(v);
-	else if (json_is_real(v))
-		d = json_real_value(v);
-	else
-		return -1;
-	if (!(d >= 0))
-		return 0;
-	return d > (double)GM_COUNT_MAX ? GM_COUNT_MAX : (int64_t)d;
+	return usage_count(json_object_get(o, key));
 }
 
 static int64_t nonneg(int64_t v)

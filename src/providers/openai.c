@@ -250,6 +250,8 @@ static int openai_parse_response(const struct xlate_ctx *x, const char *body, si
 		normalize_choice(x, c, "message");
 	if (usage_from_openai(u, json_object_get(resp, "usage")) == 0)
 		json_object_set(resp, "usage", u->json);
+	else
+		json_object_del(resp, "usage");   /* not counts the router can read: not relayed */
 	*out = resp;
 	return 0;
 }
@@ -371,6 +373,17 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 	json_decref(j);
 }
 
+/* max_completion_tokens (it bounds reasoning too) and max_tokens are sent as the client gave them
+ * (a reasoning model gets max_tokens moved into max_completion_tokens): the larger bounds. */
+static int64_t openai_max_output_tokens(const struct model_conf *m, const json_t *client)
+{
+	(void)m;
+	const json_t *mt = json_object_get(client, "max_tokens");
+	int64_t a = client_max_tokens(client);
+	int64_t b = json_is_integer(mt) ? (int64_t)json_integer_value(mt) : 0;
+	return b > a ? b : a;
+}
+
 const struct provider_ops provider_openai = {
 	.api = "openai",
 	.build_request = openai_build,
@@ -380,4 +393,5 @@ const struct provider_ops provider_openai = {
 	.stream_eof = openai_stream_eof,
 	.stream_free = free,
 	.map_error = openai_map_error,
+	.max_output_tokens = openai_max_output_tokens,
 };

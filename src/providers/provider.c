@@ -39,14 +39,40 @@ void usage_clear(struct usage *u)
 	usage_init(u);
 }
 
+int64_t usage_count(const json_t *v)
+{
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		return i < 0 ? -1 : i > USAGE_COUNT_MAX ? USAGE_COUNT_MAX : (int64_t)i;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (!(d >= 0))
+			return -1;
+		return d > (double)USAGE_COUNT_MAX ? USAGE_COUNT_MAX : (int64_t)d;
+	}
+	return -1;
+}
+
+int64_t cost_mul(int64_t tokens, int64_t price_nusd)
+{
+	if (tokens <= 0 || price_nusd <= 0)
+		return 0;
+	if (tokens > COST_NUSD_MAX / price_nusd)
+		return COST_NUSD_MAX;
+	return tokens * price_nusd;
+}
+
+int64_t cost_add(int64_t a, int64_t b)
+{
+	a = a < 0 ? 0 : a;
+	b = b < 0 ? 0 : b;
+	return a > COST_NUSD_MAX - b ? COST_NUSD_MAX : a + b;
+}
+
 static int64_t int_at(const json_t *obj, const char *key)
 {
-	const json_t *v = json_object_get(obj, key);
-	if (json_is_integer(v))
-		return json_integer_value(v) < 0 ? -1 : json_integer_value(v);
-	if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 9e15)
-		return (int64_t)json_real_value(v);
-	return -1;
+	return usage_count(json_object_get(obj, key));
 }
 
 int usage_from_openai(struct usage *u, const json_t *usage)
@@ -69,10 +95,14 @@ int usage_from_openai(struct usage *u, const json_t *usage)
 		completion = 0;
 		json_object_set_new(norm, "completion_tokens", json_integer(0));
 	}
-	if (total < 0) {
+	if (total < 0 || total > prompt + completion ||
+	    !json_is_integer(json_object_get(usage, "total_tokens"))) {
 		total = prompt + completion;
 		json_object_set_new(norm, "total_tokens", json_integer(total));
 	}
+	/* The client sees the counts the router charged (clamped, integers). */
+	json_object_set_new(norm, "prompt_tokens", json_integer(prompt));
+	json_object_set_new(norm, "completion_tokens", json_integer(completion));
 	const json_t *pd = json_object_get(usage, "prompt_tokens_details");
 	const json_t *cd = json_object_get(usage, "completion_tokens_details");
 	int64_t cached = int_at(pd, "cached_tokens");
@@ -146,8 +176,35 @@ int64_t usage_cost_nusd(const struct usage *u, const struct model_conf *m, const
 		plain = 0;
 	int64_t completion = u->completion < 0 ? 0 : u->completion;
 	*source = "pricing";
-	return plain * m->in_nusd + cached * m->cached_in_nusd + written * m->cache_write_nusd +
-	       completion * m->out_nusd;
+	return cost_add(cost_add(cost_mul(plain, m->in_nusd), cost_mul(cached, m->cached_in_nusd)),
+			cost_add(cost_mul(written, m->cache_write_nusd), cost_mul(completion, m->out_nusd)));
+}
+
+/* ---- the output bound ---- */
+
+int64_t client_max_tokens(const json_t *client)
+{
+	const json_t *v = json_object_get(client, "max_completion_tokens");
+	if (!json_is_integer(v) || json_integer_value(v) < 1)
+		v = json_object_get(client, "max_tokens");
+	return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
+}
+
+int64_t provider_output_bound(const struct config *cfg, const struct model_conf *m,
+			      const json_t *client, int *sent)
+{
+	const struct provider_ops *ops = provider_ops_for(cfg->providers[m->provider].api);
+	int64_t per = ops && ops->max_output_tokens ? ops->max_output_tokens(m, client) : 0;
+	if (sent)
+		*sent = per > 0;
+	if (per <= 0)
+		per = m->max_output_tokens;
+	if (per > USAGE_COUNT_MAX)
+		per = USAGE_COUNT_MAX;
+	const json_t *n = json_object_get(client, "n");
+	int64_t k = json_is_integer(n) ? (int64_t)json_integer_value(n) : 1;
+	k = k < 1 ? 1 : k > 128 ? 128 : k;
+	return (per < 1 ? 1 : per) * k;
 }
 
 /* ---- dropped parameters ---- */

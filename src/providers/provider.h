@@ -55,6 +55,18 @@ struct usage {
 	json_t *json;         /* the normalised usage object for the client (owned), or NULL */
 };
 
+/* Token counts from an upstream are clamped to 0..USAGE_COUNT_MAX (a reply of more than a billion
+ * tokens is a broken or hostile upstream), so cost products stay far inside int64. */
+#define USAGE_COUNT_MAX 1000000000LL
+/* An upstream count as the router keeps it: -1 when v is not a non-negative number (integer or
+ * real), else v clamped to USAGE_COUNT_MAX. Every provider's usage parser reads counts with it. */
+int64_t usage_count(const json_t *v);
+/* Saturating cost arithmetic in nano-USD on non-negative operands: the result is clamped to
+ * 0..COST_NUSD_MAX (one million USD), never wraps. */
+#define COST_NUSD_MAX 1000000000000000LL
+int64_t cost_mul(int64_t tokens, int64_t price_nusd);
+int64_t cost_add(int64_t a, int64_t b);
+
 void usage_init(struct usage *u);
 void usage_clear(struct usage *u);
 /* Reads an OpenAI-shaped usage object (also DeepSeek's cache counters and OpenRouter's cost)
@@ -104,9 +116,22 @@ struct provider_ops {
 	/* Maps a non-2xx upstream reply to the router's error. */
 	void (*map_error)(const struct xlate_ctx *x, long status, const char *body, size_t len,
 			  long retry_after, struct rerr *err);
+	/* The most output tokens per choice (reasoning and thinking included) the request that
+	 * build_request makes from `client` lets the upstream write, by the same rules; 0 when it
+	 * sends no bound (the upstream's default applies). Pure. */
+	int64_t (*max_output_tokens)(const struct model_conf *m, const json_t *client);
 };
 
 const struct provider_ops *provider_ops_for(enum provider_api api);
+
+/* The output bound of one call to model m for this client request, over all its choices: the
+ * provider's max_output_tokens() times n. *sent (may be NULL) says whether the upstream request
+ * carries that bound; when it carries none, the model's max_output_tokens stands in. The budget
+ * estimate and the relay's output cap both use it. */
+int64_t provider_output_bound(const struct config *cfg, const struct model_conf *m,
+			      const json_t *client, int *sent);
+/* max_completion_tokens, else max_tokens, when a positive integer; else 0. */
+int64_t client_max_tokens(const json_t *client);
 
 extern const struct provider_ops provider_openai;
 extern const struct provider_ops provider_anthropic;

@@ -284,6 +284,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int rc = provider_anthropic.build_request(&x, body, &req, &dropped, &err);
 			if (rc == 0) {
 				check_request(&x, &req);
+				fuzz_check_output_bound(&provider_anthropic, &x, body, &req, "max_tokens");
 				if (plain_keys(body))
 					check_dropped(&dropped);
 				if (strict)

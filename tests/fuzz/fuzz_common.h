@@ -197,4 +197,44 @@ FUZZ_MAYBE_UNUSED static void fuzz_check_rerr(const struct rerr *err, int upstre
 	json_decref(env);
 }
 
+
+/* The output bound the budget reserves for (provider_output_bound) covers what was sent: the
+ * upstream's output limit field, at `path` in the built body (a "/"-separated member path, or
+ * alternatives "a|b"), is
+ * never above it; without such a field the translator reports no bound. */
+FUZZ_MAYBE_UNUSED static void fuzz_check_output_bound(const struct provider_ops *ops,
+						       const struct xlate_ctx *x, const json_t *client,
+						       const struct upstream_req *req, const char *path)
+{
+	json_error_t jerr;
+	json_t *b = json_loadb(req->body, req->body_len, 0, &jerr);
+	FUZZ_ASSERT(json_is_object(b));
+	/* `path` may name alternatives: "a|b" (the first present wins). */
+	const json_t *v = NULL;
+	char part[64];
+	for (const char *alt = path; !v && *alt;) {
+		size_t an = strcspn(alt, "|");
+		v = b;
+		for (const char *p = alt; v && p < alt + an;) {
+			size_t n = strcspn(p, "/|");
+			FUZZ_ASSERT(n < sizeof(part));
+			memcpy(part, p, n);
+			part[n] = '\0';
+			v = json_object_get(v, part);
+			p += n + (p[n] == '/');
+		}
+		alt += an + (alt[an] == '|');
+	}
+	int64_t bound = ops->max_output_tokens(x->model, client);
+	FUZZ_ASSERT(bound >= 0);
+	if (json_is_integer(v))
+		FUZZ_ASSERT(json_integer_value(v) <= bound);
+	else
+		FUZZ_ASSERT(bound == 0);
+	int sent;
+	int64_t total = provider_output_bound(x->cfg, x->model, client, &sent);
+	FUZZ_ASSERT(total >= 1 && sent == (bound > 0));
+	json_decref(b);
+}
+
 #endif

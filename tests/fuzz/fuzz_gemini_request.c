@@ -148,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				int rc = provider_gemini.build_request(&x, body, &req, &dropped, &err);
 				if (rc == 0) {
 					check_request(&x, &req);
+				fuzz_check_output_bound(&provider_gemini, &x, body, &req, "generationConfig/maxOutputTokens");
 					if (strict)
 						FUZZ_ASSERT(dropped.len == 0);
 				} else {

@@ -88,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int rc = provider_openai.build_request(&x, body, &req, &dropped, &err);
 			if (rc == 0) {
 				check_request(&x, &req);
+				fuzz_check_output_bound(&provider_openai, &x, body, &req, "max_completion_tokens|max_tokens");
 				if (strict)
 					FUZZ_ASSERT(dropped.len == 0);
 			} else {

@@ -247,8 +247,11 @@ describe('budgets under concurrency', () => {
         assert.equal(ok.length + refused.length, 100, results.filter((r) => r.status !== 200 && r.status !== 429).map((r) => r.text).join('\n'));
         assert.ok(ok.length > 0 && refused.length > 0, `${ok.length} admitted, ${refused.length} refused`);
         for (const r of refused) {
-          assert.equal(r.json.error.code, 'budget_exceeded');
-          assert.match(r.json.error.message, /tier T2 is exhausted: \$[0-9.]+ spent of \$0\.000300/);
+          // Issue 13: a request whose worst case does not fit what is left (while a smaller one
+          // would) is told so (budget_request_too_large), not "exhausted".
+          assert.equal(r.json.error.type, 'budget_exceeded');
+          if (r.json.error.code === 'budget_exceeded') assert.match(r.json.error.message, /tier T2 is exhausted: \$[0-9.]+ spent of \$0\.000300/);
+          else assert.match(r.json.error.message, /worst case \(\$[0-9.]+\) does not fit the \$[0-9.]+ left today of the daily budget of tier T2 \(\$[0-9.]+ spent of \$0\.000300/);
           const ra = Number(r.headers.get('retry-after'));
           assert.ok(ra > 0 && ra <= 86400);
           assert.equal(r.headers.get('x-budget-limit-usd'), '0.00');
@@ -276,7 +279,14 @@ describe('budget limits, alerts and the daily reset', () => {
       const a = { 'x-agent-name': 'sales_agent' };
       let r;
       let n = 0;
-      do { r = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: 50 }, a); n++; } while (r.status === 200 && n < 50);
+      let mt = 50;
+      const tooLarge = (x) => x.status === 429 && x.json.error.code === 'budget_request_too_large';
+      // Issue 13: "too large for what is left" first (lower max_tokens), then "exhausted".
+      do {
+        r = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: mt }, a);
+        if (tooLarge(r)) { assert.match(r.json.error.message, /budget of agent sales_agent/); mt = 1; }
+        n++;
+      } while ((r.status === 200 || tooLarge(r)) && n < 100);
       assert.equal(r.status, 429, r.text);
       assert.match(r.json.error.message, /agent sales_agent is exhausted/);
       const other = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: 50 }, { 'x-agent-name': 'hr_agent' });
@@ -289,13 +299,17 @@ describe('budget limits, alerts and the daily reset', () => {
     const stack = await budgetStack(0.0005, (t) => t.replace('webhook_url = "";', 'webhook_url = "@FAKE_URL@/_hook";'));
     try {
       const agent = { 'x-agent-name': 'growth_analyst' };
+      // Issue 13: the 100 % alert fires when not even the smallest form of a request fits (a
+      // request only too large for what is left raises none): lower max_tokens to 1 when told so.
       let refusedAt = -1;
-      for (let i = 0; i < 100 && refusedAt < 0; i++) {
-        const r = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: 10 }, agent);
-        if (r.status === 429) refusedAt = i;
+      let maxTokens = 10;
+      for (let i = 0; i < 200 && refusedAt < 0; i++) {
+        const r = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: maxTokens }, agent);
+        if (r.status === 429 && r.json.error.code === 'budget_request_too_large') maxTokens = 1;
+        else if (r.status === 429) refusedAt = i;
       }
       assert.ok(refusedAt > 0, 'the budget ran out');
-      for (let i = 0; i < 5; i++) assert.equal((await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: 10 }, agent)).status, 429);
+      for (let i = 0; i < 5; i++) assert.equal((await post(stack.router, { model: 'gpt-4o-mini', messages: MSG, max_tokens: 1 }, agent)).status, 429);
       const alerts = stack.router.db("SELECT * FROM budget_alerts WHERE scope = 'tier:T2' ORDER BY level");
       assert.deepEqual(alerts.map((x) => x.level), [90, 100]);
       const lines = stack.router.errorLog().split('\n').filter((l) => /budget alert: tier:T2 reached/.test(l));

@@ -8,8 +8,12 @@
 #include "config.h"
 #include "harness.h"
 #include "keys.h"
+#include "providers/provider.h"
+#include "relay.h"
+#include "reqlog.h"
 #include "sha256.h"
 #include "store.h"
+#include "store_int.h"
 #include "util.h"
 
 TEST(sha256_known_vectors)
@@ -96,6 +100,19 @@ TEST(keys_check_against_the_store)
 	store_close(st);
 }
 
+/* The single integer a query returns (-1 on error). */
+static int64_t store_count(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
 TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 {
 	struct store *st = fresh_store();
@@ -106,6 +123,9 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	snprintf(a.day, sizeof(a.day), "2026-11-26");
 	a.now_ms = 1795651200000;
 	a.amount_nusd = 600;
+	a.floor_nusd = 500;
+	a.warn_level = 80;
+	a.block_level = 100;
 	a.scopes[0] = (struct budget_scope){ .scope = "tier:T9", .budget_nusd = 1000, .limit_nusd = 1000,
 					     .warn_nusd = 900 };
 	a.n = 1;
@@ -117,7 +137,27 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	CHECK(!a.admitted);
 	CHECK_INT_EQ(a.blocked, 0);
 	CHECK_INT_EQ(a.scopes[0].reserved_nusd, 600);
+	CHECK_INT_EQ(a.refusal, BUDGET_EXHAUSTED);
 	CHECK(a.scopes[0].new_block);
+	/* Recorded at the configured level. */
+	CHECK_INT_EQ(store_count(st, "SELECT count(*) FROM budget_alerts WHERE level = 100"), 1);
+	/* A smaller request whose worst case does not fit what is left: no block alert. */
+	a.request_id = "chatcmpl-r2b";
+	a.amount_nusd = 500;
+	a.floor_nusd = 300;
+	a.scopes[0].scope = "tier:T8";
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
+	CHECK(a.admitted);
+	a.request_id = "chatcmpl-r2c";
+	a.amount_nusd = 600;
+	REQUIRE_INT_EQ(budget_reserve_tx(st, &a), 0);
+	CHECK(!a.admitted);
+	CHECK_INT_EQ(a.refusal, BUDGET_TOO_LARGE);
+	CHECK(!a.scopes[0].new_block);
+	CHECK_INT_EQ(store_count(st, "SELECT count(*) FROM budget_alerts WHERE scope = 'tier:T8'"), 0);
+	CHECK_INT_EQ(store_budget_release(st, "chatcmpl-r2b"), 0);
+	a.amount_nusd = 600;
+	a.scopes[0].scope = "tier:T9";
 	/* The first request's row settles its reservation at its actual cost. */
 	struct reqlog r;
 	reqlog_init(&r);
@@ -174,15 +214,21 @@ TEST(budget_admit_refuses_the_first_scope_past_its_limit_and_says_which_alerts_a
 		{ "reservations count", 1, 1000, 900, 0, 1000, -1, 0, 0, 0, 0, 0, 1, 0, 0 },
 		{ "warn due from the warn level", 1, 1000, 900, 900, 0, -1, 0, 0, 0, -1, 1, 0, 0, 0 },
 		{ "spent at the limit: block alert due", 0, 1000, 900, 1000, 0, -1, 0, 0, 0, -1, 1, 1, 0, 0 },
-		{ "no limit: never refused", 1 << 30, 0, 0, 5000, 0, -1, 0, 0, 0, -1, 0, 0, 0, 0 },
+		{ "no limit: never refused", 1 << 29, 0, 0, 5000, 0, -1, 0, 0, 0, -1, 0, 0, 0, 0 },
 		{ "the agent refuses", 200, 1000, 900, 0, 0, 100, 90, 0, 0, 1, 0, 0, 0, 1 },
 		{ "the tier refuses first", 2000, 1000, 900, 0, 0, 100, 90, 95, 0, 0, 0, 1, 1, 0 },
+		/* floor 10 below: the request would fit with a lower max_tokens */
+		{ "too large for what is left: no block alert", 401 + (10LL << 32), 1000, 900, 300, 300, -1, 0, 0, 0, 0, 0, 0, 0, 0 },
+		{ "not even the floor fits: exhausted", 500 + (450LL << 32), 1000, 900, 300, 300, -1, 0, 0, 0, 0, 0, 1, 0, 0 },
+		{ "too large for the whole budget", 5000 + (10LL << 32), 1000, 900, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		test_case("%s", rows[i].name);
 		struct budget_ask a;
 		memset(&a, 0, sizeof(a));
-		a.amount_nusd = rows[i].amount;
+		/* amount's high 32 bits, when set, are the floor (else the floor is the amount) */
+		a.amount_nusd = rows[i].amount & 0xffffffff;
+		a.floor_nusd = rows[i].amount >> 32 ? rows[i].amount >> 32 : a.amount_nusd;
 		a.scopes[0] = (struct budget_scope){ .scope = "tier:T", .limit_nusd = rows[i].limit0,
 						     .warn_nusd = rows[i].warn0, .spent_nusd = rows[i].spent0,
 						     .reserved_nusd = rows[i].reserved0 };
@@ -196,6 +242,10 @@ TEST(budget_admit_refuses_the_first_scope_past_its_limit_and_says_which_alerts_a
 		}
 		budget_admit(&a);
 		CHECK_INT_EQ(a.blocked, rows[i].blocked);
+		CHECK_INT_EQ(a.refusal, a.blocked < 0 ? BUDGET_ADMITTED
+				       : a.floor_nusd < a.amount_nusd && rows[i].block0_due + rows[i].block1_due == 0
+					       ? BUDGET_TOO_LARGE
+					       : BUDGET_EXHAUSTED);
 		CHECK_INT_EQ(a.scopes[0].warn_due, rows[i].warn0_due);
 		CHECK_INT_EQ(a.scopes[0].block_due, rows[i].block0_due);
 		CHECK_INT_EQ(a.scopes[1].warn_due, rows[i].warn1_due);
@@ -239,11 +289,14 @@ TEST(budget_estimate_is_an_upper_bound_priced_at_the_dearest_model)
 	int mini = config_model_index(cfg, "gpt-4o-mini");
 	int opus = config_model_index(cfg, "claude-opus-4-6");
 	struct chain one = { .model = { (size_t)mini }, .n = 1 };
-	int64_t est = budget_estimate_nusd(cfg, body, strlen(text), NULL, &one);
+	struct budget_estimate be;
+	int64_t est = budget_estimate_nusd(cfg, body, strlen(text), &one, &be);
+	CHECK_INT_EQ(be.bounded, 1);
+	CHECK_INT_EQ(be.floor_nusd, (int64_t)strlen(text) * 150 + 600);
 	/* every byte an input token at $0.15/M, 100 output tokens at $0.60/M */
 	CHECK_INT_EQ(est, (int64_t)strlen(text) * 150 + 100 * 600);
 	struct chain two = { .model = { (size_t)mini, (size_t)opus }, .n = 2 };
-	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(text), NULL, &two),
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(text), &two, NULL),
 		     (int64_t)strlen(text) * 15000 + 100 * 75000);
 	json_decref(body);
 	/* An image counts 2,000 tokens, not its bytes; no max_tokens: the model's default. */
@@ -257,11 +310,148 @@ TEST(budget_estimate_is_an_upper_bound_priced_at_the_dearest_model)
 	body = json_loads(big, 0, &e);
 	REQUIRE_NOT_NULL(body);
 	int64_t in = (int64_t)strlen(big) - (int64_t)strlen("data:image/png;base64,") - 8000 + 2000;
-	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(big), NULL, &one),
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(big), &one, &be),
 		     in * 150 + cfg->models[mini].max_output_tokens * 600);
+	CHECK_INT_EQ(be.bounded, 0);
+	json_decref(body);
+	/* What is sent upstream: Anthropic raises max_tokens 1 to budget_tokens + 1 for thinking. */
+	const char *think = "{\"model\":\"claude-opus-4-6\",\"max_tokens\":1,\"thinking\":{\"type\":"
+			    "\"enabled\",\"budget_tokens\":31999},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	body = json_loads(think, 0, &e);
+	REQUIRE_NOT_NULL(body);
+	struct chain op = { .model = { (size_t)opus }, .n = 1 };
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(think), &op, &be),
+		     (int64_t)strlen(think) * 15000 + 32000LL * 75000);
+	CHECK_INT_EQ(be.bounded, 1);
+	json_decref(body);
+	/* reasoning_effort: up to 8,192 thinking tokens; n multiplies the output (OpenAI). */
+	const char *effort = "{\"model\":\"claude-opus-4-6\",\"max_tokens\":10,\"reasoning_effort\":\"high\","
+			     "\"messages\":[]}";
+	body = json_loads(effort, 0, &e);
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(effort), &op, NULL),
+		     (int64_t)strlen(effort) * 15000 + (4096 + 10) * 75000LL);
+	json_decref(body);
+	const char *nn = "{\"model\":\"gpt-4o-mini\",\"n\":128,\"max_tokens\":100000000,\"messages\":[]}";
+	body = json_loads(nn, 0, &e);
+	CHECK_INT_EQ(budget_estimate_nusd(cfg, body, strlen(nn), &one, NULL),
+		     (int64_t)strlen(nn) * 150 + 128LL * 100000000 * 600);
 	json_decref(body);
 	CHECK_INT_EQ(budget_seconds_to_reset(1795651200000), 86400);
 	CHECK_INT_EQ(budget_seconds_to_reset(1795651200000 + 86399000), 1);
 	config_free(cfg);
 	buf_free(&errors);
+}
+
+/* Absurd counts from any upstream are clamped, the cost saturates and is never negative. */
+TEST(usage_counts_are_clamped_and_cost_saturates)
+{
+	static const char *const absurd[] = {
+		"{\"prompt_tokens\":10,\"completion_tokens\":123000000000000,\"total_tokens\":5}",
+		"{\"prompt_tokens\":-5,\"completion_tokens\":-9223372036854775807}",
+		"{\"prompt_tokens\":9223372036854775807,\"completion_tokens\":9223372036854775807}",
+		"{\"prompt_tokens\":1e300,\"completion_tokens\":1.5e19}",
+	};
+	struct model_conf m;
+	memset(&m, 0, sizeof(m));
+	m.in_nusd = m.cached_in_nusd = m.cache_write_nusd = 15000;
+	m.out_nusd = 75000;
+	for (size_t i = 0; i < ARRAY_SIZE(absurd); i++) {
+		test_case("%s", absurd[i]);
+		json_error_t e;
+		json_t *j = json_loads(absurd[i], 0, &e);
+		REQUIRE_NOT_NULL(j);
+		struct usage u;
+		usage_init(&u);
+		usage_from_openai(&u, j);
+		CHECK(u.prompt <= USAGE_COUNT_MAX && u.completion <= USAGE_COUNT_MAX);
+		CHECK(u.total <= 2 * USAGE_COUNT_MAX);
+		const char *src;
+		int64_t c = usage_cost_nusd(&u, &m, &src);
+		CHECK(c >= 0 && c <= COST_NUSD_MAX);
+		const json_t *ct = json_object_get(u.json, "completion_tokens");
+		CHECK(!ct || (json_integer_value(ct) >= 0 && json_integer_value(ct) <= USAGE_COUNT_MAX));
+		usage_clear(&u);
+		json_decref(j);
+	}
+	test_case(NULL);
+	json_t *neg = json_integer(-1), *big = json_integer(INT64_MAX);
+	CHECK_INT_EQ(usage_count(neg), -1);
+	CHECK_INT_EQ(usage_count(big), USAGE_COUNT_MAX);
+	json_decref(neg);
+	json_decref(big);
+	CHECK_INT_EQ(cost_mul(INT64_MAX, INT64_MAX), COST_NUSD_MAX);
+	CHECK_INT_EQ(cost_mul(-5, 10), 0);
+	CHECK_INT_EQ(cost_add(COST_NUSD_MAX, COST_NUSD_MAX), COST_NUSD_MAX);
+}
+
+/* Schema version 5: the triggers refuse a negative or absurd cost and a negative spend. */
+TEST(schema_refuses_negative_costs_and_spend)
+{
+	struct store *st = fresh_store();
+	REQUIRE_NOT_NULL(st);
+	struct reqlog r;
+	reqlog_init(&r);
+	r.request_id = "chatcmpl-neg";
+	r.ts_start_ms = r.ts_end_ms = 1795651200000;
+	r.status = 200;
+	r.cost_nusd = -9200000000000000000LL;
+	char err[256] = "";
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), -1);
+	CHECK(strstr(err, "cost_nusd out of range") != NULL);
+	r.cost_nusd = 2000000000000000LL;
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), -1);
+	r.cost_nusd = 5;
+	CHECK_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	CHECK_INT_EQ(store_exec(st->db, "UPDATE request_log SET cost_nusd = -1", err, sizeof(err)), -1);
+	CHECK_INT_EQ(store_exec(st->db, "INSERT INTO budget_spend (day, scope, spent_nusd) VALUES ('d', 's', -1)",
+				err, sizeof(err)), -1);
+	CHECK_INT_EQ(store_spend_add(st, "d", "s", 10, 0, 1), 0);
+	CHECK_INT_EQ(store_spend_add(st, "d", "s", -11, 0, 1), -1);
+	CHECK_INT_EQ(store_count(st, "SELECT sum(cost_nusd) FROM request_log"), 5);
+	store_close(st);
+}
+
+static int cap_sink(void *ud, const char *p, size_t n)
+{
+	buf_append(ud, p, n);
+	return 0;
+}
+
+/* The relay's output cap: a stream past max_out_tokens (x 8 characters, + 4,096) is ended before
+ * the frame that passes it; the error event and [DONE] follow. */
+TEST(relay_cuts_a_stream_past_the_output_its_request_allows)
+{
+	struct config cfg;
+	struct provider_conf prov;
+	struct model_conf model;
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&prov, 0, sizeof(prov));
+	memset(&model, 0, sizeof(model));
+	prov.name = "openai";
+	prov.api = API_OPENAI;
+	prov.developer_role = "developer";
+	model.id = "m";
+	struct xlate_ctx x = { .cfg = &cfg, .prov = &prov, .model = &model, .upstream_model = "m",
+			       .public_model = "m", .id = "chatcmpl-cap", .created = 1, .stream = 1 };
+	struct buf out;
+	buf_init(&out, BUF_UNLIMITED);
+	struct relay_sink sink = { cap_sink, &out };
+	struct relay r;
+	relay_init(&r, &provider_openai, &x, &sink);
+	r.max_out_tokens = 10;
+	static const char ev[] = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+				 "\"0123456789\"},\"finish_reason\":null}]}\n\n";
+	int fed = 0;
+	while (fed < 1000 && relay_feed(&r, ev, sizeof(ev) - 1) == 0)
+		fed++;
+	/* 4,176 characters allowed: 417 events of 10 went out, the 418th passed the cap. */
+	CHECK_INT_EQ(fed, 417);
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_STR_EQ(r.err.code, "output_limit_exceeded");
+	CHECK(r.out_chars <= 10 * 8 + 4096 + 10);
+	relay_emit_error(&r);
+	CHECK(strstr(buf_str(&out), "output_limit_exceeded") != NULL);
+	CHECK(strstr(buf_str(&out), "data: [DONE]") != NULL);
+	relay_free(&r);
+	buf_free(&out);
 }
