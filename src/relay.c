@@ -14,8 +14,11 @@
  * the attempt: before any content another model may answer; after it the client gets an error
  * event and [DONE]. */
 #define MAX_HELD_BYTES (1u << 20)
-#define MAX_REASONING_BYTES (4u << 20)
+#define MAX_REASONING_BYTES STREAM_MAX_REASONING_BYTES
 #define MAX_FRAME_BYTES (2 * MAX_EVENT_BYTES)
+/* Thinking blocks (each a thinking text and a signature of at most the reasoning bound), tool call
+ * ids and extra_content kept for the next turn, as JSON. */
+#define MAX_TURN_BYTES (2 * MAX_REASONING_BYTES)
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,
 		const struct relay_sink *sink)
@@ -150,6 +153,14 @@ static void note_turn(struct relay *r, const json_t *chunk)
 	}
 	if (!json_array_size(calls) && !json_array_size(blocks))
 		return;
+	/* What is kept for the next turn (thinking blocks, tool call ids, extra_content) is bounded
+	 * like the reasoning text: a provider's translator may hand over large blocks one by one. */
+	r->turn_bytes += json_dumpb(blocks, NULL, 0, JSON_COMPACT) + json_dumpb(calls, NULL, 0, JSON_COMPACT);
+	if (r->turn_bytes > MAX_TURN_BYTES) {
+		fail_bound(r, "%s sent more than %u MiB of thinking blocks and tool calls to keep",
+			   MAX_TURN_BYTES);
+		return;
+	}
 	if (!r->turn) {
 		r->turn = json_object();
 		json_object_set_new(r->turn, "tool_calls", json_array());

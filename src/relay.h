@@ -47,6 +47,7 @@ struct relay {
 	 * their extra_content, thinking blocks, and reasoning text when the provider needs it back. */
 	json_t *turn;
 	struct buf reasoning;
+	size_t turn_bytes;            /* JSON size of what turn has been handed (bounded) */
 };
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,

@@ -242,7 +242,9 @@ TEST(relay_finish_with_an_oversized_last_event_fails_the_stream)
 	struct relay_sink sink = { sink_write, &s };
 	struct relay r;
 	relay_init(&r, &provider_openai, &f.x, &sink);
-	size_t first = ((size_t)16 << 20) - 16; /* one data line just under the cap */
+	/* One data line just under the cap, with room for the unterminated tail line (the cap
+	 * counts the line being read too). */
+	size_t first = ((size_t)16 << 20) - 70;
 	char *line = malloc(first + 7);
 	REQUIRE_NOT_NULL(line);
 	memcpy(line, "data: ", 6);
@@ -408,6 +410,37 @@ TEST(relay_kept_reasoning_is_bounded)
 	relay_emit_error(&r);
 	const char *tail = "\"code\":\"bad_upstream_response\"}}\n\ndata: [DONE]\n\n";
 	CHECK(s.all.len > strlen(tail) && strcmp(s.all.p + s.all.len - strlen(tail), tail) == 0);
+	relay_free(&r);
+	buf_free(&s.all);
+}
+
+/* What is kept for the next turn from thinking_blocks deltas is bounded (8 MiB of JSON): blocks
+ * handed over one by one, each small, fail the stream past it. */
+TEST(relay_kept_thinking_blocks_are_bounded)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	char text[16001];
+	memset(text, 't', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	char ev[16300];
+	snprintf(ev, sizeof(ev), "data: {\"id\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\",\"thinking_blocks\":[{\"type\":\"thinking\",\"thinking\":\"%s\",\"signature\":\"s\"}]},\"finish_reason\":null}]}\n\n", text);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)32 << 20)) {
+		rc = relay_feed(&r, ev, strlen(ev));
+		fed += strlen(text);
+	}
+	CHECK_INT_EQ(rc, -1);
+	CHECK(fed > ((size_t)7 << 20) && fed < ((size_t)9 << 20));
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_CONTAINS(r.err.message, "thinking blocks");
+	CHECK_CONTAINS(r.err.message, "8 MiB");
 	relay_free(&r);
 	buf_free(&s.all);
 }
