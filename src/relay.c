@@ -137,6 +137,25 @@ static void count_text(struct relay *r, const json_t *chunk)
 	}
 }
 
+/* What of a delta note_turn keeps for the next turn, as JSON bytes: thinking blocks, tool call ids
+ * and extra_content (not the arguments). Bounded like the reasoning text, since a provider's
+ * translator may hand over large blocks one by one. */
+static size_t kept_bytes(const json_t *blocks, const json_t *calls)
+{
+	size_t n = json_array_size(blocks) ? json_dumpb(blocks, NULL, 0, JSON_COMPACT) : 0;
+	size_t i;
+	const json_t *tc;
+	json_array_foreach(calls, i, tc)
+	{
+		const json_t *extra = json_object_get(tc, "extra_content");
+		if (json_str(tc, "id"))
+			n += json_string_length(json_object_get(tc, "id"));
+		if (extra)
+			n += json_dumpb(extra, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	return n;
+}
+
 /* Collects, from choice 0's delta, what toolstate_from_message may keep. */
 static void note_turn(struct relay *r, const json_t *chunk)
 {
@@ -153,9 +172,7 @@ static void note_turn(struct relay *r, const json_t *chunk)
 	}
 	if (!json_array_size(calls) && !json_array_size(blocks))
 		return;
-	/* What is kept for the next turn (thinking blocks, tool call ids, extra_content) is bounded
-	 * like the reasoning text: a provider's translator may hand over large blocks one by one. */
-	r->turn_bytes += json_dumpb(blocks, NULL, 0, JSON_COMPACT) + json_dumpb(calls, NULL, 0, JSON_COMPACT);
+	r->turn_bytes += kept_bytes(blocks, calls);
 	if (r->turn_bytes > MAX_TURN_BYTES) {
 		fail_bound(r, "%s sent more than %u MiB of thinking blocks and tool calls to keep",
 			   MAX_TURN_BYTES);

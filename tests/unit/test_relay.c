@@ -444,3 +444,31 @@ TEST(relay_kept_thinking_blocks_are_bounded)
 	relay_free(&r);
 	buf_free(&s.all);
 }
+
+/* Tool-call arguments are relayed, not kept: a long arguments stream is not held to the bound of
+ * what is kept for the next turn. */
+TEST(relay_tool_call_arguments_do_not_count_as_kept)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	char args[16001];
+	memset(args, 'a', sizeof(args) - 1);
+	args[sizeof(args) - 1] = '\0';
+	char ev[16300];
+	snprintf(ev, sizeof(ev), "data: {\"id\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"arguments\":\"%s\"}}]},\"finish_reason\":null}]}\n\n", args);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)12 << 20)) {
+		rc = relay_feed(&r, ev, strlen(ev));
+		fed += strlen(args);
+	}
+	CHECK_INT_EQ(rc, 0);
+	CHECK_INT_EQ(r.state, RELAY_RUNNING);
+	relay_free(&r);
+	buf_free(&s.all);
+}
