@@ -54,9 +54,11 @@ async function fresh() {
       .replace('fallback = [ "claude-sonnet-4-5", "gemini-2.5-pro" ]; },\n  { id = "gpt-4o-mini"', 'fallback = [ "claude-sonnet-4-5" ]; },\n  { id = "gpt-4o-mini"'),
   });
   // The peak of an ordinary call in this set-up: the base the bounds are measured from. A CGI
-  // process may end between two samples: measure again until one was seen.
+  // process may end between two samples: the fake waits 150 ms before answering, and the call is
+  // measured again until one was seen.
   let base;
   for (let i = 0; i < 5; i++) {
+    await stack.fake.script('openai', [{ delay_ms: 150 }]);
     base = await stack.router.measureMemory(() => post(stack.router, { model: 'gpt-4o-mini', messages: MSG }));
     assert.equal(base.result.status, 200, short(base.result.text));
     if (Math.max(base.hwmMB, base.rssMB) > 0) break;
