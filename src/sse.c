@@ -32,16 +32,14 @@ static void trim(struct buf *b)
 		buf_reset(b);
 }
 
-/* Bytes the event being read holds, the line being read included. */
-static size_t held(const struct sse_parser *p)
+/* Whether a line of len bytes (its end counted as one) fits the event read so far. A line cut
+ * across pieces is checked as it grows, and its last check is the one a whole line gets, so the
+ * limit does not depend on how the input was cut; what a line adds to the event is never more
+ * than len + 1 bytes, so the event never holds more than max bytes, the line being read included. */
+static int fits_line(const struct sse_parser *p, size_t len)
 {
-	return p->line.len + p->data.len + p->event.len + p->other.len;
-}
-
-/* Whether n more bytes fit the event. */
-static int fits(const struct sse_parser *p, size_t n)
-{
-	return n <= p->max && held(p) <= p->max - n;
+	size_t held = p->data.len + p->event.len + p->other.len;
+	return len < p->max && held <= p->max - len - 1;
 }
 
 static int dispatch(struct sse_parser *p, sse_event_fn fn, void *ud)
@@ -84,12 +82,14 @@ static void take_line(struct sse_parser *p, const char *val, size_t vlen)
 	p->data.p[vlen] = '\0';
 }
 
-/* line is p->line's content when `owned` (it then counts in held()), else a piece of the input. */
+/* line is p->line's content when `owned`, else a piece of the input. */
 static int process_line(struct sse_parser *p, const char *line, size_t len, int owned,
 			sse_event_fn fn, void *ud)
 {
 	if (len == 0)
 		return dispatch(p, fn, ud);
+	if (!fits_line(p, len))
+		return -1;
 	if (line[0] == ':') {
 		p->comments++;
 		return 0;
@@ -108,19 +108,17 @@ static int process_line(struct sse_parser *p, const char *line, size_t len, int 
 			take_line(p, val, vlen);
 			return buf_putc(&p->data, '\n');
 		}
-		if (!fits(p, vlen + 1) || buf_append(&p->data, val, vlen) < 0 ||
-		    buf_putc(&p->data, '\n') < 0)
+		if (buf_append(&p->data, val, vlen) < 0 || buf_putc(&p->data, '\n') < 0)
 			return -1;
 	} else if (nlen == 5 && memcmp(line, "event", 5) == 0) {
 		buf_reset(&p->event);
-		if (!fits(p, vlen) || buf_append(&p->event, val, vlen) < 0)
+		if (buf_append(&p->event, val, vlen) < 0)
 			return -1;
 	} else if ((nlen == 2 && memcmp(line, "id", 2) == 0) ||
 		   (nlen == 5 && memcmp(line, "retry", 5) == 0)) {
 		/* Not used by any upstream of the router. */
 	} else {
-		if (!fits(p, len + 1) || buf_append(&p->other, line, len) < 0 ||
-		    buf_putc(&p->other, '\n') < 0)
+		if (buf_append(&p->other, line, len) < 0 || buf_putc(&p->other, '\n') < 0)
 			return -1;
 	}
 	return 0;
@@ -143,13 +141,14 @@ int sse_feed(struct sse_parser *p, const char *data, size_t len, sse_event_fn fn
 				break;
 		}
 		if (k == rest) {
-			if (!fits(p, rest) || buf_append(&p->line, start, rest) < 0)
+			if (!fits_line(p, p->line.len + rest) ||
+			    buf_append(&p->line, start, rest) < 0)
 				return -1;
 			return 0;
 		}
 		int rc;
 		if (p->line.len) {
-			if (!fits(p, k) || buf_append(&p->line, start, k) < 0)
+			if (!fits_line(p, p->line.len + k) || buf_append(&p->line, start, k) < 0)
 				return -1;
 			rc = process_line(p, p->line.p, p->line.len, 1, fn, ud);
 			trim(&p->line);

@@ -441,3 +441,49 @@ TEST(sse_large_event_is_held_once_and_released)
 	buf_free(&r.out);
 	buf_free(&in);
 }
+
+/* Where the input is cut does not change where the cap falls: every event length around the cap,
+ * whole and byte by byte, gives the same answer. */
+TEST(sse_size_limit_does_not_depend_on_the_cuts)
+{
+	for (size_t n = 1; n < 40; n++) {
+		for (int shape = 0; shape < 3; shape++) {
+			test_case("%zu bytes, shape %d", n, shape);
+			char in[256];
+			char fill[64];
+			memset(fill, 'x', n);
+			fill[n] = '\0';
+			if (shape == 0)
+				snprintf(in, sizeof(in), "data: %s\n\n", fill);
+			else if (shape == 1)
+				snprintf(in, sizeof(in), "event: e\ndata: 1\n%s\n\n", fill);
+			else
+				snprintf(in, sizeof(in), "data: 1\n: %s\ndata: %s", fill, fill);
+			int rcs[2];
+			size_t calls[2];
+			for (int bytewise = 0; bytewise < 2; bytewise++) {
+				struct sse_parser p;
+				struct rec r;
+				rec_init(&r);
+				sse_init(&p, 32);
+				size_t len = strlen(in);
+				int rc = 0;
+				if (bytewise) {
+					for (size_t k = 0; k < len && rc == 0; k++)
+						rc = sse_feed(&p, in + k, 1, rec_cb, &r);
+				} else {
+					rc = sse_feed(&p, in, len, rec_cb, &r);
+				}
+				if (rc == 0)
+					rc = sse_finish(&p, rec_cb, &r);
+				rcs[bytewise] = rc;
+				calls[bytewise] = (size_t)r.calls;
+				sse_free(&p);
+				buf_free(&r.out);
+			}
+			CHECK_INT_EQ(rcs[0], rcs[1]);
+			CHECK_INT_EQ((long long)calls[0], (long long)calls[1]);
+		}
+	}
+	test_case(NULL);
+}
