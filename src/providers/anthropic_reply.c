@@ -5,7 +5,8 @@
  * a state machine over Anthropic's events (message_start, content_block_start/delta/stop,
  * message_delta, message_stop, ping, error): content block indexes map to OpenAI tool-call
  * ordinals, each event yields at most a few chunks, and nothing is held beyond the event except
- * the text of the thinking block in progress (emitted whole, with its signature, at its end).
+ * the text of the thinking block in progress (emitted whole, with its signature, at its end;
+ * each at most STREAM_MAX_REASONING_BYTES, past which the stream fails).
  */
 #include <stdlib.h>
 #include <string.h>
