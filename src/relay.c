@@ -14,8 +14,11 @@
  * the attempt: before any content another model may answer; after it the client gets an error
  * event and [DONE]. */
 #define MAX_HELD_BYTES (1u << 20)
-#define MAX_REASONING_BYTES (4u << 20)
+#define MAX_REASONING_BYTES STREAM_MAX_REASONING_BYTES
 #define MAX_FRAME_BYTES (2 * MAX_EVENT_BYTES)
+/* Thinking blocks (each a thinking text and a signature of at most the reasoning bound), tool call
+ * ids and extra_content kept for the next turn, as JSON. */
+#define MAX_TURN_BYTES (2 * MAX_REASONING_BYTES)
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,
 		const struct relay_sink *sink)
@@ -152,6 +155,25 @@ static int output_cap(struct relay *r)
 	return -1;
 }
 
+/* What of a delta note_turn keeps for the next turn, as JSON bytes: thinking blocks, tool call ids
+ * and extra_content (not the arguments). Bounded like the reasoning text, since a provider's
+ * translator may hand over large blocks one by one. */
+static size_t kept_bytes(const json_t *blocks, const json_t *calls)
+{
+	size_t n = json_array_size(blocks) ? json_dumpb(blocks, NULL, 0, JSON_COMPACT) : 0;
+	size_t i;
+	const json_t *tc;
+	json_array_foreach(calls, i, tc)
+	{
+		const json_t *extra = json_object_get(tc, "extra_content");
+		if (json_str(tc, "id"))
+			n += json_string_length(json_object_get(tc, "id"));
+		if (extra)
+			n += json_dumpb(extra, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	return n;
+}
+
 /* Collects, from choice 0's delta, what toolstate_from_message may keep. */
 static void note_turn(struct relay *r, const json_t *chunk)
 {
@@ -168,6 +190,12 @@ static void note_turn(struct relay *r, const json_t *chunk)
 	}
 	if (!json_array_size(calls) && !json_array_size(blocks))
 		return;
+	r->turn_bytes += kept_bytes(blocks, calls);
+	if (r->turn_bytes > MAX_TURN_BYTES) {
+		fail_bound(r, "%s sent more than %u MiB of thinking blocks and tool calls to keep",
+			   MAX_TURN_BYTES);
+		return;
+	}
 	if (!r->turn) {
 		r->turn = json_object();
 		json_object_set_new(r->turn, "tool_calls", json_array());

@@ -7,8 +7,9 @@
  * before the first token leaves the client untouched and the caller may still answer with an
  * HTTP error (or try another model). At the end a usage chunk (if the client asked for one) and
  * "data: [DONE]" follow. Non-streaming replies go through relay_response(). Memory is bounded
- * (relay.c: held frames, kept reasoning, one frame, one event); crossing a bound fails the relay
- * with a 502 bad_upstream_response like any broken stream.
+ * (relay.c: held frames, kept reasoning, kept thinking blocks and tool call ids, one frame,
+ * one event); crossing a bound fails the relay with a 502 bad_upstream_response like any broken
+ * stream.
  *
  * Pure: no I/O except through the sink; the fixture tests and fuzz targets drive it directly.
  */
@@ -51,6 +52,7 @@ struct relay {
 	 * their extra_content, thinking blocks, and reasoning text when the provider needs it back. */
 	json_t *turn;
 	struct buf reasoning;
+	size_t turn_bytes;            /* JSON size of what turn has been handed (bounded) */
 };
 
 void relay_init(struct relay *r, const struct provider_ops *ops, const struct xlate_ctx *x,

@@ -3,9 +3,13 @@
 
 #include <string.h>
 
+/* A buffer grown past this by one event is freed when the event ends. */
+#define SSE_KEEP_CAP (64u << 10)
+
 void sse_init(struct sse_parser *p, size_t max_event)
 {
 	memset(p, 0, sizeof(*p));
+	p->max = max_event;
 	buf_init(&p->line, max_event);
 	buf_init(&p->data, max_event);
 	buf_init(&p->event, max_event);
@@ -18,6 +22,24 @@ void sse_free(struct sse_parser *p)
 	buf_free(&p->data);
 	buf_free(&p->event);
 	buf_free(&p->other);
+}
+
+static void trim(struct buf *b)
+{
+	if (b->cap > SSE_KEEP_CAP)
+		buf_free(b);
+	else
+		buf_reset(b);
+}
+
+/* Whether a line of len bytes (its end counted as one) fits the event read so far. A line cut
+ * across pieces is checked as it grows, and its last check is the one a whole line gets, so the
+ * limit does not depend on how the input was cut; what a line adds to the event is never more
+ * than len + 1 bytes, so the event never holds more than max bytes, the line being read included. */
+static int fits_line(const struct sse_parser *p, size_t len)
+{
+	size_t held = p->data.len + p->event.len + p->other.len;
+	return len < p->max && held <= p->max - len - 1;
 }
 
 static int dispatch(struct sse_parser *p, sse_event_fn fn, void *ud)
@@ -41,18 +63,33 @@ static int dispatch(struct sse_parser *p, sse_event_fn fn, void *ud)
 		};
 		rc = fn(ud, &ev);
 	}
-	buf_reset(&p->data);
-	buf_reset(&p->event);
-	buf_reset(&p->other);
+	trim(&p->data);
+	trim(&p->event);
+	trim(&p->other);
 	p->has_data = 0;
 	return rc;
 }
 
-static int process_line(struct sse_parser *p, const char *line, size_t len, sse_event_fn fn,
-			void *ud)
+/* The first data line of an event, read across pieces into p->line: its buffer becomes the data
+ * buffer (the value moved to its front), so that the line is not held twice. */
+static void take_line(struct sse_parser *p, const char *val, size_t vlen)
+{
+	struct buf t = p->data;
+	p->data = p->line;
+	p->line = t;
+	memmove(p->data.p, val, vlen);
+	p->data.len = vlen;
+	p->data.p[vlen] = '\0';
+}
+
+/* line is p->line's content when `owned`, else a piece of the input. */
+static int process_line(struct sse_parser *p, const char *line, size_t len, int owned,
+			sse_event_fn fn, void *ud)
 {
 	if (len == 0)
 		return dispatch(p, fn, ud);
+	if (!fits_line(p, len))
+		return -1;
 	if (line[0] == ':') {
 		p->comments++;
 		return 0;
@@ -67,6 +104,10 @@ static int process_line(struct sse_parser *p, const char *line, size_t len, sse_
 	}
 	if (nlen == 4 && memcmp(line, "data", 4) == 0) {
 		p->has_data = 1;
+		if (owned && p->data.len == 0) {
+			take_line(p, val, vlen);
+			return buf_putc(&p->data, '\n');
+		}
 		if (buf_append(&p->data, val, vlen) < 0 || buf_putc(&p->data, '\n') < 0)
 			return -1;
 	} else if (nlen == 5 && memcmp(line, "event", 5) == 0) {
@@ -100,18 +141,19 @@ int sse_feed(struct sse_parser *p, const char *data, size_t len, sse_event_fn fn
 				break;
 		}
 		if (k == rest) {
-			if (buf_append(&p->line, start, rest) < 0)
+			if (!fits_line(p, p->line.len + rest) ||
+			    buf_append(&p->line, start, rest) < 0)
 				return -1;
 			return 0;
 		}
 		int rc;
 		if (p->line.len) {
-			if (buf_append(&p->line, start, k) < 0)
+			if (!fits_line(p, p->line.len + k) || buf_append(&p->line, start, k) < 0)
 				return -1;
-			rc = process_line(p, p->line.p, p->line.len, fn, ud);
-			buf_reset(&p->line);
+			rc = process_line(p, p->line.p, p->line.len, 1, fn, ud);
+			trim(&p->line);
 		} else {
-			rc = process_line(p, start, k, fn, ud);
+			rc = process_line(p, start, k, 0, fn, ud);
 		}
 		i += k + 1;
 		if (start[k] == '\r') {
@@ -132,8 +174,8 @@ int sse_finish(struct sse_parser *p, sse_event_fn fn, void *ud)
 {
 	int rc = 0;
 	if (p->line.len) {
-		rc = process_line(p, p->line.p, p->line.len, fn, ud);
-		buf_reset(&p->line);
+		rc = process_line(p, p->line.p, p->line.len, 1, fn, ud);
+		trim(&p->line);
 		if (rc)
 			return rc;
 	}

@@ -5,7 +5,8 @@
  * a state machine over Anthropic's events (message_start, content_block_start/delta/stop,
  * message_delta, message_stop, ping, error): content block indexes map to OpenAI tool-call
  * ordinals, each event yields at most a few chunks, and nothing is held beyond the event except
- * the text of the thinking block in progress (emitted whole, with its signature, at its end).
+ * the text of the thinking block in progress (emitted whole, with its signature, at its end;
+ * each at most STREAM_MAX_REASONING_BYTES, past which the stream fails).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -255,8 +256,9 @@ struct an_stream {
 	struct an_block *blocks;   /* by Anthropic content block index */
 	size_t n_blocks;
 	size_t n_tools;
-	struct buf thinking;       /* the thinking block in progress */
-	struct buf signature;
+	struct buf thinking;       /* the thinking block in progress (bounded) */
+	struct buf signature;      /* its signature (bounded) */
+	const char *overflow;      /* the buffer that crossed its bound: "thinking" or "signature" */
 	json_t *redacted;          /* the redacted_thinking block in progress */
 	struct an_counts counts;
 };
@@ -265,8 +267,8 @@ void *anthropic_stream_new(const struct xlate_ctx *x)
 {
 	struct an_stream *s = xcalloc(1, sizeof(*s));
 	s->x = x;
-	buf_init(&s->thinking, BUF_UNLIMITED);
-	buf_init(&s->signature, BUF_UNLIMITED);
+	buf_init(&s->thinking, STREAM_MAX_REASONING_BYTES);
+	buf_init(&s->signature, STREAM_MAX_REASONING_BYTES);
 	s->counts = (struct an_counts){ -1, -1, -1, -1, -1 };
 	return s;
 }
@@ -310,6 +312,14 @@ static void push_thinking_block(json_t *chunks, json_t *block)
 	json_t *d = json_object();
 	json_object_set_new(d, "thinking_blocks", arr);
 	push_delta(chunks, d);
+}
+
+/* Appends to the thinking block in progress; past the bound (or out of memory) the stream fails
+ * at the end of this event (anthropic_stream_event). */
+static void keep(struct an_stream *s, struct buf *b, const char *what, const char *t)
+{
+	if (!s->overflow && buf_puts(b, t) < 0)
+		s->overflow = what;
 }
 
 static struct an_block *block_at(struct an_stream *s, const json_t *ev)
@@ -360,11 +370,11 @@ static void block_start(struct an_stream *s, const json_t *ev, json_t *chunks)
 		buf_reset(&s->signature);
 		const char *t = json_str(cb, "thinking");
 		if (t && t[0]) {
-			buf_puts(&s->thinking, t);
+			keep(s, &s->thinking, "thinking", t);
 			push_string_delta(chunks, "reasoning_content", t);
 		}
 		if (json_str(cb, "signature"))
-			buf_puts(&s->signature, json_str(cb, "signature"));
+			keep(s, &s->signature, "signature", json_str(cb, "signature"));
 	} else if (strcmp(type, "redacted_thinking") == 0) {
 		b->kind = BLOCK_REDACTED;
 		json_decref(s->redacted);
@@ -402,13 +412,13 @@ static void block_delta(struct an_stream *s, const json_t *ev, json_t *chunks)
 	} else if (strcmp(type, "thinking_delta") == 0 && b->kind == BLOCK_THINKING) {
 		const char *t = json_str(d, "thinking");
 		if (t && t[0]) {
-			buf_puts(&s->thinking, t);
+			keep(s, &s->thinking, "thinking", t);
 			push_string_delta(chunks, "reasoning_content", t);
 		}
 	} else if (strcmp(type, "signature_delta") == 0 && b->kind == BLOCK_THINKING) {
 		const char *sig = json_str(d, "signature");
 		if (sig)
-			buf_puts(&s->signature, sig);
+			keep(s, &s->signature, "signature", sig);
 	}
 }
 
@@ -494,6 +504,12 @@ enum stream_status anthropic_stream_event(void *st, const struct sse_event *ev,
 	}
 	/* ping and event types added later are ignored. */
 	json_decref(data);
+	if (s->overflow && rc != STREAM_ERROR) {
+		rerr_set(err, 502, "server_error", "bad_upstream_response", NULL,
+			 "%s sent a thinking block whose %s is over %u MiB", x->prov->name, s->overflow,
+			 STREAM_MAX_REASONING_BYTES >> 20);
+		rc = STREAM_ERROR;
+	}
 	return rc;
 }
 

@@ -325,12 +325,15 @@ static json_t *choice_new(long index, const char *member, json_t *obj)
 	return c;
 }
 
+/* The choice of one candidate, or NULL when its text could not be held. Text joined from parts is
+ * never longer than the JSON that carried it: `max` is the reply's size. */
 static json_t *choice_from_candidate(const struct xlate_ctx *x, const json_t *cand, long index,
-				     size_t *ordinal)
+				     size_t *ordinal, size_t max)
 {
 	struct buf text, thought;
-	buf_init(&text, BUF_UNLIMITED);
-	buf_init(&thought, BUF_UNLIMITED);
+	buf_init(&text, max);
+	buf_init(&thought, max);
+	int full = 0;
 	json_t *calls = json_array();
 	size_t i;
 	const json_t *part;
@@ -339,8 +342,15 @@ static json_t *choice_from_candidate(const struct xlate_ctx *x, const json_t *ca
 		const char *t = json_str(part, "text");
 		if (json_is_object(json_object_get(part, "functionCall")))
 			json_array_append_new(calls, tool_call_from_part(x, part, -1, (*ordinal)++));
-		else if (t)
-			buf_puts(json_is_true(json_object_get(part, "thought")) ? &thought : &text, t);
+		else if (t && buf_puts(json_is_true(json_object_get(part, "thought")) ? &thought : &text,
+				       t) < 0)
+			full = 1;
+	}
+	if (full) {
+		json_decref(calls);
+		buf_free(&text);
+		buf_free(&thought);
+		return NULL;
 	}
 	json_t *msg = message_new();
 	if (text.len)
@@ -413,7 +423,12 @@ int gemini_parse_response(const struct xlate_ctx *x, const char *body, size_t le
 			bad_reply(x, "a malformed candidate", err);
 			goto out;
 		}
-		json_array_append_new(choices, choice_from_candidate(x, cand, index, &ordinal));
+		json_t *choice = choice_from_candidate(x, cand, index, &ordinal, len);
+		if (!choice) {
+			bad_reply(x, "a candidate whose text could not be held", err);
+			goto out;
+		}
+		json_array_append_new(choices, choice);
 	}
 	usage_from_gemini(u, json_object_get(resp, "usageMetadata"));
 	if (u->json)
@@ -480,15 +495,17 @@ static void stream_start(struct gm_stream *s, long index, json_t *chunks)
 
 /* The chunks of one candidate of one event. Adjacent text parts of one kind go out as one
  * delta; the event's logprobs ride on the first chunk after the role chunk. */
-static void stream_candidate(struct gm_stream *s, const json_t *cand, long index, json_t *chunks)
+static int stream_candidate(struct gm_stream *s, const json_t *cand, long index, json_t *chunks,
+			    size_t max)
 {
 	struct gm_cand *gc = &s->cand[index];
 	if (gc->finished)
-		return;   /* nothing may follow a finish chunk */
+		return 0;   /* nothing may follow a finish chunk */
 	stream_start(s, index, chunks);
 	size_t first = json_array_size(chunks);
+	/* Adjacent parts' text, never longer than the event that carried it (max). */
 	struct buf text;
-	buf_init(&text, BUF_UNLIMITED);
+	buf_init(&text, max);
 	const char *kind = NULL;   /* "content" or "reasoning_content" held in text */
 	size_t i;
 	const json_t *part;
@@ -514,7 +531,10 @@ static void stream_candidate(struct gm_stream *s, const json_t *cand, long index
 			chunk_add(chunks, index, d);
 		} else {
 			kind = k;
-			buf_puts(&text, t);
+			if (buf_puts(&text, t) < 0) {
+				buf_free(&text);
+				return -1;
+			}
 		}
 	}
 	if (kind)
@@ -533,6 +553,7 @@ static void stream_candidate(struct gm_stream *s, const json_t *cand, long index
 	} else {
 		json_decref(lp);
 	}
+	return 0;
 }
 
 static enum stream_status stream_error_json(const struct xlate_ctx *x, const char *text, size_t len,
@@ -588,7 +609,11 @@ enum stream_status gemini_stream_event(void *st, const struct sse_event *ev, jso
 			rc = STREAM_ERROR;
 			goto out;
 		}
-		stream_candidate(s, cand, index, chunks);
+		if (stream_candidate(s, cand, index, chunks, ev->data_len) < 0) {
+			bad_reply(x, "a stream event whose text could not be held", err);
+			rc = STREAM_ERROR;
+			goto out;
+		}
 	}
 	const char *block = json_str(json_object_get(resp, "promptFeedback"), "blockReason");
 	if (json_array_size(cands) == 0 && block && !s->cand[0].started) {

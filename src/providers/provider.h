@@ -92,6 +92,10 @@ struct xlate_ctx {
 
 enum stream_status { STREAM_MORE = 0, STREAM_DONE = 1, STREAM_ERROR = -1 };
 
+/* The most reasoning text (and its signature) one stream may make the router keep: a stream state
+ * or relay buffer that would grow past it fails the attempt (README "Memory per call"). */
+#define STREAM_MAX_REASONING_BYTES (4u << 20)
+
 struct provider_ops {
 	const char *api;
 	/* Builds the upstream request from the validated client request (borrowed). Parameters the

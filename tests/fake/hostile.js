@@ -19,6 +19,9 @@
 //   wide_stream a stream whose first data event is one `bytes`-wide JSON object
 //   gzip_bomb   a 200 with Content-Encoding: gzip whose body inflates to `bytes` (default 1 GiB)
 //   usage       a normal completion (stream or not) whose usage is `usage` (e.g. absurd counts)
+//   thinking    an Anthropic stream whose thinking block never ends: thinking_delta events of `chunk`
+//               for ever, or up to `bytes` (then the block ends and a short text follows); with
+//               `signature: true` signature_delta events instead (nothing the client sees)
 'use strict';
 const zlib = require('zlib');
 
@@ -165,6 +168,29 @@ async function serveHostile(req, res, info, body, stream, model, h) {
       });
       if (h.bytes && !info.closed) {
         await put(res, info, contentEvent(api, model, 'done', 0) + streamEpilogue(api, model));
+        res.end();
+      }
+      break;
+    }
+    case 'thinking': {
+      sseHead(res);
+      const head = `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_hostile', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 1 } } })}\n\n` +
+        `event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } })}\n\n`;
+      if (!(await put(res, info, head))) break;
+      const delta = h.signature ? { type: 'signature_delta', signature: h.chunk || 'c2lnbmF0dXJl'.repeat(64) } : { type: 'thinking_delta', thinking: h.chunk || 'thinking about it some more. ' };
+      const batch = `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta })}\n\n`.repeat(256);
+      let sent = 0;
+      await loop(res, info, h, async () => {
+        if (h.bytes && sent >= h.bytes) return false;
+        if (!(await put(res, info, batch))) return false;
+        sent += batch.length;
+        if (interval) await sleep(interval);
+        return true;
+      });
+      if (h.bytes && !info.closed) {
+        await put(res, info, 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n' +
+          `event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 1, content_block: { type: 'text', text: 'done' } })}\n\n` +
+          streamEpilogue(api, model).replace('"index":0', '"index":1'));
         res.end();
       }
       break;

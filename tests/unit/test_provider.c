@@ -702,3 +702,113 @@ TEST(gemini_model_id_cannot_choose_the_url)
 	}
 	test_case(NULL);
 }
+
+/* ---- stream state bounds (README "Memory per call") ---- */
+
+/* Feeds one Anthropic stream event (its JSON) to the translator. */
+static enum stream_status an_event(void *st, const char *data, json_t *chunks, struct usage *u,
+				   struct rerr *err)
+{
+	struct sse_event ev = { .event = "", .data = data, .data_len = strlen(data), .has_data = 1,
+				.other = "", .other_len = 0 };
+	return provider_anthropic.stream_event(st, &ev, chunks, u, err);
+}
+
+/* A thinking block in progress (its text or its signature) is kept only up to the reasoning
+ * bound: past it the stream fails with a 502 naming what overflowed. */
+TEST(anthropic_thinking_block_in_progress_is_bounded)
+{
+	static const char *const kinds[] = { "thinking", "signature" };
+	char *piece = malloc(4096 + 1);
+	REQUIRE_NOT_NULL(piece);
+	memset(piece, 't', 4096);
+	piece[4096] = '\0';
+	char *ev = malloc(4096 + 200);
+	REQUIRE_NOT_NULL(ev);
+	for (size_t k = 0; k < 2; k++) {
+		test_case("%s", kinds[k]);
+		struct fixture f;
+		fixture_init(&f);
+		f.prov.name = "anthropic";
+		f.prov.api = API_ANTHROPIC;
+		void *st = provider_anthropic.stream_new(&f.x);
+		json_t *chunks = json_array();
+		struct usage u;
+		usage_init(&u);
+		struct rerr err;
+		rerr_clear(&err);
+		CHECK_INT_EQ(an_event(st, "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}", chunks, &u, &err), STREAM_MORE);
+		CHECK_INT_EQ(an_event(st, "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}", chunks, &u, &err), STREAM_MORE);
+		snprintf(ev, 4096 + 200, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"%s_delta\",\"%s\":\"%s\"}}", kinds[k], kinds[k], piece);
+		enum stream_status rc = STREAM_MORE;
+		size_t fed = 0;
+		while (rc == STREAM_MORE && fed < ((size_t)16 << 20)) {
+			rc = an_event(st, ev, chunks, &u, &err);
+			fed += 4096;
+			json_array_clear(chunks);
+		}
+		CHECK_INT_EQ(rc, STREAM_ERROR);
+		CHECK(fed > STREAM_MAX_REASONING_BYTES && fed <= STREAM_MAX_REASONING_BYTES + 4096);
+		CHECK_INT_EQ(err.status, 502);
+		CHECK_STR_EQ(err.code, "bad_upstream_response");
+		CHECK_CONTAINS(err.message, kinds[k]);
+		CHECK_CONTAINS(err.message, "4 MiB");
+		provider_anthropic.stream_free(st);
+		json_decref(chunks);
+		usage_clear(&u);
+	}
+	test_case(NULL);
+	free(piece);
+	free(ev);
+}
+
+/* A thinking block under the bound still ends as one thinking_blocks delta. */
+TEST(anthropic_thinking_block_under_the_bound_is_kept)
+{
+	struct fixture f;
+	fixture_init(&f);
+	f.prov.name = "anthropic";
+	f.prov.api = API_ANTHROPIC;
+	void *st = provider_anthropic.stream_new(&f.x);
+	json_t *chunks = json_array();
+	struct usage u;
+	usage_init(&u);
+	struct rerr err;
+	rerr_clear(&err);
+	CHECK_INT_EQ(an_event(st, "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"a\",\"signature\":\"\"}}", chunks, &u, &err), STREAM_MORE);
+	CHECK_INT_EQ(an_event(st, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"b\"}}", chunks, &u, &err), STREAM_MORE);
+	CHECK_INT_EQ(an_event(st, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig\"}}", chunks, &u, &err), STREAM_MORE);
+	json_array_clear(chunks);
+	CHECK_INT_EQ(an_event(st, "{\"type\":\"content_block_stop\",\"index\":0}", chunks, &u, &err), STREAM_MORE);
+	const json_t *block = json_array_get(json_object_get(json_object_get(json_array_get(json_object_get(json_array_get(chunks, 0), "choices"), 0), "delta"), "thinking_blocks"), 0);
+	CHECK_STR_EQ(json_string_value(json_object_get(block, "thinking")), "ab");
+	CHECK_STR_EQ(json_string_value(json_object_get(block, "signature")), "sig");
+	provider_anthropic.stream_free(st);
+	json_decref(chunks);
+	usage_clear(&u);
+}
+
+/* Gemini joins a candidate's text parts: the joint text is bounded by the event that carried it
+ * and an event whose text cannot be held fails the stream instead of losing text. */
+TEST(gemini_stream_text_is_joined_whole)
+{
+	struct fixture f;
+	fixture_init(&f);
+	f.prov.name = "gemini";
+	f.prov.api = API_GEMINI;
+	void *st = provider_gemini.stream_new(&f.x);
+	json_t *chunks = json_array();
+	struct usage u;
+	usage_init(&u);
+	struct rerr err;
+	rerr_clear(&err);
+	const char *data = "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\\\"b\"},{\"text\":\"cd\"}],\"role\":\"model\"},\"index\":0}]}";
+	struct sse_event ev = { .event = "", .data = data, .data_len = strlen(data), .has_data = 1,
+				.other = "", .other_len = 0 };
+	CHECK_INT_EQ(provider_gemini.stream_event(st, &ev, chunks, &u, &err), STREAM_MORE);
+	const json_t *d = json_object_get(json_array_get(json_object_get(json_array_get(chunks, 1), "choices"), 0), "delta");
+	CHECK_STR_EQ(json_string_value(json_object_get(d, "content")), "a\"bcd");
+	provider_gemini.stream_free(st);
+	json_decref(chunks);
+	usage_clear(&u);
+}

@@ -250,7 +250,9 @@ TEST(relay_finish_with_an_oversized_last_event_fails_the_stream)
 	line[6 + first] = '\n';
 	CHECK_INT_EQ(relay_feed(&r, line, first + 7), 0);
 	const char *tail = "data: 0123456789012345678901234567890123456789";
-	CHECK_INT_EQ(relay_feed(&r, tail, strlen(tail)), 0);
+	/* The cap counts the line being read: the tail may already fail as it arrives. */
+	int rc = relay_feed(&r, tail, strlen(tail));
+	CHECK(rc == 0 || rc == -1);
 	relay_finish(&r);
 	CHECK_INT_NE(r.state, RELAY_RUNNING);
 	CHECK_INT_EQ(r.state, RELAY_FAILED);
@@ -276,7 +278,9 @@ TEST(relay_finish_with_an_overlong_unterminated_event_line_fails_the_stream)
 	memcpy(tail, "event: ", 7);
 	memset(tail + 7, 'e', sizeof(tail) - 8);
 	tail[sizeof(tail) - 1] = '\0';
-	CHECK_INT_EQ(relay_feed(&r, tail, strlen(tail)), 0);
+	/* The cap counts the line being read: the tail may already fail as it arrives. */
+	int rc = relay_feed(&r, tail, strlen(tail));
+	CHECK(rc == 0 || rc == -1);
 	relay_finish(&r);
 	CHECK_INT_NE(r.state, RELAY_RUNNING);
 	CHECK_INT_EQ(r.state, RELAY_FAILED);
@@ -408,6 +412,65 @@ TEST(relay_kept_reasoning_is_bounded)
 	relay_emit_error(&r);
 	const char *tail = "\"code\":\"bad_upstream_response\"}}\n\ndata: [DONE]\n\n";
 	CHECK(s.all.len > strlen(tail) && strcmp(s.all.p + s.all.len - strlen(tail), tail) == 0);
+	relay_free(&r);
+	buf_free(&s.all);
+}
+
+/* What is kept for the next turn from thinking_blocks deltas is bounded (8 MiB of JSON): blocks
+ * handed over one by one, each small, fail the stream past it. */
+TEST(relay_kept_thinking_blocks_are_bounded)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	char text[16001];
+	memset(text, 't', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	char ev[16300];
+	snprintf(ev, sizeof(ev), "data: {\"id\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\",\"thinking_blocks\":[{\"type\":\"thinking\",\"thinking\":\"%s\",\"signature\":\"s\"}]},\"finish_reason\":null}]}\n\n", text);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)32 << 20)) {
+		rc = relay_feed(&r, ev, strlen(ev));
+		fed += strlen(text);
+	}
+	CHECK_INT_EQ(rc, -1);
+	CHECK(fed > ((size_t)7 << 20) && fed < ((size_t)9 << 20));
+	CHECK_INT_EQ(r.state, RELAY_FAILED);
+	CHECK_CONTAINS(r.err.message, "thinking blocks");
+	CHECK_CONTAINS(r.err.message, "8 MiB");
+	relay_free(&r);
+	buf_free(&s.all);
+}
+
+/* Tool-call arguments are relayed, not kept: a long arguments stream is not held to the bound of
+ * what is kept for the next turn. */
+TEST(relay_tool_call_arguments_do_not_count_as_kept)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct sink_rec s;
+	sink_init(&s);
+	struct relay_sink sink = { sink_write, &s };
+	struct relay r;
+	relay_init(&r, &provider_openai, &f.x, &sink);
+	char args[16001];
+	memset(args, 'a', sizeof(args) - 1);
+	args[sizeof(args) - 1] = '\0';
+	char ev[16300];
+	snprintf(ev, sizeof(ev), "data: {\"id\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"arguments\":\"%s\"}}]},\"finish_reason\":null}]}\n\n", args);
+	int rc = 0;
+	size_t fed = 0;
+	while (rc == 0 && fed < ((size_t)12 << 20)) {
+		rc = relay_feed(&r, ev, strlen(ev));
+		fed += strlen(args);
+	}
+	CHECK_INT_EQ(rc, 0);
+	CHECK_INT_EQ(r.state, RELAY_RUNNING);
 	relay_free(&r);
 	buf_free(&s.all);
 }

@@ -368,3 +368,122 @@ TEST(sse_comments_counted_across_pieces)
 	sse_free(&p);
 	buf_free(&r.out);
 }
+
+/* The cap counts the whole event: data, non-field lines, its name and the line being read. Each
+ * part under the cap, together over it, fails, in one piece or byte by byte. */
+TEST(sse_size_limit_counts_the_whole_event)
+{
+	static const char *const ins[] = {
+		"data: 0123456789abcdef\n0123456789abcdef\n\n",
+		"event: 0123456789abcdef\ndata: 0123456789abcdef\n\n",
+		"data: 0123456789abcdef\ndata: 0123456789abcdef\n\n",
+		"data: 0123456789abcdef\n0123456789abcdef",
+	};
+	for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+		for (int bytewise = 0; bytewise < 2; bytewise++) {
+			test_case("%zu %s", i, bytewise ? "byte by byte" : "whole");
+			struct sse_parser p;
+			struct rec r;
+			rec_init(&r);
+			sse_init(&p, 32);
+			size_t len = strlen(ins[i]);
+			int rc = 0;
+			if (bytewise) {
+				for (size_t k = 0; k < len && rc == 0; k++)
+					rc = sse_feed(&p, ins[i] + k, 1, rec_cb, &r);
+			} else {
+				rc = sse_feed(&p, ins[i], len, rec_cb, &r);
+			}
+			if (rc == 0)
+				rc = sse_finish(&p, rec_cb, &r);
+			CHECK_INT_EQ(rc, -1);
+			CHECK_INT_EQ(r.calls, 0);
+			sse_free(&p);
+			buf_free(&r.out);
+		}
+	}
+	test_case(NULL);
+}
+
+/* A one-line event read across pieces is held once (the line becomes the data) and is delivered
+ * whole up to the cap; the buffers one large event grew are freed when it ends. */
+TEST(sse_large_event_is_held_once_and_released)
+{
+	size_t n = (size_t)1 << 20;
+	struct buf in;
+	buf_init(&in, BUF_UNLIMITED);
+	buf_puts(&in, "data: ");
+	for (size_t i = 0; i < n; i++)
+		buf_putc(&in, (char)('a' + i % 26));
+	buf_puts(&in, "\ndata: tail\n\n");
+	struct sse_parser p;
+	struct rec r;
+	rec_init(&r);
+	sse_init(&p, n + 16);
+	/* Pieces of 16 KiB, as libcurl hands them over. */
+	size_t peak = 0;
+	int rc = 0;
+	for (size_t k = 0; k < in.len && rc == 0; k += 16384) {
+		size_t m = in.len - k < 16384 ? in.len - k : 16384;
+		rc = sse_feed(&p, in.p + k, m, rec_cb, &r);
+		if (p.line.cap + p.data.cap > peak)
+			peak = p.line.cap + p.data.cap;
+	}
+	CHECK_INT_EQ(rc, 0);
+	CHECK_INT_EQ(r.calls, 1);
+	/* The event's text was delivered whole: its transcript holds both data lines. */
+	CHECK(r.out.len > n);
+	CHECK_CONTAINS(buf_str(&r.out), "\\ntail]");
+	CHECK(p.line.cap <= 65536 && p.data.cap <= 65536);
+	/* Never a line buffer and a data buffer of the event's size at once. */
+	CHECK(peak < 3 * n);
+	sse_free(&p);
+	buf_free(&r.out);
+	buf_free(&in);
+}
+
+/* Where the input is cut does not change where the cap falls: every event length around the cap,
+ * whole and byte by byte, gives the same answer. */
+TEST(sse_size_limit_does_not_depend_on_the_cuts)
+{
+	for (size_t n = 1; n < 40; n++) {
+		for (int shape = 0; shape < 3; shape++) {
+			test_case("%zu bytes, shape %d", n, shape);
+			char in[256];
+			char fill[64];
+			memset(fill, 'x', n);
+			fill[n] = '\0';
+			if (shape == 0)
+				snprintf(in, sizeof(in), "data: %s\n\n", fill);
+			else if (shape == 1)
+				snprintf(in, sizeof(in), "event: e\ndata: 1\n%s\n\n", fill);
+			else
+				snprintf(in, sizeof(in), "data: 1\n: %s\ndata: %s", fill, fill);
+			int rcs[2];
+			size_t calls[2];
+			for (int bytewise = 0; bytewise < 2; bytewise++) {
+				struct sse_parser p;
+				struct rec r;
+				rec_init(&r);
+				sse_init(&p, 32);
+				size_t len = strlen(in);
+				int rc = 0;
+				if (bytewise) {
+					for (size_t k = 0; k < len && rc == 0; k++)
+						rc = sse_feed(&p, in + k, 1, rec_cb, &r);
+				} else {
+					rc = sse_feed(&p, in, len, rec_cb, &r);
+				}
+				if (rc == 0)
+					rc = sse_finish(&p, rec_cb, &r);
+				rcs[bytewise] = rc;
+				calls[bytewise] = (size_t)r.calls;
+				sse_free(&p);
+				buf_free(&r.out);
+			}
+			CHECK_INT_EQ(rcs[0], rcs[1]);
+			CHECK_INT_EQ((long long)calls[0], (long long)calls[1]);
+		}
+	}
+	test_case(NULL);
+}
