@@ -82,7 +82,7 @@ static struct {
 	size_t idle;                 /* of those, waiting to accept */
 	size_t running;              /* threads started and not yet done (live ones and leaving ones) */
 	size_t done;                 /* slots of exited workers not joined yet */
-	int full_logged;             /* "reached max_threads" said, until the pool is back to base */
+	int64_t full_said_us;        /* when "all max_threads busy" may be logged again */
 } pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 
 static void *worker_main(void *arg);
@@ -109,8 +109,11 @@ static int pool_start_locked(void)
 			continue;
 		memset(&s->w, 0, sizeof(s->w));
 		s->w.index = (int)i;
-		if (pthread_create(&s->thread, &pool.attr, worker_main, s) != 0)
+		int e = pthread_create(&s->thread, &pool.attr, worker_main, s);
+		if (e != 0) {
+			errno = e;
 			return -1;
+		}
 		s->state = SLOT_LIVE;
 		pool.running++;
 		pool.live++;
@@ -135,10 +138,10 @@ static void pool_took_request(void)
 		if (pool.live < max) {
 			if (pool_start_locked() < 0)
 				log_error(NULL, "cannot start worker thread %zu (%s)", pool.live + 1, strerror(errno));
-		} else if (!pool.full_logged) {
-			pool.full_logged = 1;
+		} else if (clock_mono_us() >= pool.full_said_us) {
+			pool.full_said_us = clock_mono_us() + 60 * 1000000LL;
 			log_warn(NULL, "all %zu worker threads (server.max_threads) are busy; new requests wait "
-				 "for one to finish", pool.live);
+				 "for one to finish (said at most once a minute)", pool.live);
 		}
 	}
 	pthread_mutex_unlock(&pool.mu);
@@ -154,8 +157,6 @@ static int pool_finished_request(void)
 		pool.live--;
 	else
 		pool.idle++;
-	if (pool.live == pool.base)
-		pool.full_logged = 0;
 	pool_reap_locked();
 	pthread_mutex_unlock(&pool.mu);
 	return leave;
@@ -219,7 +220,7 @@ static size_t pool_start(size_t nthreads)
 	pool.base = nthreads;
 	for (size_t i = 0; i < nthreads; i++) {
 		if (pool_start_locked() < 0) {
-			log_error(NULL, "cannot start worker thread %zu", i);
+			log_error(NULL, "cannot start worker thread %zu (%s)", i, strerror(errno));
 			break;
 		}
 	}
