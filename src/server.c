@@ -69,8 +69,8 @@ struct pool_slot {
 	enum slot_state state;
 };
 
-/* What a worker counts as, for pool_leave. */
-enum worker_count { AS_IDLE, AS_BUSY, AS_GONE };
+/* What a leaving worker still counts as: waiting to accept, or already not live. */
+enum worker_count { AS_IDLE, AS_GONE };
 
 static struct {
 	pthread_mutex_t mu;
@@ -165,10 +165,10 @@ static int pool_finished_request(void)
 static void pool_leave(struct pool_slot *s, enum worker_count as)
 {
 	pthread_mutex_lock(&pool.mu);
-	if (as == AS_IDLE)
+	if (as == AS_IDLE) {
 		pool.idle--;
-	if (as != AS_GONE)
 		pool.live--;
+	}
 	s->state = SLOT_DONE;
 	pool.running--;
 	pool.done++;
