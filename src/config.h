@@ -116,6 +116,7 @@ struct config {
 	int64_t max_body_bytes;
 	int64_t reload_interval_s;
 	int64_t body_timeout_ms;       /* the whole request body must arrive within this */
+	int64_t max_threads;           /* the worker pool grows up to this while requests hold workers */
 	/* log */
 	char *log_level;
 	/* storage */

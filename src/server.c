@@ -1,10 +1,11 @@
 /* server.c - responder processes: worker threads, signals, reload; each request handed to routes.
  *
- * Threads of a FastCGI responder: N workers (server.threads) each looping accept -> handle ->
- * finish with their own libcurl handle (struct worker, reqctx.h); one signal thread that owns every
- * process signal (all other threads block them) and also polls the config file for changes; the
- * store's writer and WAL checkpointer (store.h), through which the workers commit their
- * request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is accepted
+ * Threads of a FastCGI responder: a pool of workers, server.threads of them always waiting to accept
+ * and more while requests hold them (up to server.max_threads; see "The worker pool" below), each
+ * looping accept -> handle -> finish with its own libcurl handle (struct worker, reqctx.h); one
+ * signal thread that owns every process signal (all other threads block them) and also polls the
+ * config file for changes; the store's writer and WAL checkpointer (store.h), through which the
+ * workers commit their request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is accepted
  * (the listening socket is shut down), requests in flight run to completion, then the process
  * exits 0. SIGHUP re-reads the configuration.
  *
@@ -50,9 +51,136 @@ static void handle_one(struct worker *w, const struct http_io *io)
 	reqctx_end(&rc);
 }
 
+/* The worker pool. server.threads workers always wait to accept; when a worker takes a request
+ * and none is left waiting, one more starts (up to server.max_threads), so requests that hold a
+ * worker for long (a silent upstream until its timeout_ms, a long stream) never keep the next
+ * request in the socket's backlog. A worker that finishes a request while the pool is above
+ * server.threads and another worker is waiting exits, so the pool shrinks back as the load goes.
+ * With server.threads = 1 (mod_fcgid, which sends a process one request at a time) the pool never
+ * grows: no second request would come while the first runs. Every worker is joined: an exited
+ * one by the next worker start or at the end of server_run_fastcgi. */
+#define POOL_CAP 1024 /* the largest server.max_threads */
+
+enum slot_state { SLOT_FREE, SLOT_LIVE, SLOT_DONE };
+
+struct pool_slot {
+	pthread_t thread;
+	struct worker w;
+	enum slot_state state;
+};
+
+/* What a leaving worker still counts as: waiting to accept, or already not live. */
+enum worker_count { AS_IDLE, AS_GONE };
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t gone;         /* a worker left */
+	struct pool_slot *slots;     /* POOL_CAP */
+	pthread_attr_t attr;
+	size_t base;                 /* server.threads */
+	size_t live;                 /* workers running */
+	size_t idle;                 /* of those, waiting to accept */
+	size_t running;              /* threads started and not yet done (live ones and leaving ones) */
+	size_t done;                 /* slots of exited workers not joined yet */
+	int64_t full_said_us;        /* when "all max_threads busy" may be logged again */
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
+
+static void *worker_main(void *arg);
+
+static void pool_reap_locked(void)
+{
+	for (size_t i = 0; pool.done && i < POOL_CAP; i++) {
+		if (pool.slots[i].state == SLOT_DONE) {
+			/* It set SLOT_DONE as its last act under the mutex: the join does not wait. */
+			pthread_join(pool.slots[i].thread, NULL);
+			pool.slots[i].state = SLOT_FREE;
+			pool.done--;
+		}
+	}
+}
+
+/* Starts one more worker, counted as waiting to accept. Returns 0, or -1. */
+static int pool_start_locked(void)
+{
+	pool_reap_locked();
+	for (size_t i = 0; i < POOL_CAP; i++) {
+		struct pool_slot *s = &pool.slots[i];
+		if (s->state != SLOT_FREE)
+			continue;
+		memset(&s->w, 0, sizeof(s->w));
+		s->w.index = (int)i;
+		int e = pthread_create(&s->thread, &pool.attr, worker_main, s);
+		if (e != 0) {
+			errno = e;
+			return -1;
+		}
+		s->state = SLOT_LIVE;
+		pool.running++;
+		pool.live++;
+		pool.idle++;
+		return 0;
+	}
+	errno = EAGAIN; /* every slot holds a thread, some of them leaving */
+	return -1;
+}
+
+/* A worker accepted a request: if none is left waiting, start one. */
+static void pool_took_request(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	pool.idle--;
+	if (pool.idle == 0 && pool.base > 1 && !__atomic_load_n(&g_stopping, __ATOMIC_RELAXED)) {
+		struct config *cfg = config_acquire();
+		size_t max = cfg ? (size_t)cfg->max_threads : pool.base;
+		config_release(cfg);
+		if (max < pool.base)
+			max = pool.base;
+		if (pool.live < max) {
+			if (pool_start_locked() < 0)
+				log_error(NULL, "cannot start worker thread %zu (%s)", pool.live + 1, strerror(errno));
+		} else if (clock_mono_us() >= pool.full_said_us) {
+			pool.full_said_us = clock_mono_us() + 60 * 1000000LL;
+			log_warn(NULL, "all %zu worker threads (server.max_threads) are busy; new requests wait "
+				 "for one to finish (said at most once a minute)", pool.live);
+		}
+	}
+	pthread_mutex_unlock(&pool.mu);
+}
+
+/* A worker finished a request. Returns 1 when it should exit (the pool is above server.threads
+ * and another worker is waiting), and then no longer counts it as live. */
+static int pool_finished_request(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	int leave = pool.live > pool.base && pool.idle > 0;
+	if (leave)
+		pool.live--;
+	else
+		pool.idle++;
+	pool_reap_locked();
+	pthread_mutex_unlock(&pool.mu);
+	return leave;
+}
+
+static void pool_leave(struct pool_slot *s, enum worker_count as)
+{
+	pthread_mutex_lock(&pool.mu);
+	if (as == AS_IDLE) {
+		pool.idle--;
+		pool.live--;
+	}
+	s->state = SLOT_DONE;
+	pool.running--;
+	pool.done++;
+	pthread_cond_broadcast(&pool.gone);
+	pthread_mutex_unlock(&pool.mu);
+}
+
 static void *worker_main(void *arg)
 {
-	struct worker *w = arg;
+	struct pool_slot *s = arg;
+	struct worker *w = &s->w;
+	enum worker_count as = AS_IDLE;
 	w->up = upstream_new();
 	struct fcgi_conn *c = fcgi_conn_new(g_listen_fd);
 	if (!w->up) {
@@ -65,15 +193,53 @@ static void *worker_main(void *arg)
 						  strerror(errno));
 				break;
 			}
+			pool_took_request();
 			handle_one(w, fcgi_conn_io(c));
 			fcgi_conn_finish(c);
+			if (pool_finished_request()) {
+				as = AS_GONE;
+				break;
+			}
 		}
 	}
 	fcgi_conn_free(c);
 	upstream_free(w->up);
 	store_close(w->st);
 	store_close(w->reader);
+	pool_leave(s, as);
 	return NULL;
+}
+
+/* Starts the server.threads workers; returns how many started. */
+static size_t pool_start(size_t nthreads)
+{
+	pool.slots = xcalloc(POOL_CAP, sizeof(*pool.slots));
+	pthread_attr_init(&pool.attr);
+	pthread_attr_setstacksize(&pool.attr, 2 * 1024 * 1024);
+	pthread_mutex_lock(&pool.mu);
+	pool.base = nthreads;
+	for (size_t i = 0; i < nthreads; i++) {
+		if (pool_start_locked() < 0) {
+			log_error(NULL, "cannot start worker thread %zu (%s)", i, strerror(errno));
+			break;
+		}
+	}
+	size_t started = pool.live;
+	pthread_mutex_unlock(&pool.mu);
+	return started;
+}
+
+/* Waits until every worker has left (they do after the stop flag), and joins them. */
+static void pool_wait(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	while (pool.running > 0)
+		pthread_cond_wait(&pool.gone, &pool.mu);
+	pool_reap_locked();
+	pthread_mutex_unlock(&pool.mu);
+	pthread_attr_destroy(&pool.attr);
+	free(pool.slots);
+	pool.slots = NULL;
 }
 
 /* The signals only the signal thread receives. */
@@ -151,30 +317,13 @@ int server_run_fastcgi(int listen_fd)
 		log_error(NULL, "cannot start the signal thread");
 		return 1;
 	}
-	struct worker *workers = xcalloc(nthreads, sizeof(*workers));
-	pthread_t *threads = xcalloc(nthreads, sizeof(*threads));
-	size_t started = 0;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
-	for (size_t i = 0; i < nthreads; i++) {
-		workers[i].index = (int)i;
-		if (pthread_create(&threads[i], &attr, worker_main, &workers[i]) != 0) {
-			log_error(NULL, "cannot start worker thread %zu", i);
-			break;
-		}
-		started++;
-	}
-	pthread_attr_destroy(&attr);
+	size_t started = pool_start(nthreads);
 	log_info(NULL, "FastCGI responder ready with %zu worker threads", started);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+	pool_wait();
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
 	logwriter_stop();
-	free(workers);
-	free(threads);
 	log_info(NULL, "responder stopped");
 	return started ? 0 : 1;
 }

@@ -4,13 +4,15 @@
 // chunks and pings do not count), stream_idle_timeout_ms is reset only by events that carry data,
 // and upstream.deadline_ms ends a stream that already sent content with an error event and [DONE].
 // Eight comment-only streams (OpenRouter's ": OPENROUTER PROCESSING" for minutes) cannot keep a
-// healthy model from being answered. Bodies: server.body_timeout_ms bounds the upload of a request
-// body, also over a FastCGI connection that passes a slow upload on as it comes (Apache
+// healthy model from being answered, even while they are open: the responder's worker pool grows
+// past server.threads, and shrinks back. Bodies: server.body_timeout_ms bounds the upload of a
+// request body, also over a FastCGI connection that passes a slow upload on as it comes (Apache
 // mod_proxy_fcgi: here a FastCGI client speaks to `llm-router serve --listen` directly). libcurl's
 // silent re-send of a POST on a dropped reused connection is an attempt row of its own.
 //
-// Scaled down: timeout_ms 1.5 s, idle 2.5 s, deadline 5 s, body 1.5 s; a hostile reply stops by
-// itself after HOSTILE_MS (20 s), which is what a test waited for before these bounds.
+// Scaled down: timeout_ms 1.5 s (6 s for the worker pool), idle 2.5 s, deadline 5 s, body 1.5 s; a
+// hostile reply stops by itself after HOSTILE_MS (20 s), which is what a test waited for before
+// these bounds.
 'use strict';
 const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -145,29 +147,6 @@ describe('streams end: timeout until content, idle reset by data only, the deadl
     assert.ok(ev.wall > 0);
   });
 
-  it('with eight comment-only streams open, a request for a healthy model is answered at once', async (t) => {
-    await stack.fake.script('openai', Array.from({ length: 8 }, () => ({ hostile: { kind: 'comments', comment: 'OPENROUTER PROCESSING', interval_ms: 100, max_ms: HOSTILE_MS } })));
-    const open = Array.from({ length: 8 }, () => stream(stack.router, { model: 'gpt-4o', messages: MSG }));
-    await waitFor(async () => (await stack.fake.requests()).filter((x) => x.provider === 'openai').length >= 8, 5000 * SLOW, 'eight hostile streams open');
-    const healthy = await post(stack.router, { model: 'claude-haiku-4-5', messages: MSG });
-    const all = await Promise.all(open);
-    t.diagnostic(`healthy request answered in ${healthy.ms} ms with eight comment-only streams open (${FRONT}); ` +
-      `the eight ended after ${Math.min(...all.map((x) => x.ms))}..${Math.max(...all.map((x) => x.ms))} ms`);
-    assert.equal(healthy.status, 200, healthy.text);
-    assert.equal(healthy.json.model, 'claude-haiku-4-5');
-    // Every worker of the one responder is taken by a hostile stream until timeout_ms frees it.
-    assert.ok(healthy.ms < TIMEOUT_MS + MARGIN, `healthy request took ${healthy.ms} ms (hostile streams last ${HOSTILE_MS} ms)`);
-    const hrow = await stack.router.row(healthy.headers.get('x-request-id'));
-    assert.deepEqual([hrow.status, hrow.model, hrow.attempts], [200, 'claude-haiku-4-5', 1]);
-    for (const r of all) {
-      assert.equal(r.status, 200);
-      assert.equal(r.data[r.data.length - 1], '[DONE]');
-      assert.ok(r.ms < TIMEOUT_MS + 2 * MARGIN, `${r.ms} ms`);
-      const a = await attempts(stack.router, r.id);
-      assert.deepEqual(a.map((x) => [x.model, x.outcome, x.error_code]), [['gpt-4o', 'failed', 'upstream_timeout'], ['claude-sonnet-4-5', 'ok', null]]);
-    }
-  });
-
   it('slow uploads do not hold the router: a body not received within body_timeout_ms', async (t) => {
     // lighttpd reads the whole body before it passes the request on: the router never waits for
     // it. Plain CGI under Apache gets the body as it comes: the program answers 408 at the bound.
@@ -200,6 +179,87 @@ describe('streams end: timeout until content, idle reset by data only, the deadl
       clearInterval(timer);
       for (const s of socks) s.destroy();
     }
+  });
+});
+
+// Eight streams held by a silent upstream take the eight workers of the one responder for as long as
+// upstream.timeout_ms (here 6 s, well past the measurement); the pool starts one more worker as
+// soon as none is left waiting, so a ninth request is answered at once, and shrinks back to
+// server.threads once the streams end.
+const POOL_TIMEOUT_MS = 6000;
+
+function responderThreads(router) {
+  return router.responderPids().map((pid) => {
+    try { return Number(/^Threads:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]); } catch (e) { return 0; }
+  }).reduce((a, b) => a + b, 0);
+}
+
+describe('the worker pool: held streams do not keep the next request waiting', () => {
+  let stack;
+  let baseThreads = 0;
+  before(async () => {
+    stack = await startStack({ threads: 8, procs: 1, config: (t) => t
+      .replace('timeout_ms = 120000;', `timeout_ms = ${POOL_TIMEOUT_MS};`)
+      .replace('keepalive_interval_ms = 15000;', 'keepalive_interval_ms = 300;')
+      .replace('failures = 3;', 'failures = 0;') });
+    baseThreads = responderThreads(stack.router);
+  });
+  after(async () => { await stack.stop(); });
+  beforeEach(async () => { await stack.fake.reset(); });
+
+  it('with eight comment-only streams open, a request for a healthy model is answered at once', async (t) => {
+    await stack.fake.script('openai', Array.from({ length: 8 }, () => ({ hostile: { kind: 'comments', comment: 'OPENROUTER PROCESSING', interval_ms: 100, max_ms: HOSTILE_MS } })));
+    let ended = 0;
+    const open = Array.from({ length: 8 }, () => stream(stack.router, { model: 'gpt-4o', messages: MSG }).finally(() => { ended++; }));
+    await waitFor(async () => (await stack.fake.requests()).filter((x) => x.provider === 'openai').length >= 8, 5000 * SLOW, 'eight hostile streams open');
+    const healthy = await post(stack.router, { model: 'claude-haiku-4-5', messages: MSG });
+    const openWhenAnswered = 8 - ended;
+    const grown = responderThreads(stack.router);
+    const all = await Promise.all(open);
+    t.diagnostic(`healthy request answered in ${healthy.ms} ms with ${openWhenAnswered} comment-only streams open (${FRONT}); ` +
+      `the eight ended after ${Math.min(...all.map((x) => x.ms))}..${Math.max(...all.map((x) => x.ms))} ms (timeout_ms ${POOL_TIMEOUT_MS}); ` +
+      `responder threads ${baseThreads} idle, ${grown} with the eight held`);
+    assert.equal(healthy.status, 200, healthy.text);
+    assert.equal(healthy.json.model, 'claude-haiku-4-5');
+    assert.equal(openWhenAnswered, 8, 'the eight streams were still open when the healthy request was answered');
+    assert.ok(healthy.ms < 1500 * SLOW, `healthy request took ${healthy.ms} ms (the eight hold their workers for ${POOL_TIMEOUT_MS} ms)`);
+    if (FRONT === 'lighttpd') assert.ok(grown > baseThreads, `responder threads: ${baseThreads} idle, ${grown} with the eight held`);
+    const hrow = await stack.router.row(healthy.headers.get('x-request-id'));
+    assert.deepEqual([hrow.status, hrow.model, hrow.attempts], [200, 'claude-haiku-4-5', 1]);
+    for (const r of all) {
+      assert.equal(r.status, 200);
+      assert.equal(r.data[r.data.length - 1], '[DONE]');
+      assert.ok(r.ms >= POOL_TIMEOUT_MS - 100 && r.ms < POOL_TIMEOUT_MS + 2 * MARGIN, `${r.ms} ms`);
+      const a = await attempts(stack.router, r.id);
+      assert.deepEqual(a.map((x) => [x.model, x.outcome, x.error_code]), [['gpt-4o', 'failed', 'upstream_timeout'], ['claude-sonnet-4-5', 'ok', null]]);
+    }
+  });
+
+  it('the pool shrinks back to server.threads, and SIGTERM stops a grown pool cleanly', { skip: FRONT !== 'lighttpd' && 'needs the one multi-threaded responder lighttpd runs (mod_fcgid: one request per process; plain CGI: none)' }, async (t) => {
+    // What the previous test grew is given back as its requests ended.
+    await waitFor(() => responderThreads(stack.router) === baseThreads, 3000 * SLOW, `the responder back to ${baseThreads} threads`);
+    // Twelve slow streams: the pool grows to twelve workers and one waiting.
+    await stack.fake.script('openai', Array.from({ length: 12 }, () => ({ chunk_delay_ms: 200, text: 'a b c d e f g h' })));
+    const pids = stack.router.responderPids();
+    assert.equal(pids.length, 1);
+    const open = Array.from({ length: 12 }, () => stream(stack.router, { model: 'gpt-4o', messages: MSG }));
+    await waitFor(async () => (await stack.fake.requests()).filter((x) => x.provider === 'openai').length >= 12, 5000 * SLOW, 'twelve streams open');
+    const grown = responderThreads(stack.router);
+    process.kill(pids[0], 'SIGTERM');
+    const all = await Promise.all(open);
+    t.diagnostic(`responder threads ${baseThreads} idle, ${grown} with twelve streams; SIGTERM: the twelve completed`);
+    assert.ok(grown >= baseThreads + 5, `${grown} threads`);
+    for (const r of all) {
+      assert.equal(r.status, 200);
+      assert.equal(text(r.chunks), 'a b c d e f g h', 'the stream in flight completed');
+      assert.equal(r.data[r.data.length - 1], '[DONE]');
+    }
+    await waitFor(() => !stack.router.responderPids().includes(pids[0]), 5000 * SLOW, 'the old responder to exit');
+    // Every worker, the grown ones included, was joined: the process exited 0 on its own.
+    assert.match(stack.router.errorLog(), new RegExp(`llm-router\\[${pids[0]}\\] info signal 15: finishing requests in flight[\\s\\S]*llm-router\\[${pids[0]}\\] info responder stopped`));
+    await waitFor(() => /child exited: 0 /.test(stack.router.errorLog()), 2000 * SLOW, 'lighttpd to see the responder exit 0');
+    assert.doesNotMatch(stack.router.errorLog(), /child exited: [1-9]|child signalled/);
+    await waitFor(async () => (await fetch(stack.router.baseURL + '/models')).status === 200, 10000 * SLOW, 'service from a new responder');
   });
 });
 

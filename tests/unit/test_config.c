@@ -80,6 +80,7 @@ TEST(config_shipped_defaults_and_sections)
 	CHECK_INT_EQ(cfg->threads, 8);
 	CHECK_INT_EQ(cfg->max_body_bytes, 8388608);
 	CHECK_INT_EQ(cfg->reload_interval_s, 2);
+	CHECK_INT_EQ(cfg->max_threads, 64);
 	CHECK_STR_EQ(cfg->log_level, "info");
 	CHECK_INT_EQ(cfg->retention_days, 90);
 	CHECK_INT_EQ(cfg->busy_timeout_ms, 5000);
@@ -665,7 +666,7 @@ struct broken_row {
 
 static const struct broken_row broken[] = {
 	{ "unknown key", 2, "  thread = 8;",
-	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s, body_timeout_ms)", 0 },
+	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s, body_timeout_ms, max_threads)", 0 },
 	{ "unknown top-level key", 3, "};\nsevrer = { threads = 8; };",
 	  "%s:4: unknown key 'sevrer' (known keys: server, log, storage, upstream, params, demo, routing, budget, cooldown, providers, models, tiers, tasks)", 0 },
 	{ "wrong type: string for an integer", 2, "  threads = \"8\";",
