@@ -30,39 +30,6 @@ int log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
-/* The code point of the valid UTF-8 sequence at p (at most n bytes) and its length in *len, or -1
- * when p does not start one (overlong forms, surrogates and values past U+10FFFF are invalid). */
-static long utf8_decode(const unsigned char *p, size_t n, size_t *len)
-{
-	unsigned char c = p[0];
-	size_t need;
-	unsigned long min;
-	if ((c & 0xE0) == 0xC0) {
-		need = 1;
-		min = 0x80;
-	} else if ((c & 0xF0) == 0xE0) {
-		need = 2;
-		min = 0x800;
-	} else if ((c & 0xF8) == 0xF0) {
-		need = 3;
-		min = 0x10000;
-	} else {
-		return -1;
-	}
-	if (need >= n)
-		return -1;
-	unsigned long cp = c & (0x3Fu >> need);
-	for (size_t i = 1; i <= need; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return -1;
-		cp = (cp << 6) | (p[i] & 0x3Fu);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return -1;
-	*len = need + 1;
-	return (long)cp;
-}
-
 /* Line separators and the bidirectional controls that reorder what a terminal shows. */
 static int unicode_control(long cp)
 {

@@ -199,41 +199,51 @@ int mem_ct_eq(const void *a, size_t alen, const void *b, size_t blen)
 	return diff == 0;
 }
 
+long utf8_decode(const unsigned char *p, size_t n, size_t *len)
+{
+	unsigned char c = p[0];
+	size_t need;
+	unsigned long min;
+	if (c < 0x80) {
+		*len = 1;
+		return c;
+	} else if ((c & 0xE0) == 0xC0) {
+		need = 1;
+		min = 0x80;
+	} else if ((c & 0xF0) == 0xE0) {
+		need = 2;
+		min = 0x800;
+	} else if ((c & 0xF8) == 0xF0) {
+		need = 3;
+		min = 0x10000;
+	} else {
+		return -1;
+	}
+	if (need >= n)
+		return -1;
+	unsigned long cp = c & (0x3Fu >> need);
+	for (size_t i = 1; i <= need; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return -1;
+		cp = (cp << 6) | (p[i] & 0x3Fu);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return -1;
+	*len = need + 1;
+	return (long)cp;
+}
+
 void utf8_sanitize(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
 	while (*p) {
-		unsigned char c = *p;
-		size_t need;
-		unsigned int min;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if ((c & 0xE0) == 0xC0) {
-			need = 1;
-			min = 0x80;
-		} else if ((c & 0xF0) == 0xE0) {
-			need = 2;
-			min = 0x800;
-		} else if ((c & 0xF8) == 0xF0) {
-			need = 3;
-			min = 0x10000;
-		} else {
+		size_t len;
+		/* A NUL ends the string before any sequence could run past it: it is no continuation
+		 * byte, so utf8_decode stops there. */
+		if (utf8_decode(p, SIZE_MAX, &len) < 0)
 			*p++ = '?';
-			continue;
-		}
-		unsigned int cp = c & (0x3F >> need);
-		size_t i;
-		for (i = 1; i <= need; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				break;
-			cp = (cp << 6) | (p[i] & 0x3F);
-		}
-		if (i <= need || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-			*p++ = '?';
-			continue;
-		}
-		p += need + 1;
+		else
+			p += len;
 	}
 }
 

@@ -40,6 +40,10 @@ void request_id_new(char *out, size_t outsz, const char *prefix, size_t nrand);
 /* Strict decimal parse of the whole string into a long long; returns 0 or -1. */
 int parse_ll(const char *s, long long *out);
 
+/* The code point of the valid UTF-8 sequence at p (at most n bytes, n >= 1) and its length in
+ * *len, or -1 when p does not start one (overlong forms, surrogates and values past U+10FFFF are
+ * invalid). */
+long utf8_decode(const unsigned char *p, size_t n, size_t *len);
 /* Replaces every byte that is not part of valid UTF-8 (including a sequence cut short at the end)
  * with '?', in place, so the string can always be turned into a JSON string. */
 void utf8_sanitize(char *s);
