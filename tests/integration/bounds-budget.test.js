@@ -64,10 +64,11 @@ function contentChars(events) {
 describe('the estimate is what is sent upstream', () => {
   it('thirty concurrent thinking requests with max_tokens 1 against T1\'s $50 admit at most what $50 covers', async () => {
     // Anthropic raises max_tokens 1 to budget_tokens + 1 = 32,000 output tokens at claude-opus-4-6's
-    // $75/M: $2.40 each, so $50 covers 20 at once. Each admitted call is held 3 s by the fake.
+    // $75/M: $2.40 each, so $50 covers 20 at once. Each admitted call is held 6 s by the fake, so
+    // that none settles (and frees its reservation) before all thirty have been decided.
     const stack = await boundsStack((t) => t, { threads: 16 });
     try {
-      await stack.fake.script('anthropic', Array.from({ length: 30 }, () => ({ delay_ms: 3000 })));
+      await stack.fake.script('anthropic', Array.from({ length: 30 }, () => ({ delay_ms: 6000 })));
       const body = { model: 'claude-opus-4-6', max_tokens: 1, thinking: { type: 'enabled', budget_tokens: 31999 }, messages: MSG };
       const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
         post(stack.router, body, { 'x-agent-name': i % 2 ? 'ai_director' : 'chief_of_staff' })));
