@@ -27,6 +27,7 @@ function boundsStack(edit = (t) => t, opts = {}) {
   return startStack(Object.assign({
     auth: true,
     procs: 2,
+    webMaxBody: 16 << 20, // bodies reach the router on a shared host too (FcgidMaxRequestLen)
     threads: 4,
     config: (t) => edit(t.replace('auth_mode = "key";', 'auth_mode = "header";')),
   }, opts));

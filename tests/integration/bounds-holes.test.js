@@ -74,6 +74,7 @@ describe('the smaller holes closed (issue 13, item 6)', () => {
     // Agents named by a trusted header (as behind an authenticating proxy); anyone unlisted is T1.
     stack = await startStack({
       auth: true,
+      webMaxBody: 16 << 20, // bodies reach the router on a shared host too (FcgidMaxRequestLen)
       config: (t) => t.replace('auth_mode = "key";', 'auth_mode = "header";').replace('default_tier = "T3";', 'default_tier = "T1";')
         .replace('max_retries = 2;', 'max_retries = 0;').replace('failures = 3;', 'failures = 0;'),
     });

@@ -47,6 +47,7 @@ async function fresh(threads = 4) {
   stack = await startStack({
     procs: 1,
     threads,
+    webMaxBody: 16 << 20, // bodies reach the router on a shared host too (FcgidMaxRequestLen)
     config: (t) => t
       .replace('timeout_ms = 120000;', 'timeout_ms = 20000;')
       .replace('failures = 3;', 'failures = 0;')
