@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *body = json_loadb(s, size - 1, 0, &e);
 		if (body && fuzz_cfg->n_models) {
 			struct chain ch = { .model = { 0 }, .n = 1 };
-			if (budget_estimate_nusd(fuzz_cfg, body, size - 1, NULL, &ch) < 0)
+			if (budget_estimate_nusd(fuzz_cfg, body, size - 1, &ch, NULL) < 0)
 				abort();
 		}
 		json_decref(body);
