@@ -55,7 +55,8 @@ static void handle_one(struct worker *w, const struct http_io *io)
  * and none is left waiting, one more starts (up to server.max_threads), so requests that hold a
  * worker for long (a silent upstream until its timeout_ms, a long stream) never keep the next
  * request in the socket's backlog. A worker that finishes a request while the pool is above
- * server.threads and another worker is waiting exits, so the pool shrinks back as the load goes.
+ * server.threads and server.threads others are waiting exits, so the pool shrinks back as the
+ * load goes, without a thread ending and another starting per request under a steady load.
  * With server.threads = 1 (mod_fcgid, which sends a process one request at a time) the pool never
  * grows: no second request would come while the first runs. Every worker is joined: an exited
  * one by the next worker start or at the end of server_run_fastcgi. */
@@ -148,11 +149,13 @@ static void pool_took_request(void)
 }
 
 /* A worker finished a request. Returns 1 when it should exit (the pool is above server.threads
- * and another worker is waiting), and then no longer counts it as live. */
+ * and at least server.threads workers are already waiting), and then no longer counts it as live.
+ * Under a steady load a few workers wait at a time, so a grown pool keeps its threads (and their
+ * connections) instead of ending and starting one per request. */
 static int pool_finished_request(void)
 {
 	pthread_mutex_lock(&pool.mu);
-	int leave = pool.live > pool.base && pool.idle > 0;
+	int leave = pool.live > pool.base && pool.idle >= pool.base;
 	if (leave)
 		pool.live--;
 	else

@@ -80,7 +80,7 @@ TEST(config_shipped_defaults_and_sections)
 	CHECK_INT_EQ(cfg->threads, 8);
 	CHECK_INT_EQ(cfg->max_body_bytes, 8388608);
 	CHECK_INT_EQ(cfg->reload_interval_s, 2);
-	CHECK_INT_EQ(cfg->max_threads, 64);
+	CHECK_INT_EQ(cfg->max_threads, 16);
 	CHECK_STR_EQ(cfg->log_level, "info");
 	CHECK_INT_EQ(cfg->retention_days, 90);
 	CHECK_INT_EQ(cfg->busy_timeout_ms, 5000);
