@@ -21,7 +21,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, spawnApache, killGroup, freePort, startFake, startStack, readSSE, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, spawnApache, killGroup, freePort, startFake, startStack, startServe, stopServe, readSSE, waitFor, sleep } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const HOSTILE_MS = 20000;
@@ -360,9 +360,8 @@ function fcgiPost(port, body, { length, rate } = {}) {
 describe('FastCGI without a buffering web server: slow uploads are cut at body_timeout_ms', { skip: FRONT !== 'lighttpd' && 'speaks FastCGI to the router directly: runs once' }, () => {
   let fake;
   let work;
-  let child;
+  let served;
   let port;
-  let log = '';
   before(async () => {
     fake = await startFake();
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-bounds-'));
@@ -372,33 +371,14 @@ describe('FastCGI without a buffering web server: slow uploads are cut at body_t
       .replace('auth_mode = "key";', 'auth_mode = "none";')
       .replace('default_tier = "T3";', 'default_tier = "T1";');
     fs.writeFileSync(path.join(work, 'conf/llm-router.conf'), conf);
-    port = await new Promise((resolve) => {
-      const s = net.createServer();
-      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    });
-    const env = {
-      PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(work, 'conf/llm-router.conf'), LLM_ROUTER_HOME: work,
+    served = await startServe(work, {
       ANTHROPIC_API_KEY: TEST_KEYS.ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL: `${fake.url}/anthropic`,
-    };
-    if (SANITIZER === 'asan') {
-      env.ASAN_OPTIONS = `log_path=${work}/asan:detect_leaks=1`;
-      env.UBSAN_OPTIONS = `log_path=${work}/ubsan:print_stacktrace=1`;
-      env.LSAN_OPTIONS = `suppressions=${path.join(ROOT, 'tests/tools/lsan.supp')}`;
-    }
-    child = spawn(ROUTER_BIN, ['serve', '--listen', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr.on('data', (d) => { log += d; });
-    await waitFor(() => new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    }), 10000 * SLOW, 'the responder to listen');
+    });
+    port = served.port;
   });
   after(async () => {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await stopServe(served, work);
     await fake.stop();
-    for (const f of fs.readdirSync(work)) {
-      if (/^(asan|ubsan)\./.test(f)) assert.fail(fs.readFileSync(path.join(work, f), 'utf8'));
-    }
     fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -426,7 +406,7 @@ describe('FastCGI without a buffering web server: slow uploads are cut at body_t
       return v.length >= 2 ? v : null;
     }, 5000 * SLOW, 'the 408 rows');
     for (const row of rows) assert.deepEqual([row.error_code, row.cost_nusd], ['request_timeout', 0]);
-    assert.match(log, /did not arrive within server.body_timeout_ms \(1500 ms\); answered 408/);
+    assert.match(served.log(), /did not arrive within server.body_timeout_ms \(1500 ms\); answered 408/);
   });
 
   it('behind Apache mod_proxy_fcgi, two uploads at 1 KB/s get 408 at the bound and free the threads', async (t) => {

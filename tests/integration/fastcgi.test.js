@@ -10,7 +10,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { ROOT, ROUTER_BIN, TEST_KEYS, SANITIZER, SLOW, startFake, waitFor, sleep } = require('./lib/harness');
+const { ROOT, TEST_KEYS, SLOW, startFake, startServe, stopServe, waitFor, sleep } = require('./lib/harness');
 
 const FCGI = { BEGIN_REQUEST: 1, ABORT_REQUEST: 2, END_REQUEST: 3, PARAMS: 4, STDIN: 5, STDOUT: 6, STDERR: 7 };
 
@@ -69,9 +69,8 @@ function fcgiPost(port, uri, body) {
 describe('FastCGI: a web server that drops a request', () => {
   let fake;
   let work;
-  let child;
+  let served;
   let port;
-  let log = '';
   before(async () => {
     fake = await startFake();
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-fcgi-'));
@@ -82,34 +81,15 @@ describe('FastCGI: a web server that drops a request', () => {
       .replace('auth_mode = "key";', 'auth_mode = "none";')
       .replace('default_tier = "T3";', 'default_tier = "T1";');
     fs.writeFileSync(path.join(work, 'conf/llm-router.conf'), conf);
-    port = await new Promise((resolve) => {
-      const s = net.createServer();
-      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    });
-    const env = {
-      PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(work, 'conf/llm-router.conf'), LLM_ROUTER_HOME: work,
+    served = await startServe(work, {
       OPENAI_API_KEY: TEST_KEYS.OPENAI_API_KEY, OPENAI_BASE_URL: `${fake.url}/openai/v1`,
       ANTHROPIC_API_KEY: TEST_KEYS.ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL: `${fake.url}/anthropic`,
-    };
-    if (SANITIZER === 'asan') {
-      env.ASAN_OPTIONS = `log_path=${work}/asan:detect_leaks=1`;
-      env.UBSAN_OPTIONS = `log_path=${work}/ubsan:print_stacktrace=1`;
-      env.LSAN_OPTIONS = `suppressions=${path.join(ROOT, 'tests/tools/lsan.supp')}`;
-    }
-    child = spawn(ROUTER_BIN, ['serve', '--listen', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr.on('data', (d) => { log += d; });
-    await waitFor(() => new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    }), 10000 * SLOW, 'the responder to listen');
+    });
+    port = served.port;
   });
   after(async () => {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await stopServe(served, work);
     await fake.stop();
-    for (const f of fs.readdirSync(work)) {
-      if (/^(asan|ubsan)\./.test(f)) assert.fail(fs.readFileSync(path.join(work, f), 'utf8'));
-    }
     fs.rmSync(work, { recursive: true, force: true });
   });
   beforeEach(async () => { await fake.reset(); });

@@ -437,4 +437,35 @@ async function readSSE(response, onEvent) {
   return events;
 }
 
-module.exports = { ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, readSSE, sleep, waitFor };
+// ---- the router as its own FastCGI responder, with no web server ----
+
+// Starts `llm-router serve --listen 127.0.0.1:PORT` with the configuration in work/conf and env
+// added to the environment. Resolves to { child, port, log() } once it listens.
+async function startServe(work, env) {
+  const port = await freePort();
+  const full = Object.assign({ PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(work, 'conf/llm-router.conf'), LLM_ROUTER_HOME: work }, env);
+  if (SANITIZER === 'asan') {
+    full.ASAN_OPTIONS = `log_path=${work}/asan:detect_leaks=1`;
+    full.UBSAN_OPTIONS = `log_path=${work}/ubsan:print_stacktrace=1`;
+    full.LSAN_OPTIONS = `suppressions=${path.join(ROOT, 'tests/tools/lsan.supp')}`;
+  }
+  const child = spawn(ROUTER_BIN, ['serve', '--listen', `127.0.0.1:${port}`], { env: full, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  await waitFor(() => new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }), 10000 * SLOW, 'the responder to listen');
+  return { child, port, log: () => log };
+}
+
+// Stops what startServe started (SIGTERM, then waits for the exit); throws on sanitizer reports.
+async function stopServe(served, work) {
+  served.child.kill('SIGTERM');
+  await new Promise((r) => served.child.once('exit', r));
+  for (const f of fs.readdirSync(work)) {
+    if (/^(asan|ubsan)\./.test(f)) throw new Error(fs.readFileSync(path.join(work, f), 'utf8'));
+  }
+}
+
+module.exports = { ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
