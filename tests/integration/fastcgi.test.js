@@ -5,7 +5,6 @@
 'use strict';
 const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('child_process');
 const fs = require('fs');
 const net = require('net');
 const os = require('os');
