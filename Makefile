@@ -158,6 +158,9 @@ install: all
 		apache/llm-router.service $(SHARE)/apache/
 	install -m 0644 www/.htaccess $(SHARE)/www/.htaccess
 	install -m 0644 www/errors/*.json $(SHARE)/www/errors/
+	install -d $(SHARE)/lighttpd/errors
+	for f in www/errors/*.json; do \
+		install -m 0644 $$f $(SHARE)/lighttpd/errors/json-$$(basename $$f .json).html; done
 
 clean:
 	rm -rf build build-asan build-fuzz build-valgrind

@@ -38,8 +38,15 @@ else
   echo "node is not installed: no demo provider (providers without keys are unavailable)" >&2
 fi
 
+# lighttpd's own error pages: www/errors/<status>.json under the names server.errorfile-prefix
+# gives them (json-<status>.html).
+rm -rf "$RUNDIR/errors" && mkdir -p "$RUNDIR/errors"
+for f in "$ROOT"/www/errors/*.json; do
+  cp "$f" "$RUNDIR/errors/json-$(basename "$f" .json).html"
+done
+
 sed -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PORT|g" -e "s|@RUNDIR@|$RUNDIR|g" \
-    -e "s|@BIN@|$ROOT/$BUILD/llm-router|g" -e "s|@CONFIG@|$CONFIG|g" \
+    -e "s|@BIN@|$ROOT/$BUILD/llm-router|g" -e "s|@CONFIG@|$CONFIG|g" -e "s|@ERRORS@|$RUNDIR/errors|g" \
     -e "s|@PROCS@|1|g" -e "s|@ERRORLOG@|/dev/stderr|g" \
     "$ROOT/lighttpd/llm-router-dev.conf.in" > "$RUNDIR/lighttpd.conf"
 

@@ -12,6 +12,7 @@ const path = require('path');
 const { spawn, spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
 const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, killGroup, startFake, waitFor, sleep } = require('./lib/harness');
+const { get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 const BUILD = path.relative(ROOT, path.dirname(ROUTER_BIN));
 
@@ -63,7 +64,8 @@ describe('make install and the container start command', () => {
     for (const f of ['usr/local/bin/llm-router', 'usr/local/etc/llm-router/llm-router.conf', 'usr/local/share/llm-router/lighttpd-container.conf',
       'usr/local/share/llm-router/lighttpd/llm-router.conf', 'usr/local/share/llm-router/apache/llm-router-fcgid.conf',
       'usr/local/share/llm-router/apache/llm-router-proxy-fcgi.conf', 'usr/local/share/llm-router/apache/llm-router.service',
-      'usr/local/share/llm-router/www/.htaccess', 'usr/local/share/llm-router/www/errors/413.json']) assert.ok(got.includes(f), `${f} in ${got.join(' ')}`);
+      'usr/local/share/llm-router/www/.htaccess', 'usr/local/share/llm-router/www/errors/413.json',
+      'usr/local/share/llm-router/lighttpd/errors/json-503.html']) assert.ok(got.includes(f), `${f} in ${got.join(' ')}`);
     assert.ok(got.every((f) => f.startsWith('usr/local/')), got.join(' '));
     assert.ok(fs.statSync(path.join(stage, 'usr/local/bin/llm-router')).mode & 0o111);
     assert.ok(fs.statSync(path.join(stage, 'usr/local/share/llm-router/docroot')).isDirectory());
@@ -126,6 +128,20 @@ describe('make install and the container start command', () => {
       assert.ok(sockets.length >= 1, 'the FastCGI sockets are in the volume run/ directory');
       assert.equal(fs.statSync(path.join(volume, 'run')).mode & 0o077, 0, 'run/ is private to the router user');
       assert.doesNotMatch(log, /SECRET/);
+      // lighttpd's own errors are JSON; only the API is served.
+      await assertOwnErrors(Number(port), 'container');
+      assertEnvelope(await get(Number(port), '/lighttpd-container.conf'), [403, 404], 'container: another URL');
+      // Responders killed: lighttpd's 503 while it restarts them, in JSON too.
+      const pids = () => spawnSync('ps', ['-o', 'pid=,comm=', '--ppid', String(server.pid)], { encoding: 'utf8' }).stdout.split('\n')
+        .filter((l) => /llm-router/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]));
+      assert.ok(pids().length >= 1, 'responders under lighttpd');
+      const r = await waitFor(async () => {
+        for (const pid of pids()) { try { process.kill(pid, 'SIGKILL'); } catch (e) { /* gone */ } }
+        const x = await Promise.all(Array.from({ length: 4 }, () => get(Number(port), '/v1/models')));
+        return x.find((a) => a.status !== 200);
+      }, 5000, 'an error answer while the responders restart');
+      assertEnvelope(r, [500, 502, 503], 'container: responders killed');
+      assert.equal(fs.readdirSync(path.join(prefix, 'share/llm-router/lighttpd/errors')).length, fs.readdirSync(path.join(ROOT, 'www/errors')).length);
     } finally {
       server.kill('SIGTERM');
       await Promise.race([new Promise((r) => server.once('exit', r)), sleep(10000)]);

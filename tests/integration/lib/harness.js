@@ -108,6 +108,15 @@ async function startFake() {
 
 function lines(...parts) { return parts.flat().filter((l) => l !== null && l !== undefined).join('\n') + '\n'; }
 
+// www/errors/<status>.json under the names lighttpd's server.errorfile-prefix gives them, as
+// lighttpd/run.sh and `make install` copy them; returns the directory.
+function lighttpdErrorFiles(work) {
+  const dir = path.join(work, 'lighttpd-errors');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(path.join(ROOT, 'www/errors'))) fs.copyFileSync(path.join(ROOT, 'www/errors', f), path.join(dir, `json-${path.basename(f, '.json')}.html`));
+  return dir;
+}
+
 function launchLighttpd(work, port, env, binPath, opts) {
   const errorlog = path.join(work, 'error.log');
   const routerlog = path.join(work, 'router.log');
@@ -120,6 +129,9 @@ function launchLighttpd(work, port, env, binPath, opts) {
     `server.breakagelog = "${routerlog}"`,
     'server.modules += ( "mod_fastcgi" )',
     'server.stream-response-body = 2',
+    // lighttpd's own errors as lighttpd/llm-router-dev.conf.in sends them (JSON, by file name).
+    `server.errorfile-prefix = "${lighttpdErrorFiles(work)}/json-"`,
+    `mimetype.assign = ( ${fs.readdirSync(path.join(ROOT, 'www/errors')).map((f) => `"json-${path.basename(f, '.json')}.html" => "application/json"`).join(', ')} )`,
     `server.max-request-size = ${Math.ceil((opts.webMaxBody || 64 << 20) / 1024)}`,
     'fastcgi.server = ( "/v1" => ((',
     `  "bin-path" => "${binPath}",`,
@@ -150,7 +162,8 @@ function launchApache(work, port, env, binPath, opts) {
       .replace('<VirtualHost *:80>', `<VirtualHost 127.0.0.1:${port}>`)
       .split('/usr/local/bin/llm-router').join(binPath)
       .split('/usr/local/etc/llm-router/llm-router.conf').join(path.join(work, 'conf/llm-router.conf'))
-      .split('/var/lib/llm-router').join(work);
+      .split('/var/lib/llm-router').join(work)
+      .split('/usr/local/share/llm-router/www').join(path.join(ROOT, 'www'));
     if (opts.webTimeoutS) site = site.replace(/FcgidIOTimeout \d+/, `FcgidIOTimeout ${opts.webTimeoutS}`);
     if (opts.webMaxBody) site = site.replace(/FcgidMaxRequestLen \d+/, `FcgidMaxRequestLen ${opts.webMaxBody}`);
   } else {
@@ -468,4 +481,4 @@ async function stopServe(served, work) {
   }
 }
 
-module.exports = { ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
+module.exports = { lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
