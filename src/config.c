@@ -46,6 +46,39 @@ int config_strv_contains(const struct strv *sv, const char *s)
 
 
 /* ---------------------------------------------------------------------------------------------- */
+/* The environment as a config sees it */
+
+/* Names the first load put into the process environment from llm-router.env (they were not
+ * there): written once, before any thread exists, and only read afterwards. */
+static struct strv env_from_file;
+
+void config_env_from_file(const char *name)
+{
+	config_strv_push(&env_from_file, name);
+}
+
+static const char *env_file_value(const struct config *cfg, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = cfg->env_file.n; i-- > 0;) {
+		const char *line = cfg->env_file.v[i];
+		if (strncmp(line, name, nl) == 0 && line[nl] == '=')
+			return line + nl + 1;
+	}
+	return NULL;
+}
+
+const char *config_getenv(const struct config *cfg, const char *name)
+{
+	if (!config_strv_contains(&env_from_file, name)) {
+		const char *v = getenv(name);
+		if (v)
+			return v;
+	}
+	return env_file_value(cfg, name);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Lifetime */
 
 void config_free(struct config *cfg)
@@ -55,6 +88,9 @@ void config_free(struct config *cfg)
 	free(cfg->path);
 	free(cfg->home);
 	config_strv_free(&cfg->sources);
+	for (size_t i = 0; i < cfg->env_file.n; i++)
+		explicit_bzero(cfg->env_file.v[i], strlen(cfg->env_file.v[i]));
+	config_strv_free(&cfg->env_file);
 	free(cfg->log_level);
 	free(cfg->db_path);
 	free(cfg->fallback_jsonl);

@@ -3,13 +3,14 @@
  * config_load() (config_load.c) parses and validates a file against one declarative schema
  * (config_schema.c, config_file.c); every problem is reported as "FILE:LINE: reason" and an
  * invalid file never yields a struct. A loaded struct config is not modified (but for
- * sources_mtime, which a rejected reload moves forward under the lock so that a broken file is
+ * sources_stamp, which a rejected reload moves forward under the lock so that a broken file is
  * reported once): the process holds one current config behind a reference count
  * (config_acquire/config_release), and a reload builds a new struct and swaps the pointer, so a
  * request keeps the config it started with while new requests see the new one.
  *
  * Secrets are not in the file: each provider names the environment variables that hold its API key
- * and base URL; the key value is read at load time and is never logged or printed.
+ * and base URL; the key value is read at load time (from the process environment, else from
+ * llm-router.env beside the file, see config_getenv) and is never logged or printed.
  */
 #ifndef ROUTER_CONFIG_H
 #define ROUTER_CONFIG_H
@@ -107,8 +108,10 @@ struct config {
 	uint64_t generation;
 	char *path;                    /* absolute path of the main file */
 	char *home;                    /* base for relative paths */
-	struct strv sources;           /* every file read (main + @include), for change detection */
-	time_t sources_mtime;          /* newest mtime among sources at load */
+	struct strv sources;           /* every file read (main + @include + llm-router.env), for
+					* change detection */
+	uint64_t sources_stamp;        /* their mtimes, sizes and inodes at load, hashed */
+	struct strv env_file;          /* llm-router.env's NAME=value lines at load (secrets) */
 	int64_t loaded_at;             /* unix seconds */
 
 	/* server */
@@ -196,6 +199,14 @@ char *config_default_path(void);
  * value optionally in matching quotes. Edits line in place. Returns 1 with *name and *value set,
  * 0 for a blank line or a # comment, -1 for anything else. */
 int config_env_line(char *line, char **name, char **value);
+
+/* The value of an environment variable as this config sees it: the process environment's (a
+ * variable set there wins), else llm-router.env's as read with this config, else NULL. Variables
+ * the file put into the process environment at the first load (for libraries that read it) still
+ * follow the file: an edit of the file reaches new requests with the next reload. */
+const char *config_getenv(const struct config *cfg, const char *name);
+/* Records that the first load set name in the process environment from llm-router.env. */
+void config_env_from_file(const char *name);
 
 /* Process-wide current configuration. config_global_set takes ownership of cfg. */
 void config_global_set(struct config *cfg);

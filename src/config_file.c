@@ -138,7 +138,7 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 	}
 	int n = config_setting_length(g);
 	cfg->providers = xcalloc((size_t)n, sizeof(struct provider_conf));
-	const char *demo_url = cfg->demo_url_env[0] ? getenv(cfg->demo_url_env) : NULL;
+	const char *demo_url = cfg->demo_url_env[0] ? config_getenv(cfg, cfg->demo_url_env) : NULL;
 	if (demo_url && !demo_url[0])
 		demo_url = NULL;
 	for (int i = 0; i < n; i++) {
@@ -164,8 +164,9 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 				  "providers.%s.base_url must start with http:// or https://", p->name);
 			continue;
 		}
-		const char *key = p->key_env && p->key_env[0] ? getenv(p->key_env) : NULL;
-		const char *url = p->base_url_env && p->base_url_env[0] ? getenv(p->base_url_env) : NULL;
+		const char *key = p->key_env && p->key_env[0] ? config_getenv(cfg, p->key_env) : NULL;
+		const char *url = p->base_url_env && p->base_url_env[0] ? config_getenv(cfg, p->base_url_env)
+									 : NULL;
 		if (key && key[0]) {
 			p->api_key = xstrdup(key);
 			p->base_url = xstrdup(url && url[0] ? url : p->base_url_default);

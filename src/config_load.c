@@ -1,8 +1,10 @@
 /* config_load.c - builds a struct config from a file and the environment, and publishes it.
  *
- * Model: config_load reads llm-router.env into the environment (once per process), has
+ * Model: config_load reads llm-router.env into the struct (and, at the first load only, before
+ * any thread exists, into the process environment for the libraries that read it), has
  * config_file.c read and check the file, then resolves what depends on the environment (home,
- * admin key, absolute paths). An invalid file never yields a struct. The process-wide current
+ * admin key, provider keys, absolute paths) through config_getenv. The env file is one of the
+ * sources whose change a reload notices. An invalid file never yields a struct. The process-wide current
  * config is a pointer guarded by a mutex with a reference count per struct: a request acquires it
  * once and releases it when it ends, and a reload builds a new struct and swaps the pointer; the
  * old struct is freed when its last user releases it. No libconfig here: config_file.c is the
@@ -56,15 +58,24 @@ static char *absolute_path(const char *path)
 	return xasprintf("%s/%s", cwd, path);
 }
 
-static time_t newest_mtime(const struct strv *files)
+/* A stamp of the files' states (mtime to the nanosecond, size, inode; a missing file counts too):
+ * any edit, replacement, creation or removal changes it. */
+static uint64_t sources_stamp(const struct strv *files)
 {
-	time_t newest = 0;
+	uint64_t h = 1469598103934665603ULL;
 	for (size_t i = 0; i < files->n; i++) {
 		struct stat st;
-		if (stat(files->v[i], &st) == 0 && st.st_mtime > newest)
-			newest = st.st_mtime;
+		uint64_t part[4] = { 0, 0, 0, 0 };
+		if (stat(files->v[i], &st) == 0) {
+			part[0] = (uint64_t)st.st_mtim.tv_sec;
+			part[1] = (uint64_t)st.st_mtim.tv_nsec;
+			part[2] = (uint64_t)st.st_size;
+			part[3] = (uint64_t)st.st_ino;
+		}
+		for (size_t k = 0; k < 4; k++)
+			h = (h ^ part[k]) * 1099511628211ULL;
 	}
-	return newest;
+	return h;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -94,17 +105,20 @@ int config_env_line(char *line, char **name, char **value)
 }
 
 /* llm-router.env beside the configuration: NAME=value lines (provider keys, base URLs) for hosts
- * where the web server cannot set the router's environment (shared hosting, .htaccess). A variable
- * already in the environment wins. Read once per process, by the first config_load, which always
- * runs before any thread starts (setenv is not thread-safe); a changed file needs a restart. */
-static int load_env_file(const char *config_dir, struct buf *errors)
+ * where the web server cannot set the router's environment (shared hosting, .htaccess). Read by
+ * every load, so that a reload (the file is one of the sources) applies an edit to new requests
+ * without a restart; the values stay in the struct (config_getenv), since setenv is not safe once
+ * threads run. The first load of the process also sets the variables the environment lacks, for
+ * libraries that read the environment themselves. */
+static int env_loaded_once;
+
+static int load_env_file(struct config *cfg, const char *config_dir, struct buf *errors)
 {
-	static int done;
-	if (done)
-		return 0;
-	done = 1;
+	int first = !env_loaded_once;
+	env_loaded_once = 1;
 	int bad = 0;
 	char *file = xasprintf("%s/llm-router.env", config_dir);
+	config_strv_push(&cfg->sources, file);
 	FILE *f = fopen(file, "re");
 	if (!f) {
 		if (errno != ENOENT) {
@@ -129,9 +143,17 @@ static int load_env_file(const char *config_dir, struct buf *errors)
 			buf_printf(errors, "%s:%d: expected NAME=value\n", file, lineno);
 			bad++;
 		} else if (r > 0) {
-			setenv(name, val, 0);
+			char *kv = xasprintf("%s=%s", name, val);
+			config_strv_push(&cfg->env_file, kv);
+			explicit_bzero(kv, strlen(kv));
+			free(kv);
+			if (first && !getenv(name)) {
+				setenv(name, val, 0);
+				config_env_from_file(name);
+			}
 		}
 	}
+	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	free(file);
 	return bad;
@@ -145,13 +167,13 @@ static int load_env_file(const char *config_dir, struct buf *errors)
  * storage and CA paths made absolute. */
 static void apply_environment(struct config *cfg, const char *dir)
 {
-	const char *home_env = getenv("LLM_ROUTER_HOME");
+	const char *home_env = config_getenv(cfg, "LLM_ROUTER_HOME");
 	if (home_env && home_env[0])
 		cfg->home = absolute_path(home_env);
 	else
 		cfg->home = dir_of(dir);
 	if (cfg->admin_key_env && cfg->admin_key_env[0]) {
-		const char *v = getenv(cfg->admin_key_env);
+		const char *v = config_getenv(cfg, cfg->admin_key_env);
 		if (v && v[0])
 			cfg->admin_key = xstrdup(v);
 	}
@@ -177,10 +199,10 @@ struct config *config_load(const char *path, struct buf *errors)
 	cfg->refs = 1;
 	cfg->path = absolute_path(path);
 	char *dir = dir_of(cfg->path);
-	/* First: the file may set variables read below (LLM_ROUTER_HOME, the clock offset). */
-	int nerr = load_env_file(dir, errors);
-	cfg->loaded_at = clock_wall_ms() / 1000;
 	config_strv_push(&cfg->sources, cfg->path);
+	/* First: the file may set variables read below (LLM_ROUTER_HOME, provider keys). */
+	int nerr = load_env_file(cfg, dir, errors);
+	cfg->loaded_at = clock_wall_ms() / 1000;
 	int found = config_file_read(cfg, path, dir, errors);
 	if (found < 0) {
 		free(dir);
@@ -194,7 +216,7 @@ struct config *config_load(const char *path, struct buf *errors)
 		config_free(cfg);
 		return NULL;
 	}
-	cfg->sources_mtime = newest_mtime(&cfg->sources);
+	cfg->sources_stamp = sources_stamp(&cfg->sources);
 	cfg->generation = __atomic_add_fetch(&generation, 1, __ATOMIC_RELAXED);
 	return cfg;
 }
@@ -269,7 +291,7 @@ int config_reload(int force)
 	struct config *cur = config_acquire();
 	if (!cur)
 		return -1;
-	if (!force && newest_mtime(&cur->sources) == cur->sources_mtime) {
+	if (!force && sources_stamp(&cur->sources) == cur->sources_stamp) {
 		config_release(cur);
 		return 0;
 	}
@@ -277,9 +299,9 @@ int config_reload(int force)
 	buf_init(&errors, 65536);
 	struct config *fresh = config_load(cur->path, &errors);
 	if (!fresh) {
-		/* Remember the broken file's time so that it is reported once, not every interval. */
+		/* Remember the broken file's state so that it is reported once, not every interval. */
 		pthread_mutex_lock(&current_mu);
-		cur->sources_mtime = newest_mtime(&cur->sources);
+		cur->sources_stamp = sources_stamp(&cur->sources);
 		pthread_mutex_unlock(&current_mu);
 		config_log_errors(&errors, "config reload rejected, keeping the previous configuration");
 		buf_free(&errors);

@@ -488,7 +488,7 @@ void config_schema_parse(struct loader *ld, config_setting_t *g, const struct fi
  * a process (its vhost sets LLM_ROUTER_THREADS=1). */
 static void threads_from_env(struct loader *ld)
 {
-	const char *threads_env = getenv("LLM_ROUTER_THREADS");
+	const char *threads_env = config_getenv(ld->cfg, "LLM_ROUTER_THREADS");
 	if (!threads_env || !threads_env[0])
 		return;
 	long long v;

@@ -184,6 +184,9 @@ static void *worker_main(void *arg)
 	struct pool_slot *s = arg;
 	struct worker *w = &s->w;
 	enum worker_count as = AS_IDLE;
+	/* Request workers show as "llm-worker" in ps -L and /proc/PID/task/x/comm; the process's other
+	 * threads keep its name. */
+	pthread_setname_np(pthread_self(), "llm-worker");
 	w->up = upstream_new();
 	struct fcgi_conn *c = fcgi_conn_new(g_listen_fd);
 	if (!w->up) {
@@ -297,6 +300,37 @@ static void block_process_signals(sigset_t *old)
 	pthread_sigmask(SIG_BLOCK, &set, old);
 }
 
+/* mod_fcgid spawned this process: it hands the process its listening socket on stdin like
+ * lighttpd does, but sends it one request at a time, and its process manager - our parent - is an
+ * Apache process (a shared host's .htaccess cannot set LLM_ROUTER_THREADS for it). */
+static int spawned_by_apache(void)
+{
+	char path[64];
+	char comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)getppid());
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, "apache2") == 0 || strcmp(comm, "httpd") == 0 ||
+	       strcmp(comm, "apache") == 0;
+}
+
+/* The worker count: server.threads (or LLM_ROUTER_THREADS), but one when mod_fcgid spawned the
+ * process and LLM_ROUTER_THREADS says nothing. */
+static size_t worker_count(const struct config *cfg, int listen_fd)
+{
+	if (listen_fd == 0 && !config_getenv(cfg, "LLM_ROUTER_THREADS") && spawned_by_apache()) {
+		log_info(NULL, "spawned by Apache (mod_fcgid sends one request at a time): one worker "
+			 "thread (LLM_ROUTER_THREADS overrides)");
+		return 1;
+	}
+	return (size_t)cfg->threads;
+}
+
 int server_run_fastcgi(int listen_fd)
 {
 	g_listen_fd = listen_fd;
@@ -306,7 +340,7 @@ int server_run_fastcgi(int listen_fd)
 	sigset_t old;
 	block_process_signals(&old);
 	struct config *cfg = config_acquire();
-	size_t nthreads = (size_t)cfg->threads;
+	size_t nthreads = worker_count(cfg, listen_fd);
 	struct store_opts so;
 	reqctx_store_opts(cfg, &so, 1);
 	if (logwriter_start(&so) < 0) {

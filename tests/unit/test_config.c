@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "harness.h"
+#include "util.h"
 
 static const char *const router_env[] = {
 	"OPENAI_API_KEY",     "OPENAI_BASE_URL",     "ANTHROPIC_API_KEY",  "ANTHROPIC_BASE_URL",
@@ -962,4 +964,59 @@ TEST(config_env_file_lines)
 		}
 	}
 	test_case(NULL);
+}
+
+/* llm-router.env is re-read by a reload when it changes: a key added, changed (within the same
+ * second, same length) or removed reaches the next config; a variable of the real environment
+ * wins over the file. */
+TEST(config_env_file_is_reread_on_change)
+{
+	clear_router_env();
+	struct buf errors;
+	struct config *first = load_shipped(&errors); /* the process's first load is behind us */
+	REQUIRE_NOT_NULL(first);
+	config_free(first);
+	buf_free(&errors);
+	char *conf_dir = test_path("conf");
+	CHECK_INT_EQ(mkdir(conf_dir, 0700), 0);
+	char *shipped = test_repo_path("conf/llm-router.conf");
+	char *text = test_read_file(shipped, NULL);
+	REQUIRE_NOT_NULL(text);
+	char *conf = xasprintf("%s/llm-router.conf", conf_dir);
+	char *env = xasprintf("%s/llm-router.env", conf_dir);
+	test_write_file(conf, text, (size_t)-1);
+	test_write_file(env, "GROQ_API_KEY=gsk-one\n", (size_t)-1);
+	buf_init(&errors, 1 << 20);
+	struct config *cfg = config_load(conf, &errors);
+	REQUIRE_NOT_NULL(cfg);
+	config_global_set(cfg);
+	CHECK_STR_EQ(cfg->providers[5].api_key, "gsk-one");
+	CHECK_INT_EQ(config_reload(0), 0); /* nothing changed */
+
+	test_write_file(env, "GROQ_API_KEY=gsk-two\n", (size_t)-1);
+	CHECK_INT_EQ(config_reload(0), 1);
+	struct config *c = config_acquire();
+	CHECK_STR_EQ(c->providers[5].api_key, "gsk-two");
+	config_release(c);
+
+	setenv("GROQ_API_KEY", "gsk-real-environment", 1);
+	CHECK_INT_EQ(config_reload(1), 1);
+	c = config_acquire();
+	CHECK_STR_EQ(c->providers[5].api_key, "gsk-real-environment");
+	config_release(c);
+	unsetenv("GROQ_API_KEY");
+
+	test_rm_rf(env);
+	CHECK_INT_EQ(config_reload(0), 1);
+	c = config_acquire();
+	CHECK_INT_EQ(c->providers[5].available, 0);
+	CHECK_NULL(c->providers[5].api_key);
+	config_release(c);
+	config_global_set(NULL);
+	buf_free(&errors);
+	free(text);
+	free(shipped);
+	free(conf);
+	free(env);
+	free(conf_dir);
 }
