@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
 const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SLOW, spawnApache, killGroup, freePort, startFake, startServe, waitFor, sleep } = require('./lib/harness');
-const { get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
+const { raw, get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 // Kills the router processes below pid with SIGKILL every 100 ms for ms while clients call
 // /v1/models; returns the answers that were not 200.
@@ -141,6 +141,9 @@ describe('the shipped web-server files answer their own errors in JSON', { skip:
     try {
       await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/v1/models`)).status === 200, 20000 * SLOW, 'the production include to answer').catch((e) => { throw new Error(`${e.message}\n${log}\n${fs.existsSync(home + '/error.log') ? fs.readFileSync(home + '/error.log', 'utf8') : ''}`); });
       await assertOwnErrors(port, 'production include');
+      // A body above server.max-request-size (9 MiB): lighttpd's own 413.
+      const big = 'x'.repeat(10 << 20);
+      assertEnvelope(await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`, 10000), [413], 'production include: a 10 MiB body');
       const idx = await get(port, '/index.html');
       assert.equal(idx.status, 200);
       assert.match(idx.headers['content-type'], /^text\/html/, 'the other site\'s pages keep their type');

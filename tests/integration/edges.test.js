@@ -1,7 +1,7 @@
 // The web server's edges, behind each ROUTER_FRONT (see lib/harness.js): every error the web
 // server answers itself is OpenAI's JSON envelope with application/json - a malformed request
 // line, a 70 KiB header, an encoded slash, a missing or refused file, responders killed with
-// kill -9 under load - except the three that Apache decides before it reads an .htaccess (the
+// kill -9 under load - except the four that Apache decides before it reads an .htaccess (the
 // host's own pages: asserted as such, the README says so); the shared-hosting .htaccess is an
 // allow-list; an edit of llm-router.env reaches running responders without a restart; a
 // responder spawned by mod_fcgid runs one worker thread.
@@ -69,6 +69,18 @@ describe(`the web server's edges behind ${FRONT}`, () => {
     const r = await get(port, '/v1/models', { 'X-Big': 'a'.repeat(70 * 1024) });
     if (docrootFront) assertHostPage(r, 400, '70 KiB header');
     else assertEnvelope(r, [400, 431], '70 KiB header');
+  });
+
+  it('answers a 10 KB URL with a JSON 414 or 431', async () => {
+    const r = await get(port, '/v1/' + 'a'.repeat(10000));
+    if (docrootFront) assertHostPage(r, 414, '10 KB URL');
+    else assertEnvelope(r, [414, 431], '10 KB URL');
+  });
+
+  it('answers a body above the host\'s FastCGI limit with a JSON 500 or 413', { skip: FRONT !== 'apache-htaccess' && 'a shared host\'s FcgidMaxRequestLen (128 KiB)' }, async () => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] });
+    const r = await raw(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 10000);
+    assertEnvelope(r, [413, 500], 'a 200 KiB body');
   });
 
   it('passes an encoded slash to the router, or refuses it with JSON', async () => {

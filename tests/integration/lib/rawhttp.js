@@ -67,10 +67,11 @@ function assertEnvelope(r, statuses, what) {
 }
 
 // The errors every set-up's web server answers itself: a malformed request line, a 70 KiB
-// header, a missing file.
+// header, a 10 KB URL, a missing file.
 async function assertOwnErrors(port, what) {
   assertEnvelope(await raw(port, 'GARBAGE\r\n\r\n'), [400], `${what}: malformed request line`);
   assertEnvelope(await get(port, '/v1/models', { 'X-Big': 'a'.repeat(70 * 1024) }), [400, 431], `${what}: 70 KiB header`);
+  assertEnvelope(await get(port, '/v1/' + 'a'.repeat(10000)), [414, 431], `${what}: 10 KB URL`);
   assertEnvelope(await get(port, '/no-such-file.html'), [403, 404], `${what}: a missing file`);
 }
 
