@@ -184,6 +184,9 @@ describe('the shipped web-server files answer their own errors in JSON', { skip:
       await assertOwnErrors(aport, 'mod_proxy_fcgi vhost');
       const slash = assertEnvelope(await get(aport, '/v1/models/openrouter%2Fno-such-model'), [404], '%2F');
       assert.equal(slash.param, 'model', 'the router answered');
+      // Above LimitRequestBody (9 MiB): Apache's own 413.
+      const big = 'x'.repeat(10 << 20);
+      assertEnvelope(await raw(aport, `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`, 10000), [413], 'mod_proxy_fcgi vhost: a 10 MiB body');
       served.child.kill('SIGKILL');
       await new Promise((r) => (served.child.exitCode !== null || served.child.signalCode ? r() : served.child.once('exit', r)));
       assertEnvelope(await get(aport, '/v1/models'), [503], 'the router down');
