@@ -4,11 +4,11 @@
  * any thread exists, into the process environment for the libraries that read it), has
  * config_file.c read and check the file, then resolves what depends on the environment (home,
  * admin key, provider keys, absolute paths) through config_getenv. The env file is one of the
- * sources whose change a reload notices. An invalid file never yields a struct. The process-wide current
- * config is a pointer guarded by a mutex with a reference count per struct: a request acquires it
- * once and releases it when it ends, and a reload builds a new struct and swaps the pointer; the
- * old struct is freed when its last user releases it. No libconfig here: config_file.c is the
- * only file that opens a configuration.
+ * sources whose change a reload notices. An invalid file never yields a struct. The process-wide
+ * current config is a pointer guarded by a mutex with a reference count per struct: a request
+ * acquires it once and releases it when it ends, and a reload builds a new struct and swaps the
+ * pointer; the old struct is freed when its last user releases it. No libconfig here:
+ * config_file.c is the only file that opens a configuration.
  */
 #include "config.h"
 
@@ -104,14 +104,16 @@ int config_env_line(char *line, char **name, char **value)
 	return 1;
 }
 
+/* Set by the first load, which runs before any thread exists; later loads run on one thread (the
+ * signal thread's reloads). */
+static int env_loaded_once;
+
 /* llm-router.env beside the configuration: NAME=value lines (provider keys, base URLs) for hosts
  * where the web server cannot set the router's environment (shared hosting, .htaccess). Read by
  * every load, so that a reload (the file is one of the sources) applies an edit to new requests
  * without a restart; the values stay in the struct (config_getenv), since setenv is not safe once
  * threads run. The first load of the process also sets the variables the environment lacks, for
  * libraries that read the environment themselves. */
-static int env_loaded_once;
-
 static int load_env_file(struct config *cfg, const char *config_dir, struct buf *errors)
 {
 	int first = !env_loaded_once;

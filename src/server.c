@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -305,10 +306,10 @@ static void block_process_signals(sigset_t *old)
  * Apache process (a shared host's .htaccess cannot set LLM_ROUTER_THREADS for it). */
 static int spawned_by_apache(void)
 {
-	char path[64];
 	char comm[32] = "";
-	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)getppid());
+	char *path = xasprintf("/proc/%ld/comm", (long)getppid());
 	FILE *f = fopen(path, "re");
+	free(path);
 	if (!f)
 		return 0;
 	if (!fgets(comm, sizeof(comm), f))
