@@ -29,6 +29,10 @@ void reqctx_store_opts(const struct config *cfg, struct store_opts *o, int backg
 	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
 	o->jsonl_path = background ? cfg->fallback_jsonl : NULL;
 	o->retention_days = background ? (long)cfg->retention_days : 0;
+	/* The serving router never makes the data directory, and makes the database file only on a
+	 * first start (store.h): a removed or replaced database is restored, not started over. */
+	o->create = STORE_CREATE_FIRST;
+	o->fallback_path = cfg->fallback_jsonl;
 }
 
 /* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
