@@ -116,6 +116,7 @@ struct snap_sig {
 
 struct key_cache {
 	pthread_mutex_t mu;
+	pthread_cond_t refreshed;    /* a refresh ended */
 	char *db_path, *snap_path;
 	int64_t refresh_us;
 	struct key_table t;
@@ -152,6 +153,7 @@ struct key_cache *key_cache_new(const char *db_path, int64_t refresh_ms)
 {
 	struct key_cache *kc = xcalloc(1, sizeof(*kc));
 	pthread_mutex_init(&kc->mu, NULL);
+	pthread_cond_init(&kc->refreshed, NULL);
 	kc->db_path = xstrdup(db_path);
 	kc->snap_path = keysnap_path(db_path);
 	kc->refresh_us = refresh_ms * 1000;
@@ -165,6 +167,7 @@ void key_cache_free(struct key_cache *kc)
 	key_table_free(&kc->t);
 	free(kc->db_path);
 	free(kc->snap_path);
+	pthread_cond_destroy(&kc->refreshed);
 	pthread_mutex_destroy(&kc->mu);
 	free(kc);
 }
@@ -291,6 +294,14 @@ static int cache_maybe_refresh(struct key_cache *kc, struct store *st, int force
 		kc->sig = sig;
 		kc->next_refresh_us = 0;
 	}
+	if (kc->refreshing && kc->source == SRC_NONE) {
+		/* No table yet (a process just started): the first refresh's answer is awaited
+		 * rather than refusing keys nobody has read. */
+		while (kc->refreshing)
+			pthread_cond_wait(&kc->refreshed, &kc->mu);
+		pthread_mutex_unlock(&kc->mu);
+		return -1;
+	}
 	if (kc->refreshing || (!force && now < kc->next_refresh_us)) {
 		pthread_mutex_unlock(&kc->mu);
 		return -1;
@@ -302,6 +313,7 @@ static int cache_maybe_refresh(struct key_cache *kc, struct store *st, int force
 	int rc = cache_refresh(kc, st, snap_path, db_path);
 	pthread_mutex_lock(&kc->mu);
 	kc->refreshing = 0;
+	pthread_cond_broadcast(&kc->refreshed);
 	pthread_mutex_unlock(&kc->mu);
 	free(snap_path);
 	free(db_path);
