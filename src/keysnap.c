@@ -280,7 +280,11 @@ int keysnap_write(const char *path, const struct key_table *t, const char *owner
 		buf_putc(&b, '\n');
 	}
 	buf_printf(&b, "end %zu\n", t->n);
-	char *tmp = xasprintf("%s.tmp-%ld", path, (long)getpid());
+	/* Unique per writer: threads of one process may write at once (a first start's mark and
+	 * a refresh). */
+	static unsigned seq;
+	char *tmp = xasprintf("%s.tmp-%ld-%u", path, (long)getpid(),
+			      __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
 	int rc = -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {

@@ -128,7 +128,7 @@ static int dir_has_prefix(const char *dir, const char *prefix)
 }
 
 /* What in the database's directory shows that a database was there before (NULL: nothing). */
-static char *earlier_trace(const struct store_opts *o, const char *dir)
+static char *earlier_trace(const struct store_opts *o)
 {
 	char *snap = keysnap_path(o->path);
 	if (exists(snap))
@@ -155,7 +155,6 @@ static char *earlier_trace(const struct store_opts *o, const char *dir)
 		if (what)
 			return what;
 	}
-	(void)dir;
 	return NULL;
 }
 
@@ -182,7 +181,7 @@ static int first_start_rule(struct store_opts *o, int *created, char *errbuf, si
 			 dir, strerror(errno));
 		goto out;
 	}
-	char *trace = earlier_trace(o, dir);
+	char *trace = earlier_trace(o);
 	if (trace) {
 		snprintf(errbuf, errsz, "the database file %s is missing but %s is left from an earlier "
 			 "one: not starting an empty database that would forget the keys. Restore the file; "
