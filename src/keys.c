@@ -338,7 +338,7 @@ enum key_status key_cache_check(struct key_cache *kc, struct store *st, const ch
 	int64_t revoked = 0;
 	pthread_mutex_lock(&kc->mu);
 	const struct key_entry *e = key_table_find(&kc->t, id);
-	int found = e != NULL, source = kc->source;
+	int found = e != NULL, source = kc->source, snapshot_there = kc->sig.ino != 0;
 	if (e) {
 		memcpy(stored, e->hash, sizeof(stored));
 		revoked = e->revoked_ms;
@@ -357,8 +357,11 @@ enum key_status key_cache_check(struct key_cache *kc, struct store *st, const ch
 		}
 	}
 	if (found < 0 || (!found && !st)) {
-		/* The database could not say: the table's answer stands, if there is a table. */
-		if (source == SRC_NONE)
+		/* The database could not say. A key the table holds is answered from it; one it does
+		 * not hold is unknown only if the snapshot (which holds every key the database had, and
+		 * is read when newer than the table) is there to say so: without it, the key may have
+		 * been made since the table was read, and is not refused as unknown. */
+		if (source == SRC_NONE || !snapshot_there)
 			return KEY_DB_ERROR;
 		found = 0;
 	}

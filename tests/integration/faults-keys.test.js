@@ -206,8 +206,12 @@ describe('agents\' keys through database faults', () => {
       expectDown: async ({ router }, keys) => {
         const dir = path.dirname(router.dbPath);
         if (FRONT === 'lighttpd') {
-          // The responders remember the keys.
-          await checkKeys(router, keys, { label: 'directory renamed' });
+          // The responders remember the keys; an unknown key cannot be told from one made since
+          // their last refresh: 503, not 401.
+          await checkKeys(router, keys, { label: 'directory renamed', unknown: false });
+          const un = await post(router, keys.unknown);
+          assert.equal(un.status, 503, un.text);
+          assert.equal(un.json.error.code, 'keys_unavailable');
         } else if (CAPS.persistent) {
           // mod_fcgid starts processes for concurrent requests as they come: those born during
           // the outage have nothing to verify with (503); the others remember. Never a 401.

@@ -176,11 +176,19 @@ TEST(key_cache_answers_through_a_database_fault_and_from_the_snapshot)
 	/* Neither: nothing can verify a key. */
 	char *snap = keysnap_path(db);
 	char *moved = test_path("moved.snapshot");
+	struct key_cache *had = key_cache_new(db, 1000);
+	CHECK_INT_EQ(key_cache_check(had, st, a1, agent, sizeof(agent)), KEY_OK);
 	REQUIRE_INT_EQ(rename(snap, moved), 0);
 	kc = key_cache_new(db, 1000);
 	CHECK_INT_EQ(key_cache_check(kc, NULL, a1, agent, sizeof(agent)), KEY_DB_ERROR);
 	CHECK_INT_EQ(key_cache_check(kc, NULL, unknown, agent, sizeof(agent)), KEY_DB_ERROR);
 	key_cache_free(kc);
+	/* A process that read the table: its keys are answered, an unknown one cannot be refused
+	 * as unknown (it may be newer than the table). */
+	CHECK_INT_EQ(key_cache_check(had, NULL, a1, agent, sizeof(agent)), KEY_OK);
+	CHECK_INT_EQ(key_cache_check(had, NULL, a2, agent, sizeof(agent)), KEY_REVOKED);
+	CHECK_INT_EQ(key_cache_check(had, NULL, unknown, agent, sizeof(agent)), KEY_DB_ERROR);
+	key_cache_free(had);
 	REQUIRE_INT_EQ(rename(moved, snap), 0);
 	free(moved);
 	free(snap);
