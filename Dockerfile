@@ -21,7 +21,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
       lighttpd libfcgi0ldbl libcurl4 libjansson4 libconfig9 libsqlite3-0 ca-certificates curl \
       && rm -rf /var/lib/apt/lists/* \
       && useradd --system --home-dir /var/lib/llm-router --shell /usr/sbin/nologin llmrouter \
-      && install -d -o llmrouter -g llmrouter -m 0700 /var/lib/llm-router /var/lib/llm-router/run
+      && install -d -o llmrouter -g llmrouter -m 0700 /var/lib/llm-router /var/lib/llm-router/run \
+         /var/lib/llm-router/data
 COPY --from=build /out/usr/local /usr/local
 USER llmrouter
 # Provider keys (OPENAI_API_KEY, ...) and LLM_ROUTER_ADMIN_KEY come from `docker run -e` or the

@@ -1,7 +1,7 @@
 /* auth.c - identifies the caller of a request: its API key or the trusted agent header.
  *
- * Modes (routing.auth_mode): "key" checks the Authorization bearer against the keys table
- * through the worker's reader connection (keys.h) and yields the key's agent; "header" trusts the
+ * Modes (routing.auth_mode): "key" checks the Authorization bearer against the process's key
+ * cache, refreshed through the worker's reader connection (keys.h), and yields the key's agent; "header" trusts the
  * configured agent header as the web server passes it; anything else identifies nobody. Refusals
  * come back as errors for the handler to answer; a refusal for a bad key is logged at info level
  * here, once.
@@ -30,8 +30,8 @@ int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const cha
 	}
 	if (strcmp(cfg->auth_mode, "key") != 0)
 		return 0;
-	enum key_status ks = key_check(reqctx_reader(rc), request_header(&rc->req, "Authorization"),
-				       agent, agentsz);
+	enum key_status ks = key_cache_check(key_cache_global(cfg->db_path), reqctx_reader(rc),
+					     request_header(&rc->req, "Authorization"), agent, agentsz);
 	switch (ks) {
 	case KEY_OK:
 		*out = agent;
@@ -45,10 +45,17 @@ int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const cha
 		rerr_set(err, 401, "invalid_request_error", "invalid_api_key", NULL,
 			 "This API key has been revoked.");
 		break;
-	case KEY_DB_ERROR:
+	case KEY_DB_ERROR: {
+		/* Neither the database nor the key snapshot beside it can be read (its directory
+		 * was removed, say): nothing can tell a valid key from a forged one. */
+		const char *slash = strrchr(cfg->db_path, '/');
+		int dirlen = slash ? (int)(slash - cfg->db_path) : 1;
 		rerr_set(err, 503, "server_error", "keys_unavailable", NULL,
-			 "API keys cannot be checked: the database is unavailable. Retry later.");
+			 "API keys cannot be verified: neither the database nor the key snapshot in "
+			 "the data directory %.*s can be read (is the directory missing?). Retry later.",
+			 dirlen, slash ? cfg->db_path : ".");
 		break;
+	}
 	default:
 		rerr_set(err, 401, "invalid_request_error", "invalid_api_key", NULL,
 			 "Incorrect API key provided.");

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "config.h"
@@ -24,6 +25,8 @@ static void usage(FILE *f)
 		"Usage:\n"
 		"  llm-router check-config [FILE]   validate a configuration file and summarise it\n"
 		"  llm-router serve --listen ADDR   FastCGI responder on a socket (path or host:port)\n"
+		"  llm-router init                  create the data directory and the database (a new\n"
+		"                                   database gets the keys of the key snapshot)\n"
 		"  llm-router keys create --agent NAME   a new key for an agent (printed once)\n"
 		"  llm-router keys list             every key: id, agent, tier, created, status\n"
 		"  llm-router keys revoke ID        revoke a key (takes effect at once)\n"
@@ -90,15 +93,28 @@ static struct config *load_for_cli(void)
 	return cfg;
 }
 
-static struct store *open_for_cli(const struct config *cfg)
+/* create: what may be made when the database is missing (store_opts.h): `init` makes a new one,
+ * `keys create` one on a first start (its directory too), every other command only on a first
+ * start, like the router. */
+static struct store *open_for_cli(const struct config *cfg, enum store_create create)
 {
 	struct store_opts o = { .path = cfg->db_path, .busy_timeout_ms = cfg->busy_timeout_ms,
-				.synchronous_full = strcmp(cfg->synchronous, "full") == 0 };
+				.synchronous_full = strcmp(cfg->synchronous, "full") == 0,
+				.create = create, .fallback_path = cfg->fallback_jsonl };
 	char err[512];
 	struct store *st = store_open(&o, err, sizeof(err));
 	if (!st)
 		fprintf(stderr, "llm-router: %s\n", err);
 	return st;
+}
+
+/* The key snapshot beside the database, after a change of the keys: the routers verify keys
+ * with it while the database is down, and notice the change at their next request. */
+static void save_snapshot(struct store *st, const struct config *cfg)
+{
+	char err[512];
+	if (key_snapshot_save(st, cfg->db_path, err, sizeof(err)) < 0)
+		fprintf(stderr, "llm-router: warning: %s (the routers update it within a second)\n", err);
 }
 
 static void print_key_row(void *ud, const char *id, const char *agent, int64_t created_ms,
@@ -144,7 +160,8 @@ static int keys_cmd(int argc, char **argv)
 	struct config *cfg = load_for_cli();
 	if (!cfg)
 		return 1;
-	struct store *st = open_for_cli(cfg);
+	struct store *st = open_for_cli(cfg, strcmp(argv[2], "create") == 0 ? STORE_CREATE_FIRST_DIR
+								      : STORE_CREATE_FIRST);
 	int rc = 1;
 	if (!st)
 		goto out;
@@ -162,6 +179,7 @@ static int keys_cmd(int argc, char **argv)
 			fprintf(stderr, "key %s for agent %s (tier %s%s). It is shown only now: store it.\n", id,
 				agent, t ? t->id : "-", listed ? "" : ", the default tier: the agent is in no tier's list");
 			rc = 0;
+			save_snapshot(st, cfg);
 		}
 		explicit_bzero(key, sizeof(key));
 	} else if (strcmp(argv[2], "list") == 0) {
@@ -172,6 +190,7 @@ static int keys_cmd(int argc, char **argv)
 		if (n == 1) {
 			printf("key %s revoked\n", argv[3]);
 			rc = 0;
+			save_snapshot(st, cfg);
 		} else {
 			fprintf(stderr, "llm-router: no active key with id '%s'\n", argv[3]);
 		}
@@ -259,7 +278,7 @@ static int report_cmd(int argc, char **argv)
 	struct config *cfg = load_for_cli();
 	if (!cfg)
 		return 1;
-	struct store *st = open_for_cli(cfg);
+	struct store *st = open_for_cli(cfg, STORE_CREATE_FIRST);
 	int rc = 1;
 	if (st) {
 		char d0[11], d1[11];
@@ -283,7 +302,7 @@ static int replay_cmd(void)
 	struct config *cfg = load_for_cli();
 	if (!cfg)
 		return 1;
-	struct store *st = open_for_cli(cfg);
+	struct store *st = open_for_cli(cfg, STORE_CREATE_FIRST);
 	int rc = 1;
 	if (st) {
 		struct replay_stats rs;
@@ -302,7 +321,7 @@ static int prune_cmd(void)
 	struct config *cfg = load_for_cli();
 	if (!cfg)
 		return 1;
-	struct store *st = open_for_cli(cfg);
+	struct store *st = open_for_cli(cfg, STORE_CREATE_FIRST);
 	int rc = 1;
 	if (st) {
 		int64_t cutoff = clock_wall_ms() - cfg->retention_days * 86400000LL;
@@ -317,6 +336,44 @@ static int prune_cmd(void)
 			fprintf(stderr, "llm-router: pruning failed\n");
 		}
 	}
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
+/* A first setup, or a deliberate fresh start: the data directory and the database (kept when it
+ * exists); a new database gets the keys of the snapshot left by the one it replaces. */
+static int init_cmd(void)
+{
+	struct config *cfg = load_for_cli();
+	if (!cfg)
+		return 1;
+	struct stat sb;
+	int existed = stat(cfg->db_path, &sb) == 0;
+	struct store *st = open_for_cli(cfg, STORE_CREATE_ANY);
+	int rc = 1;
+	char err[512];
+	if (!st)
+		goto out;
+	if (existed) {
+		printf("%s: the database exists (schema version %d); nothing to do\n", cfg->db_path,
+		       store_schema_version(st));
+		rc = 0;
+		goto out;
+	}
+	int n = key_snapshot_restore(st, cfg->db_path, err, sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "llm-router: %s\n", err);
+		goto out;
+	}
+	if (key_snapshot_save(st, cfg->db_path, err, sizeof(err)) < 0)
+		fprintf(stderr, "llm-router: warning: %s\n", err);
+	printf("%s: a new database (schema version %d)", cfg->db_path, store_schema_version(st));
+	if (n > 0)
+		printf(" with the %d key(s) of the snapshot", n);
+	printf("\n");
+	rc = 0;
+out:
 	store_close(st);
 	config_free(cfg);
 	return rc;
@@ -340,6 +397,8 @@ int cli_main(int argc, char **argv)
 		}
 		return check_config(argc == 3 ? argv[2] : NULL);
 	}
+	if (strcmp(argv[1], "init") == 0 && argc == 2)
+		return init_cmd();
 	if (strcmp(argv[1], "keys") == 0)
 		return keys_cmd(argc, argv);
 	if (strcmp(argv[1], "report") == 0)

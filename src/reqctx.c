@@ -11,6 +11,8 @@
  */
 #include "reqctx.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -29,6 +31,28 @@ void reqctx_store_opts(const struct config *cfg, struct store_opts *o, int backg
 	o->checkpoint_pages = background ? (long)cfg->checkpoint_pages : 0;
 	o->jsonl_path = background ? cfg->fallback_jsonl : NULL;
 	o->retention_days = background ? (long)cfg->retention_days : 0;
+	/* The serving router never makes the data directory, and makes the database file only on a
+	 * first start (store.h): a removed or replaced database is restored, not started over. */
+	o->create = STORE_CREATE_FIRST;
+	o->fallback_path = cfg->fallback_jsonl;
+}
+
+/* The reason a worker cannot open the database, logged once a minute per process however many
+ * threads meet it (a removed database is one event, not a line per thread and retry). */
+static int open_failure_is_news(const char *err)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static char last[512];
+	static int64_t again_us;
+	int64_t now = clock_mono_us();
+	pthread_mutex_lock(&mu);
+	int news = now >= again_us || strcmp(last, err) != 0;
+	if (news) {
+		snprintf(last, sizeof(last), "%s", err);
+		again_us = now + 60 * 1000000LL;
+	}
+	pthread_mutex_unlock(&mu);
+	return news;
 }
 
 /* A direct connection, for a worker that has no writer thread to go through (plain CGI). */
@@ -99,7 +123,8 @@ struct store *reqctx_reader(struct request_ctx *rc)
 		w->reader = store_open(&o, err, sizeof(err));
 		if (!w->reader) {
 			w->reader_retry_us = clock_mono_us() + STORE_RETRY_US;
-			log_warn(NULL, "cannot open the database for reading: %s", err);
+			if (open_failure_is_news(err))
+				log_warn(NULL, "cannot open the database for reading: %s", err);
 		}
 	}
 	return w->reader;

@@ -36,9 +36,9 @@ int reqlog_jsonl_append(const char *path, const struct reqlog *r, char *errbuf, 
 	int rc = -1;
 	int fd = -1;
 	for (int tries = 0; tries < 8; tries++) {
+		/* Never the directory: a data directory that was removed or renamed away is restored,
+		 * not started over (and an operator's `mv data.off data` would nest the old one). */
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0 && errno == ENOENT && mkdir_parents(path) == 0)
-			fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0) {
 			snprintf(errbuf, errsz, "cannot open %s: %s", path, strerror(errno));
 			goto out;

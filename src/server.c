@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "fcgi_io.h"
+#include "keys.h"
 #include "log.h"
 #include "logwriter.h"
 #include "reqctx.h"
@@ -259,12 +260,47 @@ static void process_signals(sigset_t *set)
 	sigaddset(set, SIGHUP);
 }
 
+/* The signal thread's connection for refreshing the key cache while the process is idle, so that
+ * every responder knows the keys (and revocations) when the database goes away (keys.h). */
+static struct {
+	struct store *st;
+	int64_t retry_us;
+} idle_keys;
+
+static void idle_keys_refresh(void)
+{
+	struct config *cfg = config_acquire();
+	if (!cfg || strcmp(cfg->auth_mode, "key") != 0)
+		goto out;
+	if (idle_keys.st && store_file_moved(idle_keys.st)) {
+		store_close(idle_keys.st);
+		idle_keys.st = NULL;
+	}
+	if (!idle_keys.st && clock_mono_us() >= idle_keys.retry_us) {
+		struct store_opts o;
+		reqctx_store_opts(cfg, &o, 0);
+		char err[512];
+		idle_keys.st = store_open(&o, err, sizeof(err));
+		if (!idle_keys.st)
+			idle_keys.retry_us = clock_mono_us() + 5000000;
+	}
+	if (key_cache_refresh(key_cache_global(cfg->db_path), idle_keys.st) == 0 && idle_keys.st) {
+		/* A connection that cannot read (a replaced file, corruption) is opened anew later. */
+		store_close(idle_keys.st);
+		idle_keys.st = NULL;
+		idle_keys.retry_us = clock_mono_us() + 5000000;
+	}
+out:
+	config_release(cfg);
+}
+
 static void *signal_main(void *arg)
 {
 	(void)arg;
 	sigset_t set;
 	process_signals(&set);
 	int64_t next_check = clock_mono_us();
+	idle_keys_refresh();
 	for (;;) {
 		struct timespec ts = { 1, 0 };
 		int sig = sigtimedwait(&set, NULL, &ts);
@@ -281,6 +317,7 @@ static void *signal_main(void *arg)
 			shutdown(g_listen_fd, SHUT_RDWR);
 			break;
 		} else if (sig < 0) {
+			idle_keys_refresh();
 			struct config *cfg = config_acquire();
 			int64_t every = cfg ? cfg->reload_interval_s : 0;
 			config_release(cfg);
@@ -291,6 +328,8 @@ static void *signal_main(void *arg)
 			}
 		}
 	}
+	store_close(idle_keys.st);
+	idle_keys.st = NULL;
 	return NULL;
 }
 

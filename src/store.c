@@ -10,12 +10,16 @@
 
 #include "store_int.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "keysnap.h"
 #include "util.h"
 
 static const char *stmt_sql[ST_COUNT] = {
@@ -100,12 +104,125 @@ static void build_inserts(void)
 
 static pthread_once_t built = PTHREAD_ONCE_INIT;
 
+/* ---- the first-start rule ---- */
+
+static int exists(const char *path)
+{
+	struct stat sb;
+	return lstat(path, &sb) == 0 || errno != ENOENT;
+}
+
+/* Whether dir holds a file whose name starts with prefix. */
+static int dir_has_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	size_t n = strlen(prefix);
+	int found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d)))
+		found = strncmp(e->d_name, prefix, n) == 0;
+	closedir(d);
+	return found;
+}
+
+/* What in the database's directory shows that a database was there before (NULL: nothing). */
+static char *earlier_trace(const struct store_opts *o)
+{
+	char *snap = keysnap_path(o->path);
+	if (exists(snap))
+		return snap;
+	free(snap);
+	static const char *const companions[] = { "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < ARRAY_SIZE(companions); i++) {
+		char *c = xasprintf("%s%s", o->path, companions[i]);
+		if (exists(c))
+			return c;
+		free(c);
+	}
+	if (o->fallback_path) {
+		if (exists(o->fallback_path))
+			return xstrdup(o->fallback_path);
+		const char *slash = strrchr(o->fallback_path, '/');
+		char *fdir = slash ? xstrndup(o->fallback_path, (size_t)(slash - o->fallback_path))
+				   : xstrdup(".");
+		char *prefix = xasprintf("%s.replay-", slash ? slash + 1 : o->fallback_path);
+		int found = dir_has_prefix(fdir, prefix);
+		char *what = found ? xasprintf("%s/%s*", fdir, prefix) : NULL;
+		free(fdir);
+		free(prefix);
+		if (what)
+			return what;
+	}
+	return NULL;
+}
+
+/* Decides what store_db_open may create (in *o): nothing when the file exists; the file (and,
+ * with STORE_CREATE_FIRST_DIR, its directory) on a first start. A missing file is a first start
+ * when its directory exists (or may be made) and holds no trace of an earlier database: no key
+ * snapshot, no -wal/-shm/-journal, no JSONL fallback or replay file. Otherwise the database was
+ * removed or its directory moved: nothing is created (an empty database would forget the keys),
+ * and -1 comes back with a message that says what to do. Sets *created on a first start. */
+static int first_start_rule(struct store_opts *o, int *created, char *errbuf, size_t errsz)
+{
+	*created = 0;
+	if (exists(o->path)) {
+		o->create = STORE_CREATE_NONE;
+		return 0;
+	}
+	const char *slash = strrchr(o->path, '/');
+	char *dir = slash ? xstrndup(o->path, (size_t)(slash - o->path)) : xstrdup(".");
+	struct stat sb;
+	int rc = -1;
+	if (stat(dir, &sb) < 0 && o->create != STORE_CREATE_FIRST_DIR) {
+		snprintf(errbuf, errsz, "the data directory %s is missing (%s; removed or renamed?): the "
+			 "router does not create it; restore it, or for a first start run 'llm-router init'",
+			 dir, strerror(errno));
+		goto out;
+	}
+	char *trace = earlier_trace(o);
+	if (trace) {
+		snprintf(errbuf, errsz, "the database file %s is missing but %s is left from an earlier "
+			 "one: not starting an empty database that would forget the keys. Restore the file; "
+			 "for a deliberate fresh start run 'llm-router init' (it keeps the keys of %s/%s) or "
+			 "remove %s", o->path, trace, dir, KEYSNAP_NAME, trace);
+		free(trace);
+		goto out;
+	}
+	o->create = STORE_CREATE_ANY;
+	*created = 1;
+	rc = 0;
+out:
+	free(dir);
+	return rc;
+}
+
+/* A new database has no keys: its (empty) snapshot marks the directory as in use. */
+static void mark_created(const char *db_path)
+{
+	char *snap = keysnap_path(db_path);
+	if (!exists(snap)) {
+		struct key_table empty = { 0 };
+		char err[256];
+		keysnap_write(snap, &empty, db_path, err, sizeof(err));
+	}
+	free(snap);
+}
+
 struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz)
 {
 	pthread_once(&built, build_inserts);
-	sqlite3 *db = store_db_open(o, errbuf, errsz);
+	struct store_opts eff = *o;
+	int created = o->create == STORE_CREATE_ANY && !exists(o->path);
+	if (o->create != STORE_CREATE_ANY && o->create != STORE_CREATE_NONE &&
+	    first_start_rule(&eff, &created, errbuf, errsz) < 0)
+		return NULL;
+	sqlite3 *db = store_db_open(&eff, errbuf, errsz);
 	if (!db)
 		return NULL;
+	if (created)
+		mark_created(o->path);
 	store_wal_attach(db, o);
 	struct store *st = xcalloc(1, sizeof(*st));
 	st->db = db;

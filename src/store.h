@@ -94,6 +94,15 @@ int store_key_insert(struct store *st, const char *id, const char *agent, const 
 /* 1 with agent, hash and revoked_ms (0 = not revoked) filled; 0 when unknown; -1 on error. */
 int store_key_get(struct store *st, const char *id, char *agent, size_t agentsz, char hash[65],
 		  int64_t *revoked_ms);
+/* Calls cb for every key (the key cache's refresh). Returns 0, or -1 when the table cannot be
+ * read (cb may have been called for some keys). */
+int store_key_load(struct store *st,
+		   void (*cb)(void *ud, const char *id, const char *agent, const char *hash,
+			      int64_t created_ms, int64_t revoked_ms),
+		   void *ud);
+/* Inserts a key as a snapshot holds it (llm-router init); an id already there is kept. 0 or -1. */
+int store_key_restore(struct store *st, const char *id, const char *agent, const char *hash,
+		      int64_t created_ms, int64_t revoked_ms);
 /* Number of keys revoked (0 or 1), -1 on error. */
 int store_key_revoke(struct store *st, const char *id, int64_t now_ms);
 int store_key_list(struct store *st,

@@ -131,6 +131,50 @@ int store_key_list(struct store *st,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Every key with its hash, in one read: the key cache's refresh (keys.c). Prepared each time
+ * (at most once a second per process) and not one of store.c's statements: a full scan of a
+ * small table, on purpose. */
+int store_key_load(struct store *st,
+		   void (*cb)(void *ud, const char *id, const char *agent, const char *hash,
+			      int64_t created_ms, int64_t revoked_ms),
+		   void *ud)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, "SELECT id, agent, hash, created_ms, revoked_ms FROM api_keys",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		const char *agent = (const char *)sqlite3_column_text(s, 1);
+		const char *hash = (const char *)sqlite3_column_text(s, 2);
+		cb(ud, id ? id : "", agent ? agent : "", hash ? hash : "", sqlite3_column_int64(s, 3),
+		   sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4));
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_key_restore(struct store *st, const char *id, const char *agent, const char *hash,
+		      int64_t created_ms, int64_t revoked_ms)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO api_keys (id, agent, hash, created_ms,"
+			       " revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, agent, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, created_ms);
+	if (revoked_ms > 0)
+		sqlite3_bind_int64(s, 5, revoked_ms);
+	else
+		sqlite3_bind_null(s, 5);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ---- reports ---- */
 
 int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,

@@ -271,13 +271,16 @@ static int busy_wait(void *ud, int count)
 
 sqlite3 *store_db_open(const struct store_opts *o, char *errbuf, size_t errsz)
 {
-	if (mkdir_parents(o->path) < 0) {
+	/* store_open decided what may be created (the first-start rule): only STORE_CREATE_ANY
+	 * makes the directory and the file. */
+	int create = o->create == STORE_CREATE_ANY;
+	if (create && mkdir_parents(o->path) < 0) {
 		snprintf(errbuf, errsz, "cannot create the directory of %s: %s", o->path, strerror(errno));
 		return NULL;
 	}
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(o->path, &db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(o->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+				 (create ? SQLITE_OPEN_CREATE : 0), NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(errbuf, errsz, "cannot open %s: %s", o->path,
 			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -294,6 +297,10 @@ sqlite3 *store_db_open(const struct store_opts *o, char *errbuf, size_t errsz)
 	if (store_user_version(db) == 0)
 		store_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", errbuf, errsz);
 	if (store_exec(db, sql, errbuf, errsz) < 0 || migrate(db, errbuf, errsz) < 0) {
+		if ((sqlite3_extended_errcode(db) & 0xff) == SQLITE_NOTADB)
+			snprintf(errbuf, errsz, "%s is not an SQLite database (replaced by another file?): "
+				 "restore it from a backup; for a deliberate fresh start move it aside and run "
+				 "'llm-router init'", o->path);
 		sqlite3_close(db);
 		return NULL;
 	}

@@ -86,15 +86,23 @@ describe('the request log when the database fails', () => {
     }
   });
 
-  it('a removed data directory: a new database is started, nothing is lost', async () => {
+  it('a data directory renamed away and back: no new one is started, the old database goes on', async () => {
     const stack = await startStack({});
     try {
-      await send(stack.router, 2, 'before');
-      fs.rmSync(path.dirname(stack.router.dbPath), { recursive: true, force: true });
-      const during = await send(stack.router, 6, 'during');
-      await assertExactlyOnce(stack.router, during);
-      // A long-lived connection notices; a CGI process opens the path afresh anyway.
-      if (CAPS.persistent) assert.match(stack.router.errorLog(), /was moved or deleted: opening it anew/);
+      const before = await send(stack.router, 2, 'before');
+      const dir = path.dirname(stack.router.dbPath);
+      fs.renameSync(dir, dir + '.off');
+      for (let i = 0; i < 4; i++) {
+        const r = await fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'gpt-4o-mini', messages: MSG }) });
+        await r.text();
+      }
+      // Neither the database nor the fallback made the directory anew: `mv` puts it back whole.
+      assert.ok(!fs.existsSync(dir), 'the router made no data directory');
+      fs.renameSync(dir + '.off', dir);
+      assert.ok(!fs.existsSync(path.join(dir, 'data.off')));
+      const after = await send(stack.router, 2, 'after');
+      await assertExactlyOnce(stack.router, before.concat(after));
+      assert.match(stack.router.errorLog(), /the data directory .* is missing .*: the router does not create it/);
     } finally { await stack.stop(); }
   });
 
@@ -110,9 +118,12 @@ describe('the request log when the database fails', () => {
       for (const ext of ['-wal', '-shm']) fs.rmSync(db + ext, { force: true });
       const during = await send(stack.router, 5, 'during');
       assert.ok(jsonlLines(stack.router) >= 1, 'rows went to the fallback file');
-      // The operator moves the broken file away; the router starts a new one and imports.
+      // The operator moves the broken file away and starts a new one (the router never does
+      // by itself); the router imports the fallback into it.
       fs.renameSync(db, db + '.corrupt');
       for (const ext of ['-wal', '-shm']) fs.rmSync(db + ext, { force: true });
+      const init = spawnSync(ROUTER_BIN, ['init'], { env: stack.router.env, encoding: 'utf8' });
+      assert.equal(init.status, 0, init.stderr);
       const after = await send(stack.router, 2, 'after');
       await assertExactlyOnce(stack.router, during.concat(after));
     } finally { await stack.stop(); }

@@ -613,14 +613,19 @@ TEST(reqlog_write_reports_a_lost_record)
 	free(jl);
 }
 
-TEST(reqlog_write_makes_a_missing_directory)
+/* A data directory that was removed or renamed away is restored by the operator, never made
+ * anew by the fallback (an `mv data.off data` would then nest the old one inside). */
+TEST(reqlog_write_never_makes_a_missing_directory)
 {
 	log_set_level(LOG_ERROR);
 	char *jl = test_path("gone/again/fallback.jsonl");
+	char *dir = test_path("gone");
 	struct reqlog r;
 	full_record(&r, "chatcmpl-dir");
-	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), 0);
-	CHECK_INT_EQ(count_jsonl(jl, "chatcmpl-dir"), 1);
+	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), -1);
+	struct stat sb;
+	CHECK_INT_EQ(stat(dir, &sb), -1);
+	free(dir);
 	free(jl);
 }
 

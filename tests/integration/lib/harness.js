@@ -274,6 +274,8 @@ async function startRouter(opts = {}) {
   const keys = opts.keys || ['OPENAI', 'ANTHROPIC', 'GEMINI', 'DEEPSEEK', 'OPENROUTER'];
   fs.mkdirSync(path.join(work, 'conf'));
   fs.mkdirSync(path.join(work, 'www'));
+  // The router never creates its data directory (a first setup does: `llm-router init`).
+  fs.mkdirSync(path.join(work, 'data'));
   let conf = fs.readFileSync(path.join(ROOT, 'conf/llm-router.conf'), 'utf8');
   conf = conf.replace(/threads = \d+;/, `threads = ${opts.threads || 4};`);
   conf = conf.replace(/reload_interval_s = \d+;/, 'reload_interval_s = 1;');
@@ -455,6 +457,7 @@ async function readSSE(response, onEvent) {
 // Starts `llm-router serve --listen 127.0.0.1:PORT` with the configuration in work/conf and env
 // added to the environment. Resolves to { child, port, log() } once it listens.
 async function startServe(work, env) {
+  fs.mkdirSync(path.join(work, 'data'), { recursive: true });   // a first setup's (llm-router init)
   const port = await freePort();
   const full = Object.assign({ PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(work, 'conf/llm-router.conf'), LLM_ROUTER_HOME: work }, env);
   if (SANITIZER === 'asan') {
