@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include "store_int.h"
+#include "store_diag.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -118,8 +119,10 @@ struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz)
 {
 	pthread_once(&built, build_inserts);
 	sqlite3 *db = store_db_open(o, errbuf, errsz);
-	if (!db)
+	if (!db) {
+		store_diagnose(NULL, o->path);
 		return NULL;
+	}
 	store_wal_attach(db, o);
 	struct store *st = xcalloc(1, sizeof(*st));
 	st->db = db;
