@@ -44,6 +44,7 @@ static struct {
 	int stop;
 	int kick;
 	int running;
+	int open_failed;             /* sender thread only: said that the database cannot be opened */
 	pthread_t thread;
 	struct store_opts opts;
 } S = { .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -158,13 +159,20 @@ static int64_t sender_pass(struct store **st, int64_t *reopen_us)
 	int64_t wait_ms = POLL_MS;
 	struct config *cfg = config_acquire();
 	const char *url = cfg ? cfg->webhook_url : NULL;
+	if (*st && store_file_moved(*st)) {
+		/* The file was replaced or deleted: its rows are not the outbox any more. */
+		store_close(*st);
+		*st = NULL;
+	}
 	if (url && url[0] && !*st && clock_mono_us() >= *reopen_us) {
 		char err[512];
 		*st = store_open(&S.opts, err, sizeof(err));
 		if (!*st) {
 			*reopen_us = clock_mono_us() + REOPEN_MS * 1000LL;
-			log_warn(NULL, "budget alerts wait: cannot open the database: %s", err);
+			if (!S.open_failed)
+				log_warn(NULL, "budget alerts wait in the outbox: cannot open the database: %s", err);
 		}
+		S.open_failed = !*st;
 	}
 	if (url && url[0] && *st) {
 		if (alerts_drain(*st, url, INT64_MAX, &S.stop) < 0 && store_failed_for_good(*st)) {

@@ -329,6 +329,8 @@ int server_run_fastcgi(int listen_fd)
 	pthread_t sig_thread;
 	if (pthread_create(&sig_thread, NULL, signal_main, NULL) != 0) {
 		log_error(NULL, "cannot start the signal thread");
+		alerts_stop();
+		logwriter_stop();
 		return 1;
 	}
 	size_t started = pool_start(nthreads);
@@ -408,6 +410,7 @@ int server_run_cgi(void)
 	struct config *cfg = config_acquire();
 	const char *hook = cfg ? cfg->webhook_url : NULL;
 	struct store_opts o;
+	memset(&o, 0, sizeof(o));
 	if (cfg)
 		reqctx_store_opts(cfg, &o, 0);
 	int replay = w.st && cfg && fallback_waiting(cfg->fallback_jsonl);

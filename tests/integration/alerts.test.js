@@ -184,3 +184,45 @@ describe('the outbox outlives the process that recorded the alert', { skip: FRON
     }
   });
 });
+
+describe('plain CGI closes the response before its background work', { skip: FRONT !== 'apache-cgi' && 'plain CGI only' }, () => {
+  it('a stream ends before the process imports a 20,000-row fallback file, which is imported once', async () => {
+    const stack = await startStack({ config: (t) => t.replace('busy_timeout_ms = 5000;', 'busy_timeout_ms = 300;') });
+    try {
+      const post = (stream) => fetch(stack.router.baseURL + '/chat/completions', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: MSG, stream }),
+      });
+      // One row goes to the fallback file while another process holds the write lock.
+      await (await post(false)).text();
+      const holder = require('child_process').spawn('sqlite3', [stack.router.dbPath], { stdio: ['pipe', 'ignore', 'ignore'] });
+      holder.stdin.write(".timeout 1000\nBEGIN IMMEDIATE;\nINSERT INTO model_health (model) VALUES ('lock-holder');\n");
+      await sleep(300);
+      await (await post(false)).text();
+      holder.stdin.end('ROLLBACK;\n.quit\n');
+      await new Promise((r) => holder.once('exit', r));
+      // The fallback file, or what a replay that met the lock left of it.
+      const dir = path.dirname(stack.router.jsonlPath);
+      const files = () => fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(stack.router.jsonlPath)));
+      await waitFor(() => files().length > 0 || stack.router.db("SELECT count(*) AS n FROM request_log")[0].n >= 2, 5000 * SLOW, 'the fallback row');
+      assert.ok(files().length > 0, 'the row of the locked request went to the fallback file');
+      const line = fs.readFileSync(path.join(dir, files()[0]), 'utf8').split('\n')[0];
+      const id = JSON.parse(line).request_id;
+      const N = 20000;
+      const lines = [];
+      for (let i = 0; i < N; i++) lines.push(line.split(id).join(`chatcmpl-fill${String(i).padStart(8, '0')}`));
+      fs.writeFileSync(stack.router.jsonlPath, lines.join('\n') + '\n');
+      const before = stack.router.db('SELECT count(*) AS n FROM request_log')[0].n;
+      const t0 = Date.now();
+      const r = await post(true);
+      const events = await readSSE(r);
+      const streamMs = Date.now() - t0;
+      assert.equal(events[events.length - 1].data, '[DONE]');
+      const atEnd = stack.router.db("SELECT count(*) AS n FROM request_log WHERE request_id LIKE 'chatcmpl-fill%'")[0].n;
+      const done = await waitFor(() => { const n = stack.router.db("SELECT count(*) AS n FROM request_log WHERE request_id LIKE 'chatcmpl-fill%'")[0].n; return n === N ? Date.now() - t0 : 0; }, 60000 * SLOW, 'the fallback rows imported');
+      assert.ok(atEnd < N, `the stream ended after ${streamMs} ms, when the import (done at ${done} ms) had already finished`);
+      assert.ok(stack.router.db('SELECT count(*) AS n FROM request_log')[0].n >= before + N + 1, 'the stream\'s row too');
+      assert.equal(stack.router.db('SELECT count(*) AS n FROM request_log')[0].n, stack.router.db('SELECT count(DISTINCT request_id) AS n FROM request_log')[0].n, 'no row twice');
+    } finally { await stack.stop(); }
+  });
+});
