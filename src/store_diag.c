@@ -89,8 +89,8 @@ static int why_unwritable(const char *path, int is_dir, struct buf *out)
 		buf_printf(out, "%s has the immutable (or append-only) attribute: chattr -i -a %s", path, path);
 	else if (sb.st_uid != uid)
 		buf_printf(out, "%s is owned by %s (mode %04o) and this router runs as %s: chown %s %s "
-			   "(as root; so are the other files the router writes there)", path, owner, mode, me, me,
-			   path);
+			   "(as root; the same for any other file of the router's that %s owns)", path, owner,
+			   mode, me, me, path, owner);
 	else
 		buf_printf(out, "%s is not writable (mode %04o): chmod %04o %s", path, mode,
 			   mode | (is_dir ? 0700u : 0600u), path);

@@ -33,7 +33,7 @@ function sqlite(db, sql) {
 }
 
 describe('budget alerts are delivered', () => {
-  it('a stream ends before a slow webhook (3 s) has answered, and the webhook is still delivered', async () => {
+  it('a stream ends before a slow webhook (3 s) has answered, and the webhook is still delivered', async (t) => {
     const stack = await alertStack();
     try {
       await stack.fake.hookScript([{ delay_ms: 3000 }]);
@@ -52,6 +52,7 @@ describe('budget alerts are delivered', () => {
       assert.equal(rows.length, 1);
       // The webhook answers 3 s after it is called: a stream that waited for it would take longer.
       const hook = await waitFor(async () => (await stack.fake.hooks()).find((h) => h.body.scope === 'tier:T2' && (h.done !== null || h.aborted !== null)), 15000 * SLOW, 'the webhook to be answered');
+      t.diagnostic(`stream ${streamMs} ms; webhook called ${hook.t} ms, answered ${hook.done} ms, hung up ${hook.aborted} ms (fake's clock)`);
       assert.ok(streamMs < 2500, `the stream took ${streamMs} ms (the webhook takes 3000 ms)`);
       assert.equal(hook.aborted, null, `the router hung up on the webhook after ${hook.aborted - hook.t} ms, before its answer`);
       assert.ok(hook.done - hook.t >= 2900, `the webhook answered after ${hook.done - hook.t} ms`);
@@ -186,7 +187,7 @@ describe('the outbox outlives the process that recorded the alert', { skip: FRON
 });
 
 describe('plain CGI closes the response before its background work', { skip: FRONT !== 'apache-cgi' && 'plain CGI only' }, () => {
-  it('a stream ends before the process imports a 20,000-row fallback file, which is imported once', async () => {
+  it('a stream ends before the process imports a 20,000-row fallback file, which is imported once', async (t) => {
     const stack = await startStack({ config: (t) => t.replace('busy_timeout_ms = 5000;', 'busy_timeout_ms = 300;') });
     try {
       const post = (stream) => fetch(stack.router.baseURL + '/chat/completions', {
@@ -220,6 +221,7 @@ describe('plain CGI closes the response before its background work', { skip: FRO
       assert.equal(events[events.length - 1].data, '[DONE]');
       const atEnd = stack.router.db("SELECT count(*) AS n FROM request_log WHERE request_id LIKE 'chatcmpl-fill%'")[0].n;
       const done = await waitFor(() => { const n = stack.router.db("SELECT count(*) AS n FROM request_log WHERE request_id LIKE 'chatcmpl-fill%'")[0].n; return n === N ? Date.now() - t0 : 0; }, 60000 * SLOW, 'the fallback rows imported');
+      t.diagnostic(`stream ${streamMs} ms (${atEnd} of ${N} rows imported then); import done at ${done} ms`);
       assert.ok(atEnd < N, `the stream ended after ${streamMs} ms, when the import (done at ${done} ms) had already finished`);
       assert.ok(stack.router.db('SELECT count(*) AS n FROM request_log')[0].n >= before + N + 1, 'the stream\'s row too');
       assert.equal(stack.router.db('SELECT count(*) AS n FROM request_log')[0].n, stack.router.db('SELECT count(DISTINCT request_id) AS n FROM request_log')[0].n, 'no row twice');

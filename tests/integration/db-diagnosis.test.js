@@ -9,7 +9,7 @@ const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { ROUTER_BIN, FRONT, SLOW, startStack, waitFor, sleep } = require('./lib/harness');
+const { ROUTER_BIN, FRONT, SLOW, startStack, waitFor } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const ROOT_USER = process.getuid() === 0;
