@@ -67,8 +67,8 @@ static char *dir_of(const char *path)
 }
 
 /* Appends to out why this process cannot write path, and the fix; returns 1, or 0 when it can
- * (or path does not exist). */
-static int why_unwritable(const char *path, int is_dir, struct buf *out)
+ * (or path does not exist). A read-only mount is said once (*rofs_said). */
+static int why_unwritable(const char *path, int is_dir, struct buf *out, int *rofs_said)
 {
 	struct stat sb;
 	if (stat(path, &sb) < 0)
@@ -76,6 +76,8 @@ static int why_unwritable(const char *path, int is_dir, struct buf *out)
 	if (access(path, is_dir ? W_OK | X_OK : W_OK) == 0)
 		return 0;
 	int e = errno;
+	if (e == EROFS && (*rofs_said)++)
+		return 1;
 	char me[64], owner[64];
 	uid_t uid = geteuid();
 	user_name(uid, me, sizeof(me));
@@ -84,7 +86,8 @@ static int why_unwritable(const char *path, int is_dir, struct buf *out)
 	if (out->len)
 		buf_puts(out, "; ");
 	if (e == EROFS)
-		buf_printf(out, "%s is on a file system mounted read-only: remount it read-write", path);
+		buf_printf(out, "%s is on a file system mounted read-only (so is the rest of its directory): "
+			   "remount it read-write", path);
 	else if (e == EPERM || (sb.st_uid == uid && (mode & 0200)))
 		buf_printf(out, "%s has the immutable (or append-only) attribute: chattr -i -a %s", path, path);
 	else if (sb.st_uid != uid)
@@ -147,8 +150,9 @@ void store_diagnose(struct store *st, const char *path)
 	struct buf b;
 	buf_init(&b, 8192);
 	char *wal = xasprintf("%s-wal", path), *shm = xasprintf("%s-shm", path), *dir = dir_of(path);
-	int n = why_unwritable(path, 0, &b) + why_unwritable(wal, 0, &b) + why_unwritable(shm, 0, &b) +
-		why_unwritable(dir, 1, &b);
+	int rofs = 0;
+	int n = why_unwritable(path, 0, &b, &rofs) + why_unwritable(wal, 0, &b, &rofs) +
+		why_unwritable(shm, 0, &b, &rofs) + why_unwritable(dir, 1, &b, &rofs);
 	if (n) {
 		if (may_say(&said_db_ms))
 			log_error(NULL, "the database cannot be written by this process; fix: %s", buf_str(&b));
@@ -168,7 +172,8 @@ void store_diagnose_file(const char *path, int errnum)
 	struct buf b;
 	buf_init(&b, 8192);
 	char *dir = dir_of(path);
-	int n = why_unwritable(path, 0, &b) + why_unwritable(dir, 1, &b);
+	int rofs = 0;
+	int n = why_unwritable(path, 0, &b, &rofs) + why_unwritable(dir, 1, &b, &rofs);
 	if (n) {
 		if (may_say(&said_file_ms))
 			log_error(NULL, "the fallback file cannot be written by this process (%s); fix: %s",

@@ -118,6 +118,27 @@ describe('the log names the file and the fix', () => {
     }
   });
 
+  it('a data directory on a read-only mount says to remount it', { skip: !ROOT_USER && 'needs root (mount)' }, async (t) => {
+    const stack = await startStack({ procs: 1, threads: 2 });
+    const data = path.dirname(stack.router.dbPath);
+    let mounted = false;
+    try {
+      assert.equal((await chat(stack.router)).status, 200);
+      mounted = spawnSync('mount', ['--bind', '-o', 'ro', data, data]).status === 0;
+      if (!mounted) return t.skip('no bind mounts here');
+      // A process that opens it now (the same binary as plain CGI) cannot write it.
+      const r = cgiRequest(stack.router);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /"choices"/, 'the request still succeeds');
+      const line = r.stderr.split('\n').find((l) => /cannot be written/.test(l));
+      t.diagnostic(line);
+      assert.match(line || '', new RegExp(`${stack.router.dbPath.replace(/[.]/g, '\\.')} is on a file system mounted read-only \\(so is the rest of its directory\\): remount it read-write$`), r.stderr);
+    } finally {
+      if (mounted) spawnSync('umount', [data]);
+      await stack.stop();
+    }
+  });
+
   it('a full disk names the file, the space left and the fix', { skip: !ROOT_USER && 'needs root (mount)' }, async (t) => {
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-full-'));
     const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', mnt]).status === 0;
