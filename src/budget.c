@@ -149,14 +149,13 @@ static int reserve_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
 		struct budget_scope *sc = &ask->scopes[i];
 		if (sc->warn_due) {
 			int n = store_budget_alert(st, ask->day, sc->scope, ask->warn_level, ask->now_ms,
-						   sc->spent_nusd, sc->budget_nusd);
+						   sc->spent_nusd, sc->budget_nusd, ask->outbox);
 			ok = n >= 0;
 			sc->new_warn = n == 1;
 		}
 		if (ok && sc->block_due) {
 			int n = store_budget_alert(st, ask->day, sc->scope, ask->block_level, ask->now_ms,
-						   sc->spent_nusd,
-						   sc->budget_nusd);
+						   sc->spent_nusd, sc->budget_nusd, ask->outbox);
 			ok = n >= 0;
 			sc->new_block = n == 1;
 		}
@@ -325,6 +324,7 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	ask->floor_nusd = floor_nusd < amount_nusd ? floor_nusd : amount_nusd;
 	ask->warn_level = (int)cfg->warn_percent;
 	ask->block_level = (int)cfg->block_percent;
+	ask->outbox = cfg->webhook_url && cfg->webhook_url[0];
 	budget_scope_init(&ask->scopes[0], bs->tier_scope, tier->daily_budget_usd, cfg);
 	ask->n = 1;
 	if (agent) {
@@ -364,7 +364,7 @@ static int settled_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
 		if (store_budget_spend(st, ask->day, sc->scope, &sc->spent_nusd, &sc->reserved_nusd) < 0)
 			return -1;
 		int n = store_budget_alert(st, ask->day, sc->scope, ask->warn_level, ask->now_ms,
-					   sc->spent_nusd, sc->budget_nusd);
+					   sc->spent_nusd, sc->budget_nusd, ask->outbox);
 		if (n < 0)
 			return -1;
 		sc->new_warn = n == 1;

@@ -54,6 +54,7 @@ struct budget_ask {
 	int64_t amount_nusd;     /* the request's estimated cost (its worst case) */
 	int64_t floor_nusd;      /* the same request with one output token: the least it can cost */
 	int warn_level, block_level;   /* the alert levels recorded (budget.warn/block_percent) */
+	int outbox;              /* alerts wait in the outbox for budget.webhook_url */
 	enum budget_refusal refusal;   /* out (budget_admit) */
 	struct budget_scope scopes[2];   /* [0] the tier; [1] the agent, when known */
 	size_t n;

@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "alerts.h"
 #include "config.h"
 #include "keys.h"
 #include "reqlog.h"
 #include "store.h"
+#include "upstream.h"
 #include "util.h"
 #include "version.h"
 
@@ -32,7 +34,8 @@ static void usage(FILE *f)
 		"  llm-router keys revoke ID        revoke a key (takes effect at once)\n"
 		"  llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n"
 		"                                   spend from the request log\n"
-		"  llm-router replay                import the JSONL fallback into the database\n"
+		"  llm-router replay                import the JSONL fallback into the database and send\n"
+		"                                   the budget alerts waiting for budget.webhook_url\n"
 		"  llm-router prune                 delete rows older than storage.retention_days\n"
 		"  llm-router --version             print the version\n"
 		"  llm-router --help                this text\n"
@@ -297,6 +300,9 @@ static int report_cmd(int argc, char **argv)
 	return rc;
 }
 
+/* How long `replay` may spend sending the alert outbox. */
+#define CLI_ALERTS_MS 120000
+
 static int replay_cmd(void)
 {
 	struct config *cfg = load_for_cli();
@@ -310,6 +316,16 @@ static int replay_cmd(void)
 		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
 		       "skipped, %lld file(s) done\n", cfg->fallback_jsonl, rs.imported, rs.already,
 		       rs.malformed, rs.files);
+		/* The budget alerts no process has sent yet (cron drains the outbox on shared hosting). */
+		if (cfg->webhook_url && cfg->webhook_url[0] && upstream_global_init() == 0) {
+			int sent = alerts_drain(st, cfg->webhook_url, clock_mono_us() + CLI_ALERTS_MS * 1000LL,
+						NULL);
+			upstream_global_cleanup();
+			if (sent < 0)
+				rc = 1;
+			printf("budget alerts: %d sent to budget.webhook_url%s\n", sent < 0 ? 0 : sent,
+			       sent < 0 ? " (the database failed)" : alerts_due(st) ? ", more still due" : "");
+		}
 	}
 	store_close(st);
 	config_free(cfg);

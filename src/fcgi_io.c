@@ -306,6 +306,21 @@ void cgi_drain_body(void)
 	}
 }
 
+void cgi_close_response(void)
+{
+	fflush(stdout);
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		close(STDOUT_FILENO);
+		close(STDIN_FILENO);
+		return;
+	}
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 static int cgi_write(void *ctx, const char *p, size_t n)
 {
 	(void)ctx;

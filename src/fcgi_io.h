@@ -32,5 +32,9 @@ void fcgi_conn_finish(struct fcgi_conn *c);
 const struct http_io *cgi_io(void);
 /* Reads and discards what the handler left of the request body (call after the response). */
 void cgi_drain_body(void);
+/* Ends the response: flushes stdout, then puts /dev/null in place of stdin and stdout (one
+ * socket under mod_cgid), so the web server sees the end of the response while the process goes
+ * on with its background work. */
+void cgi_close_response(void);
 
 #endif

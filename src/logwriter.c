@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "reqlog_jsonl.h"
+#include "store_diag.h"
 #include "store_wal.h"
 #include "util.h"
 
@@ -94,6 +95,8 @@ static void commit_batch(struct wjob *batch)
 		if (!ok)
 			store_rollback(W.st);
 	}
+	if (!ok && W.st)
+		store_diagnose(W.st, NULL);   /* a file it cannot write, a full disk: the log says the fix */
 	if (!ok && W.st && store_failed_for_good(W.st)) {
 		/* Read-only, I/O error, corruption, vanished file: reopen later. */
 		store_close(W.st);

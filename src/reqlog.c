@@ -7,10 +7,12 @@
  */
 #include "reqlog.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #include "log.h"
 #include "store.h"
+#include "store_diag.h"
 #include "util.h"
 
 /* The database failing is said once per this many ms per process. */
@@ -42,6 +44,7 @@ int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *
 	if (st) {
 		if (store_insert_reqlog(st, r, err, sizeof(err)) == 0)
 			return 0;
+		store_diagnose(st, NULL);
 	} else if (logwriter_running()) {
 		if (logwriter_log(r, err, sizeof(err)) == 0)
 			return 0;
@@ -51,6 +54,7 @@ int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *
 		log_fallback(r, jsonl_path, err);
 		return 0;
 	}
+	store_diagnose_file(jsonl_path, errno);
 	log_error(r->request_id, "request log row LOST: database: %s; fallback file: %s", err, err2);
 	return -1;
 }

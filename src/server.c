@@ -5,15 +5,18 @@
  * looping accept -> handle -> finish with its own libcurl handle (struct worker, reqctx.h); one
  * signal thread that owns every process signal (all other threads block them) and also polls the
  * config file for changes; the store's writer and WAL checkpointer (store.h), through which the
- * workers commit their request-log rows. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is accepted
+ * workers commit their request-log rows; the budget alert sender (alerts.h), joined before the
+ * process cleans up libcurl. SIGTERM, SIGINT and SIGUSR1 start a graceful stop: no new request is accepted
  * (the listening socket is shut down), requests in flight run to completion, then the process
  * exits 0. SIGHUP re-reads the configuration.
  *
  * Handling one request is reqctx_begin, routes_dispatch, reqctx_end: what happens in between
- * (answering, the request-log row) belongs to the handler and reqctx.c.
+ * (answering, the request-log row) belongs to the handler and reqctx.c. A plain CGI process
+ * closes its response before any background work (server_run_cgi).
  */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,8 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "fcgi_io.h"
 #include "keys.h"
 #include "log.h"
@@ -387,11 +392,18 @@ int server_run_fastcgi(int listen_fd)
 		log_error(NULL, "cannot start the database writer thread");
 		return 1;
 	}
+
+	struct store_opts direct;
+	reqctx_store_opts(cfg, &direct, 0);
+	if (alerts_start(&direct) < 0)
+		log_warn(NULL, "cannot start the budget alert sender thread (alerts wait in the outbox)");
 	config_release(cfg);
 
 	pthread_t sig_thread;
 	if (pthread_create(&sig_thread, NULL, signal_main, NULL) != 0) {
 		log_error(NULL, "cannot start the signal thread");
+		alerts_stop();
+		logwriter_stop();
 		return 1;
 	}
 	size_t started = pool_start(nthreads);
@@ -400,10 +412,57 @@ int server_run_fastcgi(int listen_fd)
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
+	alerts_stop();
 	logwriter_stop();
 	log_info(NULL, "responder stopped");
 	return started ? 0 : 1;
 }
+
+/* Work a CGI process does once its response is closed: importing the JSONL fallback, sending the
+ * alert outbox. A fallback file (or a leftover of a replay) waiting in its directory? */
+static int fallback_waiting(const char *jsonl_path)
+{
+	struct stat sb;
+	if (!jsonl_path)
+		return 0;
+	if (stat(jsonl_path, &sb) == 0)
+		return 1;
+	char *dir = xstrdup(jsonl_path);
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : jsonl_path;
+	if (slash)
+		*slash = '\0';
+	DIR *d = opendir(slash ? (dir[0] ? dir : "/") : ".");
+	int found = 0;
+	size_t bl = strlen(base);
+	for (struct dirent *e; d && !found && (e = readdir(d));)
+		found = strncmp(e->d_name, base, bl) == 0 && e->d_name[bl] == '.';
+	if (d)
+		closedir(d);
+	free(dir);
+	return found;
+}
+
+/* The web server ends a CGI program that outlives its response (mod_cgid and mod_cgi send
+ * SIGTERM when the request is over, SIGKILL 3 s later): background work runs in a child of a
+ * session of its own. Returns 1 in the parent (which exits), 0 in the child, or when there is no
+ * child (the work is then done here, as far as it gets). */
+static int cgi_detach(void)
+{
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn(NULL, "cannot fork for background work (%s): doing it before exiting", strerror(errno));
+		return 0;
+	}
+	if (pid > 0)
+		return 1;
+	setsid();
+	return 0;
+}
+
+/* How long a CGI process's background sending of alerts may take in all. */
+#define CGI_ALERTS_MS 30000
 
 int server_run_cgi(void)
 {
@@ -415,16 +474,44 @@ int server_run_cgi(void)
 	handle_one(&w, cgi_io());
 	fflush(stdout);
 	cgi_drain_body();
-	/* No writer thread imports rows that went to the fallback file: the first request that finds
-	 * the database working again does (cheap when there is no file; concurrent processes claim
-	 * the file one at a time). */
+	/* The response is complete (its row committed): the web server ends it now, and whatever
+	 * else this process does no client waits for. */
+	cgi_close_response();
+	/* No writer thread imports rows that went to the fallback file, nor sends the alert outbox:
+	 * the first request that finds the database working again does (concurrent processes claim
+	 * the file, and each alert, one at a time). */
 	struct config *cfg = config_acquire();
-	if (w.st && cfg && cfg->fallback_jsonl) {
-		struct replay_stats rs;
-		reqlog_replay(w.st, cfg->fallback_jsonl, &rs);
+	const char *hook = cfg ? cfg->webhook_url : NULL;
+	struct store_opts o;
+	memset(&o, 0, sizeof(o));
+	if (cfg)
+		reqctx_store_opts(cfg, &o, 0);
+	int replay = w.st && cfg && fallback_waiting(cfg->fallback_jsonl);
+	int alerts = 0;
+	if (hook && hook[0]) {
+		/* An alert left by another process, or due for a retry, is sent by whichever comes next
+		 * (a request that did not open the database opens it for this). */
+		char err[512];
+		struct store *st = w.st ? w.st : store_open(&o, err, sizeof(err));
+		alerts = alerts_due(st);
+		if (st != w.st)
+			store_close(st);
+	}
+	upstream_free(w.up);
+	w.up = NULL;
+	store_close(w.st);   /* no connection is carried across fork */
+	w.st = NULL;
+	if ((replay || alerts) && cgi_detach() == 0) {
+		char err[512];
+		struct store *st = store_open(&o, err, sizeof(err));
+		if (st && replay) {
+			struct replay_stats rs;
+			reqlog_replay(st, cfg->fallback_jsonl, &rs);
+		}
+		if (st && alerts)
+			alerts_drain(st, hook, clock_mono_us() + CGI_ALERTS_MS * 1000LL, NULL);
+		store_close(st);
 	}
 	config_release(cfg);
-	upstream_free(w.up);
-	store_close(w.st);
 	return 0;
 }

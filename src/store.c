@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include "store_int.h"
+#include "store_diag.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -65,7 +66,21 @@ static const char *stmt_sql[ST_COUNT] = {
 	[ST_RES_INSERT] = "INSERT INTO budget_reservations (request_id, day, tier_scope, agent_scope,"
 			  " amount_nusd, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_ALERT_INSERT] = "INSERT OR IGNORE INTO budget_alerts (day, scope, level, ts_ms, spent_nusd,"
-			    " limit_nusd) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			    " limit_nusd, next_try_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* The alert outbox (store_budget.c): due rows by the partial index of unsent ones. */
+	[ST_ALERT_DUE] = "SELECT day, scope, level, ts_ms, spent_nusd, limit_nusd, attempts"
+			 " FROM budget_alerts WHERE sent_ms IS NULL AND next_try_ms <= ?1 AND ts_ms >= ?2"
+			 " ORDER BY next_try_ms LIMIT ?3",
+	/* A claim is a lease: no other drainer takes the row before ?5. */
+	[ST_ALERT_CLAIM] = "UPDATE budget_alerts SET next_try_ms = ?5, attempts = attempts + 1"
+			   " WHERE day = ?1 AND scope = ?2 AND level = ?3 AND sent_ms IS NULL"
+			   " AND next_try_ms <= ?4",
+	[ST_ALERT_SENT] = "UPDATE budget_alerts SET sent_ms = ?4, last_error = NULL"
+			  " WHERE day = ?1 AND scope = ?2 AND level = ?3",
+	[ST_ALERT_FAILED] = "UPDATE budget_alerts SET next_try_ms = ?4, last_error = ?5"
+			    " WHERE day = ?1 AND scope = ?2 AND level = ?3 AND sent_ms IS NULL",
+	[ST_ALERT_NEXT] = "SELECT min(next_try_ms) FROM budget_alerts WHERE sent_ms IS NULL"
+			  " AND next_try_ms IS NOT NULL AND ts_ms >= ?1",
 	[ST_LIMIT_SET] = "INSERT INTO budget_limits (scope, limit_nusd) VALUES (?1, ?2)"
 			 " ON CONFLICT (scope) DO UPDATE SET limit_nusd = excluded.limit_nusd"
 			 " WHERE limit_nusd != excluded.limit_nusd",
@@ -219,8 +234,10 @@ struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz)
 	    first_start_rule(&eff, &created, errbuf, errsz) < 0)
 		return NULL;
 	sqlite3 *db = store_db_open(&eff, errbuf, errsz);
-	if (!db)
+	if (!db) {
+		store_diagnose(NULL, o->path);
 		return NULL;
+	}
 	if (created)
 		mark_created(o->path);
 	store_wal_attach(db, o);

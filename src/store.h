@@ -120,9 +120,35 @@ int store_budget_spend(struct store *st, const char *day, const char *scope, int
 /* Records a scope's budget (for the spend_today_* views). Returns 0 or -1. */
 int store_budget_limit_set(struct store *st, const char *scope, int64_t budget_nusd);
 /* Records an alert of level (a percentage) for a scope and day: 1 when this is the first of that
- * level that day, 0 when it was already recorded, -1 on error. */
+ * level that day, 0 when it was already recorded, -1 on error. With outbox the row waits in the
+ * alert outbox (below) until its webhook is sent; without, it is never sent. */
 int store_budget_alert(struct store *st, const char *day, const char *scope, int level,
-		       int64_t now_ms, int64_t spent_nusd, int64_t budget_nusd);
+		       int64_t now_ms, int64_t spent_nusd, int64_t budget_nusd, int outbox);
+
+/* The alert outbox (alerts.h sends it): budget_alerts rows whose webhook is not sent yet. Each
+ * call is one autocommit statement. */
+struct alert_row {
+	char day[11];
+	char scope[192];
+	int level;
+	int64_t ts_ms, spent_nusd, limit_nusd;
+	int attempts;                /* tries before this one */
+};
+/* Up to max unsent rows recorded since since_ms whose next try is due at now_ms, the most overdue
+ * first. Returns how many, or -1. */
+int store_alert_due(struct store *st, int64_t now_ms, int64_t since_ms, struct alert_row *rows,
+		    int max);
+/* Claims a due row for one POST: no other drainer takes it before until_ms. 1 claimed, 0 taken
+ * or sent by another drainer meanwhile, -1 on error. */
+int store_alert_claim(struct store *st, const struct alert_row *a, int64_t now_ms, int64_t until_ms);
+/* The webhook took it. 0 or -1. */
+int store_alert_sent(struct store *st, const struct alert_row *a, int64_t now_ms);
+/* The POST failed: try again at next_try_ms. error is kept in the row (no secret in it). */
+int store_alert_failed(struct store *st, const struct alert_row *a, int64_t next_try_ms,
+		       const char *error);
+/* When the earliest unsent row recorded since since_ms may be tried, or -1 when there is none (or
+ * on error). */
+int64_t store_alert_next(struct store *st, int64_t since_ms);
 /* Reserves amount for request_id in the tier's scope and (when not NULL) the agent's, inside the
  * caller's transaction. Returns 0 or -1. */
 int store_budget_hold(struct store *st, const char *request_id, const char *day,

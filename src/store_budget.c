@@ -10,6 +10,7 @@
 #include "store_int.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int store_spend_add(struct store *st, const char *day, const char *scope, int64_t spent,
 		    int64_t reserved, int requests)
@@ -63,10 +64,71 @@ int store_budget_limit_set(struct store *st, const char *scope, int64_t budget_n
 }
 
 int store_budget_alert(struct store *st, const char *day, const char *scope, int level,
-		       int64_t now_ms, int64_t spent_nusd, int64_t budget_nusd)
+		       int64_t now_ms, int64_t spent_nusd, int64_t budget_nusd, int outbox)
 {
-	return store_run(st, ST_ALERT_INSERT, "ttiIII", day, scope, level, now_ms, spent_nusd,
-			 budget_nusd);
+	sqlite3_stmt *s = store_bind(st, ST_ALERT_INSERT, "ttiIII", day, scope, level, now_ms,
+				     spent_nusd, budget_nusd);
+	if (outbox)
+		sqlite3_bind_int64(s, 7, now_ms);
+	int rc = sqlite3_step(s);
+	int n = rc == SQLITE_DONE ? sqlite3_changes(st->db) : -1;
+	store_reset(s);
+	return n;
+}
+
+/* ---- the alert outbox ---- */
+
+int store_alert_due(struct store *st, int64_t now_ms, int64_t since_ms, struct alert_row *rows,
+		    int max)
+{
+	sqlite3_stmt *s = store_bind(st, ST_ALERT_DUE, "IIi", now_ms, since_ms, max);
+	int n = 0, rc = SQLITE_DONE;
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct alert_row *a = &rows[n];
+		const char *day = (const char *)sqlite3_column_text(s, 0);
+		const char *scope = (const char *)sqlite3_column_text(s, 1);
+		if (!day || !scope || strlen(day) >= sizeof(a->day) || strlen(scope) >= sizeof(a->scope))
+			continue;   /* not a key this router writes */
+		memcpy(a->day, day, strlen(day) + 1);
+		memcpy(a->scope, scope, strlen(scope) + 1);
+		a->level = sqlite3_column_int(s, 2);
+		a->ts_ms = sqlite3_column_int64(s, 3);
+		a->spent_nusd = sqlite3_column_int64(s, 4);
+		a->limit_nusd = sqlite3_column_int64(s, 5);
+		a->attempts = sqlite3_column_int(s, 6);
+		n++;
+	}
+	if (n < max && rc != SQLITE_DONE)
+		n = -1;
+	store_reset(s);
+	return n;
+}
+
+int store_alert_claim(struct store *st, const struct alert_row *a, int64_t now_ms, int64_t until_ms)
+{
+	return store_run(st, ST_ALERT_CLAIM, "ttiII", a->day, a->scope, a->level, now_ms, until_ms);
+}
+
+int store_alert_sent(struct store *st, const struct alert_row *a, int64_t now_ms)
+{
+	return store_run(st, ST_ALERT_SENT, "ttiI", a->day, a->scope, a->level, now_ms) < 0 ? -1 : 0;
+}
+
+int store_alert_failed(struct store *st, const struct alert_row *a, int64_t next_try_ms,
+		       const char *error)
+{
+	return store_run(st, ST_ALERT_FAILED, "ttiIt", a->day, a->scope, a->level, next_try_ms,
+			 error) < 0 ? -1 : 0;
+}
+
+int64_t store_alert_next(struct store *st, int64_t since_ms)
+{
+	sqlite3_stmt *s = store_bind(st, ST_ALERT_NEXT, "I", since_ms);
+	int64_t next = -1;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		next = sqlite3_column_int64(s, 0);
+	store_reset(s);
+	return next;
 }
 
 int store_budget_hold(struct store *st, const char *request_id, const char *day,

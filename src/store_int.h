@@ -4,8 +4,10 @@
  * The files, from the bottom: store_schema.c (open a raw connection: pragmas, busy handler,
  * migrations), store_wal.c (the WAL hook and the checkpointer thread), store.c (struct store: the
  * prepared statements, bind/step helpers, transactions), then the statements by job:
- * store_budget.c (the budget ledger), store_reqlog.c (request-log rows, which settle their budget,
- * and retention), store_query.c (health, keys, reports). Each file calls only the ones before it.
+ * store_budget.c (the budget ledger and the alert outbox), store_reqlog.c (request-log rows, which
+ * settle their budget, and retention), store_query.c (health, keys, reports); store_diag.c (which
+ * file the process cannot write, for the log: store_diag.h) sits beside store.c, which calls it
+ * when a connection cannot be opened. Each file calls only the ones before it.
  * The public declarations are in store.h (store_opts.h, store_wal.h for the lowest files).
  */
 #ifndef ROUTER_STORE_INT_H
@@ -42,6 +44,11 @@ enum {
 	ST_RES_INSERT,
 	ST_ALERT_INSERT,
 	ST_LIMIT_SET,
+	ST_ALERT_DUE,
+	ST_ALERT_CLAIM,
+	ST_ALERT_SENT,
+	ST_ALERT_FAILED,
+	ST_ALERT_NEXT,
 	ST_COUNT
 };
 

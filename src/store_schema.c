@@ -166,6 +166,16 @@ static const char *const migrations[] = {
 	"DROP TABLE tool_call_state;"
 	"ALTER TABLE tool_call_state_v6 RENAME TO tool_call_state;"
 	"CREATE INDEX tool_call_state_ts ON tool_call_state(ts_ms);",
+	/* 6 -> 7: the alert outbox. A budget_alerts row is its alert until the webhook has taken it:
+	 * next_try_ms is when a drainer may next try it (NULL: not for the webhook, i.e. recorded with
+	 * no budget.webhook_url, or by an older router whose own sender handled it), a drainer claims
+	 * a row by moving next_try_ms past its POST (a lease), sent_ms is set when the webhook
+	 * answered 2xx, attempts and last_error say how the tries went. */
+	"ALTER TABLE budget_alerts ADD COLUMN sent_ms INTEGER;"
+	"ALTER TABLE budget_alerts ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE budget_alerts ADD COLUMN next_try_ms INTEGER;"
+	"ALTER TABLE budget_alerts ADD COLUMN last_error TEXT;"
+	"CREATE INDEX budget_alerts_outbox ON budget_alerts(next_try_ms) WHERE sent_ms IS NULL;",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION,

@@ -14,8 +14,12 @@
 //   POST   /_script   {"provider":"openai"?, "steps":[step,...]}  queue scripted replies (FIFO)
 //   GET    /_requests                   every request received: [{provider, path, headers, body, t}]
 //   DELETE /_requests                   forget them (and scripts and events)
-//   POST   /_hook                       a webhook receiver (budget alerts): answers 200, records the body
-//   GET    /_hooks                      what /_hook received: [{t, headers, body}]
+//   POST   /_hook                       a webhook receiver (budget alerts): answers 200 (or the next
+//                                        /_hookscript step), records the body
+//   GET    /_hooks                      what /_hook received: [{t, headers, body, status, done, aborted}]
+//                                        (done: when the answer was sent, null while it waits;
+//                                        aborted: when the caller hung up before the answer)
+//   POST   /_hookscript {"steps":[{status, delay_ms}]}  how the next POSTs to /_hook are answered
 //   GET    /_events                     connection events: [{type:"client_closed", provider, path, t,
 //                                        wall, events_sent}] - the router closed a connection
 //                                        before the reply ended
@@ -30,7 +34,7 @@
 const http = require('http');
 const { serveHostile } = require('./hostile');
 
-const state = { requests: [], scripts: [], events: [], hooks: [] };
+const state = { requests: [], scripts: [], events: [], hooks: [], hookScripts: [] };
 const startedAt = Date.now();
 
 function now() { return Date.now() - startedAt; }
@@ -266,12 +270,20 @@ function control(req, res, raw) {
   if (req.url === '/_hook' && req.method === 'POST') {
     let body;
     try { body = JSON.parse(raw.toString()); } catch (e) { body = raw.toString(); }
-    state.hooks.push({ t: now(), headers: req.headers, body });
-    return send(200, { ok: true });
+    const step = state.hookScripts.shift() || {};
+    const rec = { t: now(), headers: req.headers, body, status: step.status || 200, done: null, aborted: null };
+    state.hooks.push(rec);
+    res.on('close', () => { if (rec.done === null) rec.aborted = now(); });
+    setTimeout(() => { rec.done = now(); send(rec.status, { ok: rec.status < 300 }); }, step.delay_ms || 0);
+    return undefined;
   }
   if (req.url === '/_requests' && req.method === 'DELETE') {
-    state.requests = []; state.scripts = []; state.events = []; state.hooks = [];
+    state.requests = []; state.scripts = []; state.events = []; state.hooks = []; state.hookScripts = [];
     return send(200, { ok: true });
+  }
+  if (req.url === '/_hookscript' && req.method === 'POST') {
+    for (const step of JSON.parse(raw.toString() || '{}').steps || []) state.hookScripts.push(step);
+    return send(200, { queued: state.hookScripts.length });
   }
   if (req.url === '/_script' && req.method === 'POST') {
     const s = JSON.parse(raw.toString() || '{}');

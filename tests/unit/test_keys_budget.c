@@ -455,3 +455,47 @@ TEST(relay_cuts_a_stream_past_the_output_its_request_allows)
 	relay_free(&r);
 	buf_free(&out);
 }
+
+/* The alert outbox: a row recorded for the webhook is due until sent; a claim is a lease that a
+ * second drainer cannot take; a failure schedules the next try; rows recorded with no webhook,
+ * or older than the window asked for, are never due. */
+TEST(alert_outbox_claims_leases_retries_and_marks_sent)
+{
+	struct store *st = fresh_store();
+	REQUIRE_NOT_NULL(st);
+	int64_t t = 1767225600000LL;
+	CHECK_INT_EQ(store_budget_alert(st, "2026-01-01", "tier:T2", 90, t, 45, 50, 1), 1);
+	CHECK_INT_EQ(store_budget_alert(st, "2026-01-01", "tier:T2", 90, t + 5, 46, 50, 1), 0);
+	CHECK_INT_EQ(store_budget_alert(st, "2026-01-01", "tier:T3", 90, t, 45, 50, 0), 1);
+	CHECK_INT_EQ(store_budget_alert(st, "2025-12-30", "tier:T2", 100, t - 200000000LL, 50, 50, 1), 1);
+	struct alert_row rows[4];
+	/* Only the first: T3 had no webhook, the 100 % one is older than the window. */
+	REQUIRE_INT_EQ(store_alert_due(st, t + 10, t - 86400000LL, rows, 4), 1);
+	CHECK_STR_EQ(rows[0].scope, "tier:T2");
+	CHECK_STR_EQ(rows[0].day, "2026-01-01");
+	CHECK_INT_EQ(rows[0].level, 90);
+	CHECK_INT_EQ(rows[0].spent_nusd, 45);
+	CHECK_INT_EQ(rows[0].limit_nusd, 50);
+	CHECK_INT_EQ(rows[0].attempts, 0);
+	CHECK_INT_EQ(store_alert_next(st, t - 86400000LL), t);
+	/* Two drainers read it; one claim wins, the other finds the lease. */
+	CHECK_INT_EQ(store_alert_claim(st, &rows[0], t + 10, t + 60010), 1);
+	CHECK_INT_EQ(store_alert_claim(st, &rows[0], t + 11, t + 60011), 0);
+	CHECK_INT_EQ(store_alert_due(st, t + 20, t - 86400000LL, rows + 1, 3), 0);
+	/* The lease ran out (its drainer died): due again, with the attempt counted. */
+	REQUIRE_INT_EQ(store_alert_due(st, t + 60010, t - 86400000LL, rows, 4), 1);
+	CHECK_INT_EQ(rows[0].attempts, 1);
+	CHECK_INT_EQ(store_alert_claim(st, &rows[0], t + 60010, t + 120010), 1);
+	CHECK_INT_EQ(store_alert_failed(st, &rows[0], t + 64000, "the webhook answered HTTP 500"), 0);
+	CHECK_INT_EQ(store_alert_due(st, t + 63999, t - 86400000LL, rows + 1, 3), 0);
+	CHECK_INT_EQ(store_alert_next(st, t - 86400000LL), t + 64000);
+	REQUIRE_INT_EQ(store_alert_due(st, t + 64000, t - 86400000LL, rows, 4), 1);
+	CHECK_INT_EQ(rows[0].attempts, 2);
+	CHECK_INT_EQ(store_alert_claim(st, &rows[0], t + 64000, t + 124000), 1);
+	CHECK_INT_EQ(store_alert_sent(st, &rows[0], t + 64100), 0);
+	CHECK_INT_EQ(store_alert_due(st, t + 999999, t - 86400000LL, rows, 4), 0);
+	CHECK_INT_EQ(store_alert_next(st, t - 86400000LL), -1);
+	/* A sent row is not claimed again, even with its lease past. */
+	CHECK_INT_EQ(store_alert_claim(st, &rows[0], t + 999999, t + 1999999), 0);
+	store_close(st);
+}

@@ -854,3 +854,40 @@ TEST(store_migrates_a_version_2_database_to_the_schema_of_a_new_one)
 	free(fresh);
 	free(old);
 }
+
+/* A database of schema version 6 (budget_alerts as released) keeps its alerts, which the router
+ * of version 6 had handled itself: none of them becomes due in the outbox. */
+TEST(store_migrates_version_6_alerts_as_not_for_the_outbox)
+{
+	char *old = test_path("v6.db");
+	char err[512] = "";
+	/* A new database taken back to version 6: what migration 6 -> 7 added is removed. */
+	struct store *st = open_store(old, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	store_close(st);
+	sqlite3 *db = open_raw(old);
+	REQUIRE_NOT_NULL(db);
+	REQUIRE_INT_EQ(sqlite3_exec(db,
+		"DROP INDEX budget_alerts_outbox;"
+		"ALTER TABLE budget_alerts DROP COLUMN sent_ms;"
+		"ALTER TABLE budget_alerts DROP COLUMN attempts;"
+		"ALTER TABLE budget_alerts DROP COLUMN next_try_ms;"
+		"ALTER TABLE budget_alerts DROP COLUMN last_error;"
+		"INSERT INTO budget_alerts VALUES ('2026-01-01', 'tier:T2', 90, 1767225600000, 45, 50);"
+		"PRAGMA user_version = 6;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	st = open_store(old, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	CHECK_INT_EQ(store_schema_version(st), STORE_SCHEMA_VERSION);
+	struct alert_row rows[2];
+	CHECK_INT_EQ(store_alert_due(st, 1767225600000LL + 1000, 0, rows, 2), 0);
+	CHECK_INT_EQ(store_alert_next(st, 0), -1);
+	store_close(st);
+	db = open_raw(old);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM budget_alerts WHERE sent_ms IS NULL"
+			       " AND next_try_ms IS NULL AND attempts = 0 AND last_error IS NULL"), 1);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'budget_alerts_outbox'"), 1);
+	sqlite3_close(db);
+	free(old);
+}

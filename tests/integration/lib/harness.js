@@ -99,6 +99,7 @@ async function startFake() {
     requests: () => call('GET', '/_requests'),
     events: () => call('GET', '/_events'),
     hooks: () => call('GET', '/_hooks'),
+    hookScript: (steps) => call('POST', '/_hookscript', { steps }),
     reset: () => call('DELETE', '/_requests'),
     stop: () => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); }),
   };
