@@ -25,6 +25,7 @@
 #include "fcgi_io.h"
 #include "log.h"
 #include "logwriter.h"
+#include "maint.h"
 #include "reqctx.h"
 #include "routes.h"
 #include "store.h"
@@ -313,6 +314,8 @@ int server_run_fastcgi(int listen_fd)
 		log_error(NULL, "cannot start the database writer thread");
 		return 1;
 	}
+	if (maint_start(&so) < 0)
+		log_warn(NULL, "cannot start the maintenance thread (replay and prune with the command-line tool)");
 	config_release(cfg);
 
 	pthread_t sig_thread;
@@ -326,6 +329,7 @@ int server_run_fastcgi(int listen_fd)
 	__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
+	maint_stop();
 	logwriter_stop();
 	log_info(NULL, "responder stopped");
 	return started ? 0 : 1;
@@ -341,13 +345,13 @@ int server_run_cgi(void)
 	handle_one(&w, cgi_io());
 	fflush(stdout);
 	cgi_drain_body();
-	/* No writer thread imports rows that went to the fallback file: the first request that finds
+	/* No maintenance thread imports rows that went to the fallback file: the first request that finds
 	 * the database working again does (cheap when there is no file; concurrent processes claim
 	 * the file one at a time). */
 	struct config *cfg = config_acquire();
 	if (w.st && cfg && cfg->fallback_jsonl) {
 		struct replay_stats rs;
-		reqlog_replay(w.st, cfg->fallback_jsonl, &rs);
+		reqlog_replay(w.st, cfg->fallback_jsonl, NULL, &rs);
 	}
 	config_release(cfg);
 	upstream_free(w.up);

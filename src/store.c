@@ -231,6 +231,53 @@ int store_commit_err(struct store *st, char *errbuf, size_t errsz)
 	return store_exec(st->db, "COMMIT", errbuf, errsz);
 }
 
+/* ---- paced maintenance transactions ---- */
+
+/* Bounds of the rows one statement of a batched job deletes. */
+#define PACE_ROWS_MIN 16
+#define PACE_ROWS_MAX 1000
+
+void store_pace_init(struct store_pace *p, const int *stop)
+{
+	p->stop = stop;
+	p->began_us = 0;
+	p->rows = 64;
+}
+
+int store_pace_begin(struct store *st, struct store_pace *p)
+{
+	if (store_begin(st) < 0)
+		return -1;
+	p->began_us = clock_mono_us();
+	return 0;
+}
+
+int store_pace_due(const struct store_pace *p)
+{
+	return clock_mono_us() - p->began_us >= STORE_PACE_HOLD_US;
+}
+
+int store_pace_commit(struct store *st, struct store_pace *p)
+{
+	if (store_commit(st) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	int64_t held = clock_mono_us() - p->began_us;
+	if (held < STORE_PACE_HOLD_US / 2 && p->rows < PACE_ROWS_MAX)
+		p->rows = p->rows * 2 > PACE_ROWS_MAX ? PACE_ROWS_MAX : p->rows * 2;
+	else if (held > STORE_PACE_HOLD_US && p->rows > PACE_ROWS_MIN)
+		p->rows /= 2;
+	struct timespec ts = { 0, STORE_PACE_GAP_US * 1000L };
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
+int store_pace_stopped(const struct store_pace *p)
+{
+	return p->stop && __atomic_load_n(p->stop, __ATOMIC_ACQUIRE);
+}
+
 int store_failed_for_good(struct store *st)
 {
 	int code = sqlite3_extended_errcode(st->db) & 0xff;
