@@ -270,7 +270,7 @@ int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
 {
 	memset(stats, 0, sizeof(*stats));
 	struct store_pace pace;
-	store_pace_init(&pace, stop);
+	store_pace_init(&pace, stop, REPLAY_BATCH, REPLAY_BATCH);
 	/* Files an interrupted or failed replay left: imported first (rows already in the database
 	 * are skipped by request id). A new file is claimed only once none is left, so a database
 	 * that cannot take rows leaves one moved file at most, however many replays try. */

@@ -233,15 +233,12 @@ int store_commit_err(struct store *st, char *errbuf, size_t errsz)
 
 /* ---- paced maintenance transactions ---- */
 
-/* Bounds of the rows one statement of a batched job deletes. */
-#define PACE_ROWS_MIN 16
-#define PACE_ROWS_MAX 1000
-
-void store_pace_init(struct store_pace *p, const int *stop)
+void store_pace_init(struct store_pace *p, const int *stop, int rows, int max_rows)
 {
 	p->stop = stop;
 	p->began_us = 0;
-	p->rows = 64;
+	p->rows = rows;
+	p->max_rows = max_rows;
 }
 
 int store_pace_begin(struct store *st, struct store_pace *p)
@@ -259,14 +256,16 @@ int store_pace_due(const struct store_pace *p)
 
 int store_pace_commit(struct store *st, struct store_pace *p)
 {
+	/* The statements' time: the commit's is about proportional, and a checkpoint that may follow
+	 * it (on a connection with automatic checkpoints) runs with the lock already released. */
+	int64_t work = clock_mono_us() - p->began_us;
 	if (store_commit(st) < 0) {
 		store_rollback(st);
 		return -1;
 	}
-	int64_t held = clock_mono_us() - p->began_us;
-	if (held < STORE_PACE_HOLD_US / 2 && p->rows < PACE_ROWS_MAX)
-		p->rows = p->rows * 2 > PACE_ROWS_MAX ? PACE_ROWS_MAX : p->rows * 2;
-	else if (held > STORE_PACE_HOLD_US && p->rows > PACE_ROWS_MIN)
+	if (work < STORE_PACE_HOLD_US / 4 && p->rows < p->max_rows)
+		p->rows = p->rows * 2 > p->max_rows ? p->max_rows : p->rows * 2;
+	else if (work > STORE_PACE_HOLD_US / 2 && p->rows > 1)
 		p->rows /= 2;
 	struct timespec ts = { 0, STORE_PACE_GAP_US * 1000L };
 	nanosleep(&ts, NULL);

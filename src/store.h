@@ -62,9 +62,12 @@ int store_failed_for_good(struct store *st);
 struct store_pace {
 	const int *stop;
 	int64_t began_us;    /* when the current transaction began */
-	int rows;            /* rows for the next statement of a batched job (store_prune) */
+	int rows;            /* rows (or pages) for the next statement of a batched job: store_prune */
+	int max_rows;
 };
-void store_pace_init(struct store_pace *p, const int *stop);
+/* rows: what the first statement of a batched job takes, adapted after each transaction to the
+ * time its statements took, up to max_rows. */
+void store_pace_init(struct store_pace *p, const int *stop, int rows, int max_rows);
 /* Begins a maintenance transaction (BEGIN IMMEDIATE). 0 or -1. */
 int store_pace_begin(struct store *st, struct store_pace *p);
 /* Whether the current transaction has held the lock for its share. */

@@ -238,8 +238,10 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 		"DELETE FROM budget_spend WHERE day < ?2 AND ?1 IS NOT NULL",
 		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
 	};
-	struct store_pace pace;
-	store_pace_init(&pace, stop);
+	struct store_pace pace, vacuum;
+	store_pace_init(&pace, stop, 64, 1000);
+	/* Moving a page costs about as much as deleting a hundred rows. */
+	store_pace_init(&vacuum, stop, 4, 256);
 	char day[11];
 	store_utc_day(cutoff_ms, day);
 	long long rows = 0;
@@ -250,6 +252,6 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 		if (i == 1)
 			rows = n;
 	}
-	vacuum_some(st, 2000, &pace);
+	vacuum_some(st, 2000, &vacuum);
 	return rows;
 }
