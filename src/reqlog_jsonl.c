@@ -255,10 +255,11 @@ static int replay_leftovers(struct store *st, const char *jsonl_path, struct sto
 			int r = replay_one(st, fd, files[i], pace, stats);
 			if (r != 0)
 				rc = r;
-		} else if (fd >= 0) {
-			close(fd);
+		} else {
+			if (fd >= 0)
+				close(fd);
 			if (access(files[i], F_OK) == 0)
-				rc = 1;    /* another process is importing it */
+				rc = 1;    /* another process is importing it (or it cannot be opened) */
 		}
 	}
 	free_list(files);

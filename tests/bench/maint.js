@@ -32,7 +32,8 @@ const AFTER_S = Number(process.env.AFTER_S || 5);
 const PHASES = (process.env.PHASES || 'replay prune').split(/\s+/).filter(Boolean);
 const DAY = 86400000;
 
-// ROWS request rows and their attempts, 100 days old, straight into the database.
+// ROWS request rows and their attempts, 100 days old, straight into the database (and out of
+// the WAL, so that the load before the prune does not pay for checkpointing them).
 function fillOld(db, rows) {
   const t0 = Date.now() - 100 * DAY;
   const sql = `
@@ -43,7 +44,8 @@ function fillOld(db, rows) {
       'gpt-4o-mini-2024-07-18', 200, 'stop', 12, 9, 7200, 'pricing', 41.5, 1 FROM n;
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
     INSERT INTO request_attempts (request_id, attempt, ts_start_ms, model, provider, outcome, status, latency_ms)
-    SELECT 'chatcmpl-old' || i, 1, ${t0} + i, 'gpt-4o-mini', 'openai', 'ok', 200, 38.2 FROM n;`;
+    SELECT 'chatcmpl-old' || i, 1, ${t0} + i, 'gpt-4o-mini', 'openai', 'ok', 200, 38.2 FROM n;
+    PRAGMA wal_checkpoint(TRUNCATE);`;
   execFileSync('sqlite3', ['-cmd', '.timeout 20000', db, sql]);
 }
 
