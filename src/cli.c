@@ -312,7 +312,7 @@ static int replay_cmd(void)
 	int rc = 1;
 	if (st) {
 		struct replay_stats rs;
-		rc = reqlog_replay(st, cfg->fallback_jsonl, &rs) < 0;
+		rc = reqlog_replay(st, cfg->fallback_jsonl, NULL, &rs) < 0;
 		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
 		       "skipped, %lld file(s) done\n", cfg->fallback_jsonl, rs.imported, rs.already,
 		       rs.malformed, rs.files);
@@ -343,7 +343,7 @@ static int prune_cmd(void)
 		int64_t cutoff = clock_wall_ms() - cfg->retention_days * 86400000LL;
 		char day[11];
 		store_utc_day(cutoff, day);
-		long long n = store_prune(st, cutoff);
+		long long n = store_prune(st, cutoff, NULL);
 		if (n >= 0) {
 			printf("%lld request-log row(s) from before %s (retention %lld days) deleted\n", n, day,
 			       (long long)cfg->retention_days);

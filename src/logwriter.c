@@ -1,5 +1,4 @@
-/* logwriter.c - the writer thread: group commit of the jobs of worker threads, and the
- * maintenance scheduled between batches (JSONL replay, retention).
+/* logwriter.c - the writer thread: group commit of the jobs of worker threads.
  *
  * Worker threads queue a job on their own stack and sleep until the writer thread marks it done;
  * the writer takes every queued job at once and commits them in one transaction (group commit).
@@ -18,7 +17,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "reqlog_jsonl.h"
 #include "store_diag.h"
 #include "store_wal.h"
 #include "util.h"
@@ -110,58 +108,13 @@ static void commit_batch(struct wjob *batch)
 	}
 }
 
-/* Maintenance by the writer, between batches: the JSONL fallback is imported once the database
- * takes rows again (checked every REPLAY_CHECK_MS), and rows past the retention age are pruned
- * (every PRUNE_EVERY_MS, the first a minute after start). */
-#define REPLAY_CHECK_MS 5000
-#define PRUNE_EVERY_MS (3600 * 1000LL)
-
-static int64_t next_replay_ms, next_prune_ms;
-
-static void writer_maintain(void)
-{
-	char err[256];
-	writer_open(0, err, sizeof(err));
-	if (!W.st)
-		return;
-	int64_t now = clock_wall_ms();
-	if (W.opts.jsonl_path && now >= next_replay_ms) {
-		/* Cheap when there is nothing to import: the file and any leftovers are looked for. */
-		next_replay_ms = now + REPLAY_CHECK_MS;
-		struct replay_stats rs;
-		reqlog_replay(W.st, W.opts.jsonl_path, &rs);
-	}
-	if (W.opts.retention_days > 0 && now >= next_prune_ms) {
-		next_prune_ms = now + PRUNE_EVERY_MS;
-		long long n = store_prune(W.st, now - W.opts.retention_days * 86400000LL);
-		if (n > 0)
-			log_info(NULL, "retention: %lld request-log row(s) older than %ld days deleted", n,
-				 W.opts.retention_days);
-	}
-}
-
-/* Maintenance runs with the queue's lock released. */
-static void maintain_unlocked(void)
-{
-	pthread_mutex_unlock(&W.mu);
-	writer_maintain();
-	pthread_mutex_lock(&W.mu);
-}
-
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&W.mu);
 	for (;;) {
-		while (!W.head && !W.stop) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += REPLAY_CHECK_MS / 1000;
-			/* Idle: maintenance still runs (a database back after a failure gets its fallback
-			 * rows without waiting for traffic). */
-			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop)
-				maintain_unlocked();
-		}
+		while (!W.head && !W.stop)
+			pthread_cond_wait(&W.work, &W.mu);
 		if (!W.head)
 			break;
 		struct wjob *batch = W.head;
@@ -175,8 +128,6 @@ static void *writer_main(void *arg)
 			j = next;
 		}
 		pthread_cond_broadcast(&W.done);
-		if (!W.head)
-			maintain_unlocked();   /* nobody waits: a good moment */
 	}
 	pthread_mutex_unlock(&W.mu);
 	store_close(W.st);
@@ -189,8 +140,6 @@ int logwriter_start(const struct store_opts *o)
 	W.opts = *o;
 	W.opts.path = xstrdup(o->path);
 	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
-	next_replay_ms = 0;
-	next_prune_ms = clock_wall_ms() + 60000;
 	W.stop = 0;
 	W.retry_us = 0;
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {

@@ -1,16 +1,14 @@
-/* logwriter.h - the writer thread of a FastCGI responder process: group commit and maintenance.
+/* logwriter.h - the writer thread of a FastCGI responder process: group commit.
  *
  * The worker threads of a responder write through one writer thread that owns the process's write
  * connection: a worker hands over a job (a request-log row, or a function such as a budget
  * reservation to run inside the transaction) and returns once it is committed; the jobs of
  * concurrent requests share one transaction (group commit). So the worker threads never contend
- * for the database lock among themselves, and the commit cost is shared under load. Between
- * batches the thread does the maintenance: it imports the JSONL fallback file once the database
- * takes rows again, and prunes rows past the retention age. It also starts the WAL checkpointer
- * (store_wal.h).
+ * for the database lock among themselves, and the commit cost is shared under load. It also
+ * starts the WAL checkpointer (store_wal.h). Maintenance (replay, retention) is not its job: it
+ * runs beside it, on the maintenance thread (maint.h).
  *
- * logwriter sits above the store and the fallback file (reqlog_jsonl.h) and calls both; the store
- * calls nothing above it.
+ * logwriter sits above the store and calls it; the store calls nothing above it.
  */
 #ifndef ROUTER_LOGWRITER_H
 #define ROUTER_LOGWRITER_H
@@ -21,8 +19,7 @@
 #include "store.h"
 
 /* Starts this process's writer and checkpointer threads. The database is opened lazily (and
- * reopened after failures), so this succeeds even when it cannot be opened yet. o->jsonl_path and
- * o->retention_days drive the maintenance. Returns 0 or -1. */
+ * reopened after failures), so this succeeds even when it cannot be opened yet. Returns 0 or -1. */
 int logwriter_start(const struct store_opts *o);
 /* Commits what is queued, then stops both threads. */
 void logwriter_stop(void);

@@ -4,8 +4,10 @@
  * The file is opened with O_APPEND for every record and each record is one complete line written
  * by a single write(2) under flock(LOCK_EX), so lines from concurrent threads and processes never
  * interleave. A replay moves the file aside under that lock before importing it (new rows go to a
- * new file), commits its rows, and only then deletes it; a line is the row's JSON form
- * (reqlog_to_json), so it carries every column, the attempts and the tool-call state.
+ * new file), commits its rows in short paced transactions (store_pace, store.h), and only then
+ * deletes it; a line is the row's JSON form (reqlog_to_json), so it carries every column, the
+ * attempts and the tool-call state. Nobody waits for an import: claims take the appenders' lock
+ * without blocking, and the moved file is owned by an OFD lock that only other replays look at.
  */
 #include "reqlog_jsonl.h"
 
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -79,10 +82,62 @@ out:
 
 /* ---- replay ---- */
 
-/* Imports one claimed file (fd locked by us) in transactions of up to BATCH rows. */
+/* A file being imported belongs to its importer by an open-file-description lock (fcntl
+ * F_OFD_SETLK on the moved file), not by the appenders' flock: an appender or a claimer that opened
+ * the file just before it was moved waits for one line's flock at most, never for an import. */
+static int own(int fd)
+{
+	struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	return fcntl(fd, F_OFD_SETLK, &l);
+}
+
+/* Whether fd is still the file at path. */
+static int still_at(int fd, const char *path)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+/* The files beside jsonl_path that a replay moved aside and did not finish (NAME.replay-*): a
+ * NULL-terminated array of paths, freed by the caller. */
+static char **leftovers(const char *jsonl_path)
+{
+	size_t n = 0;
+	char **v = xcalloc(1, sizeof(*v));
+	char *dir = xstrdup(jsonl_path);
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : jsonl_path;
+	if (slash)
+		*slash = '\0';
+	DIR *d = opendir(slash ? dir : ".");
+	size_t blen = strlen(base);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".replay-", 8) != 0)
+			continue;
+		v = xrealloc(v, (n + 2) * sizeof(*v));
+		v[n++] = xasprintf("%s/%s", slash ? dir : ".", e->d_name);
+		v[n] = NULL;
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return v;
+}
+
+static void free_list(char **v)
+{
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Imports one owned file, in paced transactions (store.h) of at most REPLAY_BATCH rows. Returns 0
+ * when every row is committed, 1 when stopped first, -1 when the database failed. */
 #define REPLAY_BATCH 500
 
-static int import_file(struct store *st, int fd, const char *name, struct replay_stats *stats)
+static int import_file(struct store *st, int fd, const char *name, struct store_pace *pace,
+		       struct replay_stats *stats)
 {
 	int dfd = dup(fd);
 	FILE *f = dfd >= 0 ? fdopen(dfd, "r") : NULL;
@@ -96,14 +151,7 @@ static int import_file(struct store *st, int fd, const char *name, struct replay
 	ssize_t n;
 	int in_tx = 0, batch = 0, rc = 0;
 	char err[512];
-	while ((n = getline(&line, &cap, f)) > 0) {
-		if (!in_tx) {
-			if (store_begin(st) < 0) {
-				rc = -1;
-				break;
-			}
-			in_tx = 1;
-		}
+	while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
 		json_error_t je;
 		json_t *o = json_loadb(line, (size_t)n, 0, &je);
 		struct reqlog r;
@@ -112,7 +160,12 @@ static int import_file(struct store *st, int fd, const char *name, struct replay
 			stats->malformed++;
 			log_warn(NULL, "replay of %s: a line that is not a request-log record is skipped "
 				 "(%zd bytes)", name, n);
+		} else if (!in_tx && store_pace_stopped(pace)) {
+			rc = 1;
+		} else if (!in_tx && store_pace_begin(st, pace) < 0) {
+			rc = -1;
 		} else {
+			in_tx = 1;
 			int inserted = store_insert_reqlog_new(st, &r, err, sizeof(err));
 			if (inserted < 0) {
 				log_error(r.request_id, "replay of %s failed: %s", name, err);
@@ -125,22 +178,17 @@ static int import_file(struct store *st, int fd, const char *name, struct replay
 		}
 		free(att);
 		json_decref(o);
-		if (rc < 0)
-			break;
-		if (++batch == REPLAY_BATCH) {
-			if (store_commit(st) < 0) {
-				rc = -1;
-				in_tx = 0;
-				break;
-			}
+		if (rc == 0 && in_tx && (++batch == REPLAY_BATCH || store_pace_due(pace))) {
 			in_tx = 0;
 			batch = 0;
+			if (store_pace_commit(st, pace) < 0)
+				rc = -1;
 		}
 	}
 	if (in_tx) {
-		if (rc == 0 && store_commit(st) < 0)
+		if (rc == 0 && store_pace_commit(st, pace) < 0)
 			rc = -1;
-		if (rc < 0)
+		else if (rc != 0)
 			store_rollback(st);
 	}
 	free(line);
@@ -148,33 +196,44 @@ static int import_file(struct store *st, int fd, const char *name, struct replay
 	return rc;
 }
 
-/* Claims path for replay: under the appenders' lock, moves it aside to a name of our own; the
- * lock stays held on the moved file while it is imported. Returns the fd, or -1. */
+/* Claims path for replay: under the appenders' lock (waited for briefly: they hold it for one
+ * line), and only when no file is left over from an earlier replay, moves it aside to a name of
+ * our own and owns it. Returns the fd, or -1. */
+#define CLAIM_TRIES 50
+
 static int claim(const char *path, char *moved, size_t movedsz)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
-		;
-	struct stat a, b;
-	if (fstat(fd, &a) < 0 || stat(path, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
-		close(fd);    /* somebody else moved it first */
+	int locked = 0;
+	for (int i = 0; i < CLAIM_TRIES && !(locked = flock(fd, LOCK_EX | LOCK_NB) == 0); i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	char **left = NULL;
+	if (!locked || !still_at(fd, path) || (left = leftovers(path))[0]) {
+		if (left)
+			free_list(left);
+		close(fd);    /* moved by somebody else first, or one is still being imported */
 		return -1;
 	}
+	free_list(left);
 	snprintf(moved, movedsz, "%s.replay-%ld-%lld", path, (long)getpid(), (long long)clock_wall_ms());
-	if (rename(path, moved) < 0) {
-		close(fd);
+	if (rename(path, moved) < 0 || own(fd) < 0) {
+		close(fd);    /* not owned: a replay that found it moved imports it */
 		return -1;
 	}
+	flock(fd, LOCK_UN);
 	return fd;
 }
 
-static int replay_one(struct store *st, int fd, const char *name, struct replay_stats *stats)
+/* Imports an owned file and deletes it once every row is committed. Returns import_file's. */
+static int replay_one(struct store *st, int fd, const char *name, struct store_pace *pace,
+		      struct replay_stats *stats)
 {
-	int rc = import_file(st, fd, name, stats);
+	int rc = import_file(st, fd, name, pace, stats);
 	if (rc == 0) {
-		/* Every row is committed: only now does the file go. */
 		unlink(name);
 		stats->files++;
 	}
@@ -182,45 +241,60 @@ static int replay_one(struct store *st, int fd, const char *name, struct replay_
 	return rc;
 }
 
-int reqlog_replay(struct store *st, const char *jsonl_path, struct replay_stats *stats)
+/* Imports the files earlier replays left. Returns -1 when the database failed, 1 when a file is
+ * still there (being imported by another process, or stopped), else 0. */
+static int replay_leftovers(struct store *st, const char *jsonl_path, struct store_pace *pace,
+			    struct replay_stats *stats)
+{
+	char **files = leftovers(jsonl_path);
+	int rc = 0;
+	for (size_t i = 0; files[i] && rc >= 0; i++) {
+		int fd = open(files[i], O_RDWR | O_CLOEXEC);
+		if (fd >= 0 && own(fd) == 0 && still_at(fd, files[i])) {
+			log_info(NULL, "resuming the replay of %s", files[i]);
+			int r = replay_one(st, fd, files[i], pace, stats);
+			if (r != 0)
+				rc = r;
+		} else {
+			if (fd >= 0)
+				close(fd);
+			if (access(files[i], F_OK) == 0)
+				rc = 1;    /* another process is importing it (or it cannot be opened) */
+		}
+	}
+	free_list(files);
+	return rc;
+}
+
+int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
+		  struct replay_stats *stats)
 {
 	memset(stats, 0, sizeof(*stats));
-	int rc = 0;
-	/* Files an interrupted replay left behind: whoever gets the lock imports them again (rows
-	 * already in the database are skipped by request id). */
-	char *dir = xstrdup(jsonl_path);
-	char *slash = strrchr(dir, '/');
-	const char *base = slash ? slash + 1 : jsonl_path;
-	if (slash)
-		*slash = '\0';
-	DIR *d = opendir(slash ? dir : ".");
-	size_t blen = strlen(base);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".replay-", 8) != 0)
-				continue;
-			char *p = xasprintf("%s/%s", slash ? dir : ".", e->d_name);
-			int fd = open(p, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-				log_info(NULL, "resuming the replay of %s", p);
-				if (replay_one(st, fd, p, stats) < 0)
-					rc = -1;
-			} else if (fd >= 0) {
-				close(fd);    /* another process is importing it */
-			}
-			free(p);
-		}
-		closedir(d);
+	struct store_pace pace;
+	store_pace_init(&pace, stop, REPLAY_BATCH, REPLAY_BATCH);
+	/* Files an interrupted or failed replay left: imported first (rows already in the database
+	 * are skipped by request id). A new file is claimed only once none is left, so a database
+	 * that cannot take rows leaves one moved file at most, however many replays try. */
+	int rc = replay_leftovers(st, jsonl_path, &pace, stats);
+	if (rc == 0 && !store_pace_stopped(&pace)) {
+		char moved[4096];
+		int fd = claim(jsonl_path, moved, sizeof(moved));
+		if (fd >= 0)
+			rc = replay_one(st, fd, moved, &pace, stats);
 	}
-	free(dir);
-	char moved[4096];
-	int fd = claim(jsonl_path, moved, sizeof(moved));
-	if (fd >= 0 && replay_one(st, fd, moved, stats) < 0)
-		rc = -1;
 	if (stats->imported || stats->already || stats->malformed)
 		log_info(NULL, "replayed %s: %lld row(s) imported, %lld already in the database, %lld "
 			 "unreadable line(s) skipped", jsonl_path, (long long)stats->imported,
 			 (long long)stats->already, (long long)stats->malformed);
-	return rc;
+	return rc < 0 ? -1 : 0;
+}
+
+int reqlog_replay_pending(const char *jsonl_path)
+{
+	if (access(jsonl_path, F_OK) == 0)
+		return 1;
+	char **files = leftovers(jsonl_path);
+	int any = files[0] != NULL;
+	free_list(files);
+	return any;
 }

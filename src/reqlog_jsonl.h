@@ -20,9 +20,16 @@ struct replay_stats {
 /* Imports the JSONL fallback file into the database, exactly once: the file is moved aside under
  * the appenders' lock (new rows go to a new file), its rows are committed (a row whose request id
  * is already logged is skipped, its budget not counted twice), and only then is it deleted. A
- * replay interrupted half-way leaves the moved file, which the next replay imports again; two
- * processes never import the same file at once (flock). Returns 0, or -1 when a row could not be
- * committed (the file stays for the next attempt). */
-int reqlog_replay(struct store *st, const char *jsonl_path, struct replay_stats *stats);
+ * replay interrupted half-way (a crash, a failed database, stop) leaves the moved file, which the
+ * next replay imports first; while such a file is left, no new one is moved aside (a database
+ * that cannot take rows leaves one moved file at most). Two processes never import the same file
+ * at once, and nobody waits for another's import: a file being imported is left to its importer.
+ * The rows go in paced transactions (store_pace, store.h) that request writers get in between.
+ * stop (borrowed, may be NULL): non-zero ends the replay between two transactions. Returns 0, or
+ * -1 when a row could not be committed (the file stays for the next attempt). */
+int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
+		  struct replay_stats *stats);
+/* Whether there is anything to replay (the file, or one left over). Cheap: no database. */
+int reqlog_replay_pending(const char *jsonl_path);
 
 #endif

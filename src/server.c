@@ -16,7 +16,6 @@
  */
 #include "server.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alerts.h"
@@ -32,6 +30,7 @@
 #include "keys.h"
 #include "log.h"
 #include "logwriter.h"
+#include "maint.h"
 #include "reqctx.h"
 #include "routes.h"
 #include "store.h"
@@ -392,6 +391,8 @@ int server_run_fastcgi(int listen_fd)
 		log_error(NULL, "cannot start the database writer thread");
 		return 1;
 	}
+	if (maint_start(&so) < 0)
+		log_warn(NULL, "cannot start the maintenance thread (replay and prune with the command-line tool)");
 
 	struct store_opts direct;
 	reqctx_store_opts(cfg, &direct, 0);
@@ -413,34 +414,10 @@ int server_run_fastcgi(int listen_fd)
 	pthread_kill(sig_thread, SIGTERM);
 	pthread_join(sig_thread, NULL);
 	alerts_stop();
+	maint_stop();
 	logwriter_stop();
 	log_info(NULL, "responder stopped");
 	return started ? 0 : 1;
-}
-
-/* Work a CGI process does once its response is closed: importing the JSONL fallback, sending the
- * alert outbox. A fallback file (or a leftover of a replay) waiting in its directory? */
-static int fallback_waiting(const char *jsonl_path)
-{
-	struct stat sb;
-	if (!jsonl_path)
-		return 0;
-	if (stat(jsonl_path, &sb) == 0)
-		return 1;
-	char *dir = xstrdup(jsonl_path);
-	char *slash = strrchr(dir, '/');
-	const char *base = slash ? slash + 1 : jsonl_path;
-	if (slash)
-		*slash = '\0';
-	DIR *d = opendir(slash ? (dir[0] ? dir : "/") : ".");
-	int found = 0;
-	size_t bl = strlen(base);
-	for (struct dirent *e; d && !found && (e = readdir(d));)
-		found = strncmp(e->d_name, base, bl) == 0 && e->d_name[bl] == '.';
-	if (d)
-		closedir(d);
-	free(dir);
-	return found;
 }
 
 /* The web server ends a CGI program that outlives its response (mod_cgid and mod_cgi send
@@ -486,7 +463,7 @@ int server_run_cgi(void)
 	memset(&o, 0, sizeof(o));
 	if (cfg)
 		reqctx_store_opts(cfg, &o, 0);
-	int replay = w.st && cfg && fallback_waiting(cfg->fallback_jsonl);
+	int replay = w.st && cfg && cfg->fallback_jsonl && reqlog_replay_pending(cfg->fallback_jsonl);
 	int alerts = 0;
 	if (hook && hook[0]) {
 		/* An alert left by another process, or due for a retry, is sent by whichever comes next
@@ -506,7 +483,7 @@ int server_run_cgi(void)
 		struct store *st = store_open(&o, err, sizeof(err));
 		if (st && replay) {
 			struct replay_stats rs;
-			reqlog_replay(st, cfg->fallback_jsonl, &rs);
+			reqlog_replay(st, cfg->fallback_jsonl, NULL, &rs);
 		}
 		if (st && alerts)
 			alerts_drain(st, hook, clock_mono_us() + CGI_ALERTS_MS * 1000LL, NULL);

@@ -365,6 +365,52 @@ int store_commit_err(struct store *st, char *errbuf, size_t errsz)
 	return store_exec(st->db, "COMMIT", errbuf, errsz);
 }
 
+/* ---- paced maintenance transactions ---- */
+
+void store_pace_init(struct store_pace *p, const int *stop, int rows, int max_rows)
+{
+	p->stop = stop;
+	p->began_us = 0;
+	p->rows = rows;
+	p->max_rows = max_rows;
+}
+
+int store_pace_begin(struct store *st, struct store_pace *p)
+{
+	if (store_begin(st) < 0)
+		return -1;
+	p->began_us = clock_mono_us();
+	return 0;
+}
+
+int store_pace_due(const struct store_pace *p)
+{
+	return clock_mono_us() - p->began_us >= STORE_PACE_HOLD_US;
+}
+
+int store_pace_commit(struct store *st, struct store_pace *p)
+{
+	/* The statements' time: the commit's is about proportional, and a checkpoint that may follow
+	 * it (on a connection with automatic checkpoints) runs with the lock already released. */
+	int64_t work = clock_mono_us() - p->began_us;
+	if (store_commit(st) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	if (work < STORE_PACE_HOLD_US / 4 && p->rows < p->max_rows)
+		p->rows = p->rows * 2 > p->max_rows ? p->max_rows : p->rows * 2;
+	else if (work > STORE_PACE_HOLD_US / 2 && p->rows > 1)
+		p->rows /= 2;
+	struct timespec ts = { 0, STORE_PACE_GAP_US * 1000L };
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
+int store_pace_stopped(const struct store_pace *p)
+{
+	return p->stop && __atomic_load_n(p->stop, __ATOMIC_ACQUIRE);
+}
+
 int store_failed_for_good(struct store *st)
 {
 	int code = sqlite3_extended_errcode(st->db) & 0xff;

@@ -52,10 +52,34 @@ int store_commit_err(struct store *st, char *errbuf, size_t errsz);
 /* After a failure: 1 when the connection should be dropped and opened again later (read-only,
  * I/O error, corruption, vanished file), 0 when another connection merely held the lock. */
 int store_failed_for_good(struct store *st);
+/* Maintenance (the JSONL replay, retention) writes beside the requests: in short transactions,
+ * each holding the write lock for about STORE_PACE_HOLD_US at most, and a pause of
+ * STORE_PACE_GAP_US after each, in which the request writers of every process that wait for the
+ * lock (polling every 2 ms at most, store_schema.c) get it first. stop (borrowed, may be NULL) is
+ * read between transactions: non-zero ends the job there. */
+#define STORE_PACE_HOLD_US 3000
+#define STORE_PACE_GAP_US 3000
+struct store_pace {
+	const int *stop;
+	int64_t began_us;    /* when the current transaction began */
+	int rows;            /* rows (or pages) for the next statement of a batched job: store_prune */
+	int max_rows;
+};
+/* rows: what the first statement of a batched job takes, adapted after each transaction to the
+ * time its statements took, up to max_rows. */
+void store_pace_init(struct store_pace *p, const int *stop, int rows, int max_rows);
+/* Begins a maintenance transaction (BEGIN IMMEDIATE). 0 or -1. */
+int store_pace_begin(struct store *st, struct store_pace *p);
+/* Whether the current transaction has held the lock for its share. */
+int store_pace_due(const struct store_pace *p);
+/* Commits, adapts p->rows to the time the transaction took, and pauses. 0 or -1 (rolled back). */
+int store_pace_commit(struct store *st, struct store_pace *p);
+/* Whether the job was asked to stop. */
+int store_pace_stopped(const struct store_pace *p);
 /* Retention: deletes request rows (with their attempts and tool state) that started before
- * cutoff_ms, and ledger days before its day, in batches of 1,000 rows per transaction by the time
- * indexes. Returns the request rows deleted, or -1. */
-long long store_prune(struct store *st, int64_t cutoff_ms);
+ * cutoff_ms, and ledger days before its day, by the time indexes, in paced transactions (above)
+ * of a few hundred rows. Returns the request rows deleted (also when stopped early), or -1. */
+long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop);
 /* The kept state of one tool call of agent (toolstate.h; "" for an anonymous caller), or NULL:
  * state is kept per (agent, tool call id), so an agent never gets another's. New reference.
  * Read-only: any connection, e.g. one a worker opened with store_open for reading. */

@@ -17,8 +17,8 @@ struct store_opts {
 	long busy_timeout_ms;
 	int synchronous_full;
 	long checkpoint_pages;   /* 0: SQLite's automatic checkpoints (direct connections) */
-	const char *jsonl_path;  /* logwriter: the JSONL fallback to replay when the database is back */
-	long retention_days;     /* logwriter: prune rows older than this (0 = never) */
+	const char *jsonl_path;  /* maint: the JSONL fallback to replay when the database is back */
+	long retention_days;     /* maint: prune rows older than this (0 = never) */
 	enum store_create create;
 	const char *fallback_path; /* the JSONL fallback, which marks a directory in use (FIRST*) */
 };

@@ -155,62 +155,103 @@ json_t *store_tool_state(struct store *st, const char *agent, const char *tool_c
 
 /* ---- retention ---- */
 
-/* Deletes up to `batch` rows per statement, each batch its own short transaction, so writers of
- * other processes wait for one batch at most. */
-static long long prune_table(struct store *st, const char *sql, int64_t cutoff, const char *day)
+/* Deletes what sql selects, up to pace->rows rows per statement, each statement its own paced
+ * transaction (store.h), so request writers wait for one short batch at most. */
+static long long prune_table(struct store *st, const char *sql, int64_t cutoff, const char *day,
+			     struct store_pace *pace)
 {
 	long long total = 0;
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return -1;
-	for (;;) {
-		if (store_begin(st) < 0) {
+	while (!store_pace_stopped(pace)) {
+		if (store_pace_begin(st, pace) < 0) {
 			total = -1;
 			break;
 		}
+		int want = pace->rows;
 		sqlite3_bind_int64(s, 1, cutoff);
 		sqlite3_bind_text(s, 2, day, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 3, want);   /* the ledger's statements have no ?3: ignored */
 		int rc = sqlite3_step(s);
 		int n = sqlite3_changes(st->db);
 		sqlite3_reset(s);
-		if (rc != SQLITE_DONE || store_commit(st) < 0) {
+		if (rc != SQLITE_DONE) {
 			store_rollback(st);
 			total = -1;
 			break;
 		}
+		if (store_pace_commit(st, pace) < 0) {
+			total = -1;
+			break;
+		}
 		total += n;
-		if (n < 1000)
+		if (n < want)
 			break;
 	}
 	sqlite3_finalize(s);
 	return total;
 }
 
-long long store_prune(struct store *st, int64_t cutoff_ms)
+static long long freelist_pages(struct store *st)
+{
+	sqlite3_stmt *s;
+	long long n = 0;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA freelist_count", -1, &s, NULL) != SQLITE_OK)
+		return 0;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
+/* Gives up to `max` freed pages back to the file system (databases created with auto_vacuum =
+ * INCREMENTAL), in paced transactions. */
+static void vacuum_some(struct store *st, long long max, struct store_pace *pace)
+{
+	char sql[64], err[256];
+	for (long long done = 0; done < max && !store_pace_stopped(pace) && freelist_pages(st) > 0;) {
+		if (store_pace_begin(st, pace) < 0)
+			return;
+		int want = pace->rows;
+		snprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%d)", want);
+		if (store_exec(st->db, sql, err, sizeof(err)) < 0) {
+			store_rollback(st);
+			return;
+		}
+		if (store_pace_commit(st, pace) < 0)
+			return;
+		done += want;
+	}
+}
+
+long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 {
 	static const char *const sql[] = {
 		"DELETE FROM request_attempts WHERE (request_id, attempt) IN (SELECT request_id, attempt"
-		" FROM request_attempts WHERE ts_start_ms < ?1 ORDER BY ts_start_ms LIMIT 1000)"
+		" FROM request_attempts WHERE ts_start_ms < ?1 ORDER BY ts_start_ms LIMIT ?3)"
 		" AND ?2 IS NOT NULL",
 		"DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE ts_start_ms < ?1"
-		" ORDER BY ts_start_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		" ORDER BY ts_start_ms LIMIT ?3) AND ?2 IS NOT NULL",
 		"DELETE FROM tool_call_state WHERE rowid IN (SELECT rowid FROM tool_call_state"
-		" WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT 1000) AND ?2 IS NOT NULL",
+		" WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?3) AND ?2 IS NOT NULL",
 		"DELETE FROM budget_spend WHERE day < ?2 AND ?1 IS NOT NULL",
 		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
 	};
+	struct store_pace pace, vacuum;
+	store_pace_init(&pace, stop, 64, 1000);
+	/* Moving a page costs about as much as deleting a hundred rows. */
+	store_pace_init(&vacuum, stop, 4, 256);
 	char day[11];
 	store_utc_day(cutoff_ms, day);
 	long long rows = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(sql); i++) {
-		long long n = prune_table(st, sql[i], cutoff_ms, day);
+	for (size_t i = 0; i < ARRAY_SIZE(sql) && !store_pace_stopped(&pace); i++) {
+		long long n = prune_table(st, sql[i], cutoff_ms, day, &pace);
 		if (n < 0)
 			return -1;
 		if (i == 1)
 			rows = n;
 	}
-	/* Give freed pages back to the file system (databases created with auto_vacuum = INCREMENTAL). */
-	char err[256];
-	store_exec(st->db, "PRAGMA incremental_vacuum(2000)", err, sizeof(err));
+	vacuum_some(st, 2000, &vacuum);
 	return rows;
 }

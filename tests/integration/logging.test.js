@@ -32,7 +32,7 @@ function jsonlLines(router) {
   return n;
 }
 
-// Every id exactly once in request_log. A responder's writer thread imports the fallback file on
+// Every id exactly once in request_log. A responder's maintenance thread imports the fallback file on
 // its own; in plain CGI the next request that finds the database working does.
 async function assertExactlyOnce(router, ids) {
   if (!CAPS.persistent) await send(router, 1, 'next');
@@ -62,7 +62,7 @@ describe('the request log when the database fails', () => {
       await waitFor(() => /request log row written to .*because the database failed/.test(stack.router.errorLog()), 3000, 'the log line');
       holder.stdin.end('ROLLBACK;\n.quit\n');
       await new Promise((r) => holder.once('exit', r));
-      // The writer imports the file on its own within a few seconds.
+      // The maintenance thread imports the file on its own within a few seconds.
       await assertExactlyOnce(stack.router, before.concat(during));
     } finally { await stack.stop(); }
   });

@@ -1,10 +1,13 @@
 /* test_replay.c - the JSONL fallback read back and replayed exactly once (also interrupted, also
  * by two processes at once while a third appends), retention, and the query plan of every
  * statement on a request's path. */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +18,13 @@
 #include "reqlog.h"
 #include "store.h"
 #include "util.h"
+
+static struct store *open_at_waiting(const char *path, long busy_ms)
+{
+	struct store_opts o = { .path = path, .busy_timeout_ms = busy_ms };
+	char err[256];
+	return store_open(&o, err, sizeof(err));
+}
 
 static struct store *open_at(const char *path)
 {
@@ -99,7 +109,7 @@ TEST(replay_imports_exactly_once_and_only_then_removes_the_file)
 	struct store *st = open_at(db);
 	REQUIRE_NOT_NULL(st);
 	struct replay_stats rs;
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	CHECK_INT_EQ(rs.imported, 5);
 	CHECK_INT_EQ(rs.malformed, 1);
 	CHECK(access(jl, F_OK) != 0);
@@ -112,13 +122,13 @@ TEST(replay_imports_exactly_once_and_only_then_removes_the_file)
 		record(&r, id, 1795651200000 + i, 1000);
 		REQUIRE_INT_EQ(reqlog_write(NULL, jl, &r), 0);
 	}
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	CHECK_INT_EQ(rs.imported, 0);
 	CHECK_INT_EQ(rs.already, 5);
 	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 5);
 	CHECK_INT_EQ(count(db, "SELECT spent_nusd FROM budget_spend WHERE scope = 'tier:T3'"), 5000);
 	/* Nothing to do is not an error. */
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	CHECK_INT_EQ(rs.imported + rs.already, 0);
 	store_close(st);
 	free(db);
@@ -147,7 +157,7 @@ TEST(replay_resumes_a_file_an_interrupted_replay_left)
 	record(&r, "chatcmpl-l1", 1795651200001, 10);
 	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
 	struct replay_stats rs;
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	CHECK_INT_EQ(rs.imported, 2);
 	CHECK_INT_EQ(rs.already, 2);
 	CHECK(access(leftover, F_OK) != 0);
@@ -186,7 +196,7 @@ TEST(replay_by_two_processes_while_a_third_appends_loses_and_doubles_nothing)
 			struct store *s2 = open_at(db);
 			struct replay_stats rs;
 			for (int i = 0; i < 40; i++) {
-				if (!s2 || reqlog_replay(s2, jl, &rs) < 0)
+				if (!s2 || reqlog_replay(s2, jl, NULL, &rs) < 0)
 					_exit(1);
 				usleep(3000);
 			}
@@ -202,11 +212,137 @@ TEST(replay_by_two_processes_while_a_third_appends_loses_and_doubles_nothing)
 	st = open_at(db);
 	REQUIRE_NOT_NULL(st);
 	struct replay_stats rs;
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	store_close(st);
 	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), ROWS);
 	CHECK_INT_EQ(count(db, "SELECT count(DISTINCT request_id) FROM request_log"), ROWS);
 	CHECK_INT_EQ(count(db, "SELECT sum(spent_nusd) FROM budget_spend WHERE scope = 'tier:T3'"), ROWS);
+	free(db);
+	free(jl);
+}
+
+/* Files beside jl named jl.replay-*, and whether jl itself is there. */
+static int moved_files(const char *jl)
+{
+	const char *slash = strrchr(jl, '/');
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - jl), jl);
+	char pattern[4096];
+	snprintf(pattern, sizeof(pattern), "%s.replay-", slash + 1);
+	int n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		n += strncmp(e->d_name, pattern, strlen(pattern)) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void append_rows(const char *jl, const char *prefix, int from, int n)
+{
+	struct reqlog r;
+	char id[48];
+	for (int i = from; i < from + n; i++) {
+		snprintf(id, sizeof(id), "chatcmpl-%s%04d", prefix, i);
+		record(&r, id, 1795651200000 + i, 100);
+		REQUIRE_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	}
+}
+
+TEST(replay_against_a_locked_database_leaves_one_moved_file_however_often_it_runs)
+{
+	char *db = test_path("locked.db");
+	char *jl = test_path("fallback.jsonl");
+	struct store *st = open_at_waiting(db, 50);
+	REQUIRE_NOT_NULL(st);
+	sqlite3 *holder;
+	REQUIRE_INT_EQ(sqlite3_open(db, &holder), SQLITE_OK);
+	REQUIRE_INT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE; INSERT INTO model_health (model) VALUES ('x')",
+				    NULL, NULL, NULL), SQLITE_OK);
+	struct replay_stats rs;
+	/* Each plain CGI request of an outage appends its row and then tries a replay. */
+	for (int k = 0; k < 5; k++) {
+		append_rows(jl, "lk", k * 10, 10);
+		CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), -1);
+		CHECK_INT_EQ(moved_files(jl), 1);
+	}
+	CHECK(access(jl, F_OK) == 0);
+	sqlite3_exec(holder, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(holder);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
+	CHECK_INT_EQ(rs.imported, 50);
+	CHECK_INT_EQ(moved_files(jl), 0);
+	CHECK(access(jl, F_OK) != 0);
+	store_close(st);
+	CHECK_INT_EQ(count(db, "SELECT count(DISTINCT request_id) FROM request_log"), 50);
+	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 50);
+	CHECK_INT_EQ(count(db, "SELECT spent_nusd FROM budget_spend WHERE scope = 'tier:T3'"), 5000);
+	free(db);
+	free(jl);
+}
+
+TEST(replay_never_waits_for_an_import_or_an_appender)
+{
+	char *db = test_path("nowait.db");
+	char *jl = test_path("fallback.jsonl");
+	char leftover[4096];
+	snprintf(leftover, sizeof(leftover), "%s.replay-99999-1", jl);
+	append_rows(jl, "nw", 0, 5);
+	append_rows(leftover, "nwl", 0, 5);
+	struct store *st = open_at(db);
+	REQUIRE_NOT_NULL(st);
+	/* Another importer owns the moved file: it is left to it, and no new file is claimed. */
+	int owner = open(leftover, O_RDWR);
+	REQUIRE(owner >= 0);
+	struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	REQUIRE_INT_EQ(fcntl(owner, F_OFD_SETLK, &l), 0);
+	struct replay_stats rs;
+	int64_t t0 = clock_mono_us();
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
+	CHECK_INT_LT(clock_mono_us() - t0, 500000);
+	CHECK_INT_EQ(rs.imported, 0);
+	CHECK(access(jl, F_OK) == 0);
+	CHECK(access(leftover, F_OK) == 0);
+	close(owner);
+	/* An appender holding its lock (for one line, normally) is waited for briefly, then left. */
+	int appender = open(jl, O_WRONLY | O_APPEND);
+	REQUIRE(appender >= 0);
+	REQUIRE_INT_EQ(flock(appender, LOCK_EX), 0);
+	t0 = clock_mono_us();
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
+	CHECK_INT_LT(clock_mono_us() - t0, 500000);
+	CHECK_INT_EQ(rs.imported, 5);          /* the leftover, now free */
+	CHECK(access(leftover, F_OK) != 0);
+	CHECK(access(jl, F_OK) == 0);
+	close(appender);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
+	CHECK_INT_EQ(rs.imported, 5);
+	CHECK(access(jl, F_OK) != 0);
+	store_close(st);
+	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 10);
+	free(db);
+	free(jl);
+}
+
+TEST(replay_and_retention_stop_between_transactions)
+{
+	char *db = test_path("stop.db");
+	char *jl = test_path("fallback.jsonl");
+	append_rows(jl, "st", 0, 20);
+	struct store *st = open_at(db);
+	REQUIRE_NOT_NULL(st);
+	int stop = 1;
+	struct replay_stats rs;
+	CHECK_INT_EQ(reqlog_replay(st, jl, &stop, &rs), 0);
+	CHECK_INT_EQ(rs.imported, 0);
+	CHECK_INT_EQ(store_prune(st, 1795651200000 + 100, &stop), 0);
+	stop = 0;
+	CHECK_INT_EQ(reqlog_replay(st, jl, &stop, &rs), 0);
+	CHECK_INT_EQ(rs.imported, 20);
+	CHECK_INT_EQ(store_prune(st, 1795651200000 + 10, &stop), 10);
+	store_close(st);
+	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 10);
 	free(db);
 	free(jl);
 }
@@ -237,7 +373,7 @@ TEST(retention_deletes_old_rows_in_batches_and_keeps_the_rest)
 		REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
 	}
 	REQUIRE_INT_EQ(store_commit(st), 0);
-	CHECK_INT_EQ(store_prune(st, now - 90 * day), 2500);
+	CHECK_INT_EQ(store_prune(st, now - 90 * day, NULL), 2500);
 	store_close(st);
 	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 10);
 	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_attempts"), 0);

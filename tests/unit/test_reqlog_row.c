@@ -332,7 +332,7 @@ TEST(full_row_round_trips_through_jsonl_and_replay)
 	struct store *st = store_open(&o, err, sizeof(err));
 	REQUIRE_NOT_NULL(st);
 	struct replay_stats rs;
-	CHECK_INT_EQ(reqlog_replay(st, jl, &rs), 0);
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
 	CHECK_INT_EQ(rs.imported, 1);
 	store_close(st);
 	compare_db("replay", db, f);
