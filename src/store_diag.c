@@ -73,6 +73,14 @@ static int why_unwritable(const char *path, int is_dir, struct buf *out, int *ro
 	struct stat sb;
 	if (stat(path, &sb) < 0)
 		return 0;
+	if (is_dir != !!S_ISDIR(sb.st_mode)) {
+		if (out->len)
+			buf_puts(out, "; ");
+		buf_printf(out, is_dir ? "%s is not a directory: move it away and put the directory back"
+				       : "%s is a directory where a file belongs: move it away and put the file back",
+			   path);
+		return 1;
+	}
 	if (access(path, is_dir ? W_OK | X_OK : W_OK) == 0)
 		return 0;
 	int e = errno;
