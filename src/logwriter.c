@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "dbdown.h"
 #include "log.h"
 #include "reqlog_jsonl.h"
+#include "rowkeep.h"
 #include "store_wal.h"
 #include "util.h"
 
@@ -80,6 +82,11 @@ static void commit_batch(struct wjob *batch)
 {
 	char err[256] = "";
 	int ok = 0;
+	if (dbdown_is_down()) {
+		/* Known down: fail at once (the probe, writer_tick, says when it is back). */
+		snprintf(err, sizeof(err), "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
+		goto done;
+	}
 	writer_open(1, err, sizeof(err));
 	if (!W.st) {
 		if (!err[0])
@@ -100,6 +107,9 @@ static void commit_batch(struct wjob *batch)
 		W.st = NULL;
 		W.retry_us = clock_mono_us() + REOPEN_US;
 	}
+	if (!ok)
+		dbdown_failed(err);
+done:
 	for (struct wjob *j = batch; j; j = j->next) {
 		j->rc = ok ? 0 : -1;
 		if (!ok)
@@ -118,6 +128,8 @@ static int64_t next_replay_ms, next_prune_ms;
 static void writer_maintain(void)
 {
 	char err[256];
+	if (dbdown_is_down())
+		return;
 	writer_open(0, err, sizeof(err));
 	if (!W.st)
 		return;
@@ -145,6 +157,52 @@ static void maintain_unlocked(void)
 	pthread_mutex_lock(&W.mu);
 }
 
+/* While the database is known down: a BEGIN IMMEDIATE on a connection of its own that waits
+ * DBDOWN_PROBE_TIMEOUT_MS at most; the database is up again when it succeeds. */
+static void writer_probe(void)
+{
+	struct store_opts o = W.opts;
+	o.busy_timeout_ms = DBDOWN_PROBE_TIMEOUT_MS;
+	o.checkpoint_pages = 0;
+	char err[256];
+	struct store *p = store_open(&o, err, sizeof(err));
+	int ok = p && store_begin_err(p, err, sizeof(err)) == 0;
+	if (ok)
+		store_rollback(p);
+	store_close(p);
+	if (ok) {
+		W.retry_us = 0;
+		dbdown_up();
+	}
+}
+
+/* Every DBDOWN_PROBE_MS while the database is down or rows are kept in memory (rowkeep.h): the
+ * probe, then the kept rows to the database or the fallback file. */
+static int64_t next_tick_us;
+
+static void writer_tick(void)
+{
+	int64_t now = clock_mono_us();
+	if (now < next_tick_us)
+		return;
+	next_tick_us = now + DBDOWN_PROBE_MS * 1000LL;
+	if (dbdown_is_down())
+		writer_probe();
+	if (rowkeep_count() > 0) {
+		char err[256];
+		if (!dbdown_is_down())
+			writer_open(0, err, sizeof(err));
+		rowkeep_flush(dbdown_is_down() ? NULL : W.st, W.opts.jsonl_path);
+	}
+}
+
+static void tick_unlocked(void)
+{
+	pthread_mutex_unlock(&W.mu);
+	writer_tick();
+	pthread_mutex_lock(&W.mu);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -153,11 +211,14 @@ static void *writer_main(void *arg)
 		while (!W.head && !W.stop) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += REPLAY_CHECK_MS / 1000;
+			int ticking = dbdown_is_down() || rowkeep_count() > 0;
+			until.tv_sec += ticking ? (DBDOWN_PROBE_MS + 999) / 1000 : REPLAY_CHECK_MS / 1000;
 			/* Idle: maintenance still runs (a database back after a failure gets its fallback
 			 * rows without waiting for traffic). */
-			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop)
+			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop) {
+				tick_unlocked();
 				maintain_unlocked();
+			}
 		}
 		if (!W.head)
 			break;
@@ -172,10 +233,22 @@ static void *writer_main(void *arg)
 			j = next;
 		}
 		pthread_cond_broadcast(&W.done);
-		if (!W.head)
+		if (!W.head) {
+			tick_unlocked();
 			maintain_unlocked();   /* nobody waits: a good moment */
+		}
 	}
 	pthread_mutex_unlock(&W.mu);
+	/* Rows still kept go to whatever takes them (at last stderr, marked for replay). */
+	if (rowkeep_count() > 0) {
+		char err[256];
+		if (dbdown_is_down())
+			writer_probe();
+		if (!dbdown_is_down())
+			writer_open(0, err, sizeof(err));
+		rowkeep_flush(dbdown_is_down() ? NULL : W.st, W.opts.jsonl_path);
+		rowkeep_dump();
+	}
 	store_close(W.st);
 	W.st = NULL;
 	return NULL;
@@ -187,6 +260,8 @@ int logwriter_start(const struct store_opts *o)
 	W.opts.path = xstrdup(o->path);
 	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
 	next_replay_ms = 0;
+	next_tick_us = 0;
+	dbdown_set_marker(o->jsonl_path);
 	next_prune_ms = clock_wall_ms() + 60000;
 	W.stop = 0;
 	W.retry_us = 0;
@@ -227,6 +302,10 @@ int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t err
 		  char *errbuf, size_t errsz)
 {
 	struct wjob job = { .fn = fn, .ud = ud };
+	if (dbdown_is_down()) {
+		snprintf(errbuf, errsz, "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
+		return -1;
+	}
 	pthread_mutex_lock(&W.mu);
 	if (W.stop) {
 		pthread_mutex_unlock(&W.mu);

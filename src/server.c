@@ -22,11 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dbdown.h"
 #include "fcgi_io.h"
 #include "log.h"
 #include "logwriter.h"
 #include "reqctx.h"
 #include "routes.h"
+#include "rowkeep.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -338,6 +340,9 @@ int server_run_cgi(void)
 	w.up = upstream_new();
 	if (!w.up)
 		return 1;
+	struct config *c0 = config_acquire();
+	dbdown_set_marker(c0 ? c0->fallback_jsonl : NULL);
+	config_release(c0);
 	handle_one(&w, cgi_io());
 	fflush(stdout);
 	cgi_drain_body();
@@ -345,12 +350,14 @@ int server_run_cgi(void)
 	 * the database working again does (cheap when there is no file; concurrent processes claim
 	 * the file one at a time). */
 	struct config *cfg = config_acquire();
-	if (w.st && cfg && cfg->fallback_jsonl) {
+	if (w.st && cfg && cfg->fallback_jsonl && !dbdown_is_down()) {
 		struct replay_stats rs;
 		reqlog_replay(w.st, cfg->fallback_jsonl, &rs);
 	}
 	config_release(cfg);
 	upstream_free(w.up);
 	store_close(w.st);
+	rowkeep_dump();
+	dbdown_set_marker(NULL);
 	return 0;
 }

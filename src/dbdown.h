@@ -1,0 +1,39 @@
+/* dbdown.h - whether this process knows the database to be down, so that nobody waits on it.
+ *
+ * The first write that fails (a lock held past storage.busy_timeout_ms, a read-only or vanished
+ * file, a full disk, garbage in its place) marks the database down: from then on request-log rows
+ * go straight to the JSONL fallback and budget reservations follow budget.when_database_down,
+ * with no wait at all, until a probe (a BEGIN IMMEDIATE with a short timeout, about once a
+ * second: the writer thread of a FastCGI responder) finds it answering again. So a fault costs
+ * one busy timeout, once per process.
+ *
+ * A plain CGI process lives for one request and cannot learn this by itself: the process that
+ * finds the database down also writes a marker file beside the fallback file (its mtime says
+ * when), and one that finds it answering removes the marker. A CGI process that starts while the
+ * marker is younger than DBDOWN_PROBE_MS treats the database as down without trying it; an older
+ * marker makes it try with DBDOWN_PROBE_TIMEOUT_MS only (the probe), and refresh or remove it.
+ *
+ * A leaf above util and log only.
+ */
+#ifndef ROUTER_DBDOWN_H
+#define ROUTER_DBDOWN_H
+
+/* How often a database known to be down is tried again, and how long such a try waits. */
+#define DBDOWN_PROBE_MS 1000
+#define DBDOWN_PROBE_TIMEOUT_MS 100
+
+/* The marker file: path beside the fallback file (NULL: none). Call before any thread starts. */
+void dbdown_set_marker(const char *jsonl_path);
+/* Whether the database is known to be down (no write should wait on it). */
+int dbdown_is_down(void);
+/* A write failed: the database is down (logged on the change, with why), and the marker is
+ * refreshed. */
+void dbdown_failed(const char *why);
+/* A write or a probe succeeded: the database is up again (logged on the change), the marker goes. */
+void dbdown_up(void);
+/* Plain CGI at start: 0 no marker (the database is believed up), 1 a marker younger than
+ * DBDOWN_PROBE_MS (the database is down: this process marks itself down without trying), 2 an
+ * older marker (try with DBDOWN_PROBE_TIMEOUT_MS only). */
+int dbdown_marker_check(void);
+
+#endif
