@@ -290,9 +290,11 @@ static int replay_cmd(const char *log_file)
 	int rc = 1;
 	if (st && log_file) {
 		long long imported, already;
-		rc = rowkeep_import_log(st, log_file, &imported, &already) < 0;
+		char err[512];
+		rc = rowkeep_import_log(st, log_file, &imported, &already, err, sizeof(err)) < 0;
 		if (rc)
-			fprintf(stderr, "llm-router: cannot import the rows of %s\n", log_file);
+			fprintf(stderr, "llm-router: cannot import the rows of %s (%s); nothing was "
+				"imported, run it again\n", log_file, err);
 		else
 			printf("%s: %lld row(s) imported, %lld already in the database\n", log_file,
 			       imported, already);

@@ -5,6 +5,7 @@
  */
 #include "rowkeep.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -202,19 +203,22 @@ void rowkeep_dump(void)
 	free_list(list);
 }
 
-int rowkeep_import_log(struct store *st, const char *path, long long *imported, long long *already)
+int rowkeep_import_log(struct store *st, const char *path, long long *imported, long long *already,
+		       char *err, size_t errsz)
 {
 	*imported = *already = 0;
+	snprintf(err, errsz, "the database failed");
 	FILE *f = fopen(path, "r");
-	if (!f)
+	if (!f) {
+		snprintf(err, errsz, "cannot open %s: %s", path, strerror(errno));
 		return -1;
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	int rc = 0, batch = 0;
 	size_t mlen = strlen(ROWKEEP_MARK);
-	char err[256];
-	if (store_begin_err(st, err, sizeof(err)) < 0)
+	if (store_begin_err(st, err, errsz) < 0)
 		rc = -1;
 	while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
 		/* A web server may put its own prefix before what the process wrote. */
@@ -230,10 +234,10 @@ int rowkeep_import_log(struct store *st, const char *path, long long *imported, 
 		else if (r == 0)
 			(*already)++;
 		if (rc == 0 && ++batch % 500 == 0 &&
-		    (store_commit_err(st, err, sizeof(err)) < 0 || store_begin_err(st, err, sizeof(err)) < 0))
+		    (store_commit_err(st, err, errsz) < 0 || store_begin_err(st, err, errsz) < 0))
 			rc = -1;
 	}
-	if (rc == 0 && store_commit_err(st, err, sizeof(err)) < 0)
+	if (rc == 0 && store_commit_err(st, err, errsz) < 0)
 		rc = -1;
 	if (rc < 0)
 		store_rollback(st);

@@ -39,7 +39,8 @@ void rowkeep_flush(struct store *st, const char *jsonl_path);
  * the error log only (their marked lines). */
 void rowkeep_dump(void);
 /* Imports the marked lines of a log file into st (a row whose request id is logged is skipped).
- * Returns 0, or -1 (file unreadable, database failed). */
-int rowkeep_import_log(struct store *st, const char *path, long long *imported, long long *already);
+ * Returns 0, or -1 with a message in err (file unreadable, database failed: nothing imported). */
+int rowkeep_import_log(struct store *st, const char *path, long long *imported, long long *already,
+		       char *err, size_t errsz);
 
 #endif
