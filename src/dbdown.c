@@ -18,10 +18,10 @@ static int down;          /* atomic */
 static int marker_seen;   /* a marker existed, or this process wrote one (atomic) */
 static char *marker;      /* set once before threads start */
 
-void dbdown_set_marker(const char *jsonl_path)
+void dbdown_set_marker(const char *db_path)
 {
 	free(marker);
-	marker = jsonl_path ? xasprintf("%s.down", jsonl_path) : NULL;
+	marker = db_path ? xasprintf("%s.down", db_path) : NULL;
 }
 
 int dbdown_is_down(void)

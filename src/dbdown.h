@@ -8,10 +8,11 @@
  * one busy timeout, once per process.
  *
  * A plain CGI process lives for one request and cannot learn this by itself: the process that
- * finds the database down also writes a marker file beside the fallback file (its mtime says
- * when), and one that finds it answering removes the marker. A CGI process that starts while the
- * marker is younger than DBDOWN_PROBE_MS treats the database as down without trying it; an older
- * marker makes it try with DBDOWN_PROBE_TIMEOUT_MS only (the probe), and refresh or remove it.
+ * finds the database down also writes a marker file beside the database file (db_path + ".down";
+ * its mtime says when), and one that finds it answering removes the marker. A CGI process that
+ * starts while the marker is younger than DBDOWN_PROBE_MS treats the database as down without
+ * trying it; an older marker makes it try with DBDOWN_PROBE_TIMEOUT_MS only (the probe), and
+ * refresh or remove it.
  *
  * A leaf above util and log only.
  */
@@ -22,14 +23,15 @@
 #define DBDOWN_PROBE_MS 1000
 #define DBDOWN_PROBE_TIMEOUT_MS 100
 
-/* The marker file: path beside the fallback file (NULL: none). Call before any thread starts. */
-void dbdown_set_marker(const char *jsonl_path);
+/* The marker file beside the database at db_path (NULL: none). Call before any thread starts. */
+void dbdown_set_marker(const char *db_path);
 /* Whether the database is known to be down (no write should wait on it). */
 int dbdown_is_down(void);
 /* A write failed: the database is down (logged on the change, with why), and the marker is
  * refreshed. */
 void dbdown_failed(const char *why);
-/* A write or a probe succeeded: the database is up again (logged on the change), the marker goes. */
+/* A write or a probe succeeded: the database is up again (logged on the change); the marker
+ * goes. */
 void dbdown_up(void);
 /* Plain CGI at start: 0 no marker (the database is believed up), 1 a marker younger than
  * DBDOWN_PROBE_MS (the database is down: this process marks itself down without trying), 2 an

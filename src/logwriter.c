@@ -261,7 +261,7 @@ int logwriter_start(const struct store_opts *o)
 	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
 	next_replay_ms = 0;
 	next_tick_us = 0;
-	dbdown_set_marker(o->jsonl_path);
+	dbdown_set_marker(o->path);
 	next_prune_ms = clock_wall_ms() + 60000;
 	W.stop = 0;
 	W.retry_us = 0;

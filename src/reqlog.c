@@ -3,8 +3,9 @@
  * A row goes through the caller's connection (plain CGI, the tests), or through the process's
  * writer thread (a FastCGI responder); when the database fails it is appended to the fallback
  * file, which the writer (or the next CGI request) replays later; when that fails too, it is
- * kept in memory (rowkeep.h). While the database is known down (dbdown.h) it is not tried. That the database failed is
- * logged once per FAIL_LOG_EVERY_MS per process, with the count of the rows that went quietly.
+ * kept in memory (rowkeep.h). While the database is known down (dbdown.h) it is not tried. That
+ * the database failed is logged once per FAIL_LOG_EVERY_MS per process, with the count of the
+ * rows that went quietly.
  */
 #include "reqlog.h"
 

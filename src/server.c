@@ -341,7 +341,7 @@ int server_run_cgi(void)
 	if (!w.up)
 		return 1;
 	struct config *c0 = config_acquire();
-	dbdown_set_marker(c0 ? c0->fallback_jsonl : NULL);
+	dbdown_set_marker(c0 ? c0->db_path : NULL);
 	config_release(c0);
 	handle_one(&w, cgi_io());
 	fflush(stdout);
