@@ -105,6 +105,38 @@ describe('a held write lock costs at most one busy timeout', () => {
       assert.ok(during.every((r) => r.status === 200), during.map((r) => r.status).join(','));
       assert.ok(total < 2 * BUSY_MS, `${total} ms for ten requests (busy_timeout_ms ${BUSY_MS})`);
       await assertEveryRowOnce(router, [warm, ...during], 'the lock');
+      // budget.when_database_down = "serve": the calls went unchecked, and their spend counts
+      // once their rows are in (the ledger equals the logged costs).
+      const spend = router.db("SELECT coalesce(sum(requests), 0) AS n, coalesce(sum(spent_nusd), 0) AS s FROM budget_spend WHERE scope = 'tier:T1'")[0];
+      const logged = router.db("SELECT count(*) AS n, coalesce(sum(cost_nusd), 0) AS s FROM request_log WHERE tier = 'T1' AND cost_nusd > 0")[0];
+      assert.ok(logged.n >= 11, `${logged.n} rows with a cost`);
+      assert.deepEqual(spend, logged, 'the ledger counts every row once');
+    } finally { await stack.stop(); }
+  });
+
+  it('budget.when_database_down = "refuse": 503 budget_unavailable without waiting, then service resumes', async () => {
+    const stack = await startStack({ config: (c) => busy(BUSY_MS)(c).replace('when_database_down = "serve";', 'when_database_down = "refuse";') });
+    const { router } = stack;
+    try {
+      const warm = await call(router, 'warm');
+      assert.equal(warm.status, 200, warm.body);
+      const lock = holdLock(router.dbPath);
+      await sleep(300);
+      const t0 = Date.now();
+      const during = [];
+      for (let i = 0; i < 6; i++) during.push(await call(router, 'during'));
+      const total = Date.now() - t0;
+      console.log(`# ${FRONT}: 6 refused requests under a held lock took ${total} ms (${during.map((r) => r.ms).join(', ')})`);
+      await lock.release();
+      for (const r of during) {
+        assert.equal(r.status, 503, r.body);
+        assert.equal(JSON.parse(r.body).error.code, 'budget_unavailable');
+      }
+      assert.ok(total < 2 * BUSY_MS, `${total} ms`);
+      // The probe (about once a second) finds it back.
+      const after = [];
+      await waitFor(async () => { const r = await call(router, 'after'); after.push(r); return r.status === 200; }, 10000 * SLOW, 'service to resume');
+      await assertEveryRowOnce(router, [warm, ...during, ...after], 'refuse');
     } finally { await stack.stop(); }
   });
 });
