@@ -126,7 +126,8 @@ static void free_list(struct kept *k)
 static int insert_line(struct store *st, const char *line, size_t len)
 {
 	json_error_t je;
-	json_t *o = json_loadb(line, len, 0, &je);
+	/* A web server may also add its own text after the line (mod_cgid: ": <script>"). */
+	json_t *o = json_loadb(line, len, JSON_DISABLE_EOF_CHECK, &je);
 	struct reqlog r;
 	struct attempt_log *att = NULL;
 	int rc = -2;
