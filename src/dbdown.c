@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -64,13 +63,5 @@ int dbdown_marker_check(void)
 	if (!marker || stat(marker, &sb) < 0)
 		return 0;
 	__atomic_store_n(&marker_seen, 1, __ATOMIC_RELEASE);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	int64_t age_ms = ((int64_t)now.tv_sec - sb.st_mtim.tv_sec) * 1000 +
-			 ((int64_t)now.tv_nsec - sb.st_mtim.tv_nsec) / 1000000;
-	if (age_ms >= 0 && age_ms < DBDOWN_PROBE_MS) {
-		__atomic_store_n(&down, 1, __ATOMIC_RELEASE);
-		return 1;
-	}
-	return 2;
+	return 1;
 }

@@ -9,10 +9,10 @@
  *
  * A plain CGI process lives for one request and cannot learn this by itself: the process that
  * finds the database down also writes a marker file beside the database file (db_path + ".down";
- * its mtime says when), and one that finds it answering removes the marker. A CGI process that
- * starts while the marker is younger than DBDOWN_PROBE_MS treats the database as down without
- * trying it; an older marker makes it try with DBDOWN_PROBE_TIMEOUT_MS only (the probe), and
- * refresh or remove it.
+ * its mtime says when), and one whose write succeeds removes it. A CGI process that finds the
+ * marker at its start opens the database with a busy timeout of DBDOWN_CGI_TIMEOUT_MS instead of
+ * storage.busy_timeout_ms: its first write is the probe, and once that fails the process treats
+ * the database as down like any other.
  *
  * A leaf above util and log only.
  */
@@ -22,6 +22,8 @@
 /* How often a database known to be down is tried again, and how long such a try waits. */
 #define DBDOWN_PROBE_MS 1000
 #define DBDOWN_PROBE_TIMEOUT_MS 100
+/* How long the writes of a plain CGI process wait for the lock while the marker is there. */
+#define DBDOWN_CGI_TIMEOUT_MS 50
 
 /* The marker file beside the database at db_path (NULL: none). Call before any thread starts. */
 void dbdown_set_marker(const char *db_path);
@@ -33,9 +35,8 @@ void dbdown_failed(const char *why);
 /* A write or a probe succeeded: the database is up again (logged on the change); the marker
  * goes. */
 void dbdown_up(void);
-/* Plain CGI at start: 0 no marker (the database is believed up), 1 a marker younger than
- * DBDOWN_PROBE_MS (the database is down: this process marks itself down without trying), 2 an
- * older marker (try with DBDOWN_PROBE_TIMEOUT_MS only). */
+/* Plain CGI at start: 1 when the marker is there (another process found the database down and
+ * nobody found it answering since), else 0. */
 int dbdown_marker_check(void);
 
 #endif

@@ -44,8 +44,8 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg)
 	struct store_opts o;
 	reqctx_store_opts(cfg, &o, 0);
 	/* Another process found the database down lately (dbdown.h): try it briefly only. */
-	if (dbdown_marker_check() && o.busy_timeout_ms > DBDOWN_PROBE_TIMEOUT_MS)
-		o.busy_timeout_ms = DBDOWN_PROBE_TIMEOUT_MS;
+	if (dbdown_marker_check() && o.busy_timeout_ms > DBDOWN_CGI_TIMEOUT_MS)
+		o.busy_timeout_ms = DBDOWN_CGI_TIMEOUT_MS;
 	char err[512];
 	w->st = store_open(&o, err, sizeof(err));
 	if (!w->st) {
