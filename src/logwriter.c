@@ -290,6 +290,7 @@ void logwriter_stop(void)
 	W.opts.path = NULL;
 	free((char *)W.opts.jsonl_path);
 	W.opts.jsonl_path = NULL;
+	dbdown_set_marker(NULL);
 	store_checkpointer_stop();
 }
 

@@ -302,4 +302,33 @@ describe('every answered request has exactly one row through each database fault
       spawnSync('umount', ['-l', small]);
     }
   });
+
+  it('SIGTERM with rows kept in memory: tried once more, then the log says they are in the error log; replay --log imports them', async (t) => {
+    if (!isRoot || !CAPS.persistent) { t.skip('needs root to mount, and long-lived responders'); return; }
+    const stack = await startStack({ procs: 1, config: FAULT_CONF });
+    const { router } = stack;
+    const dir = path.dirname(router.dbPath);
+    let mounted = false;
+    try {
+      const warm = await call(router, 'warm');
+      killResponders(router);   // the new responder opens the database on the read-only mount
+      await sleep(500);
+      execFileSync('mount', ['--bind', dir, dir]);
+      mounted = true;
+      execFileSync('mount', ['-o', 'remount,ro,bind', dir]);
+      const during = [];
+      for (let i = 0; i < 5; i++) during.push(await call(router, 'kept'));
+      assert.ok(during.every((r) => r.status === 200), during.map((r) => r.status).join(','));
+      for (const pid of router.responderPids()) process.kill(pid, 'SIGTERM');
+      await waitFor(() => /request-log row\(s\) could be written neither to the database nor to the fallback file: they are in this error log only/.test(router.errorLog()), 10000, 'the line at exit');
+      execFileSync('umount', ['-l', dir]);
+      mounted = false;
+      const out = replayAll(router);
+      assert.match(out, /[1-9]\d* row\(s\) imported/);
+      await assertEveryRowOnce(router, [warm, ...during], 'SIGTERM');
+    } finally {
+      if (mounted) spawnSync('umount', ['-l', dir]);
+      await stack.stop();
+    }
+  });
 });
