@@ -219,6 +219,18 @@ void api_chat_completions(struct request_ctx *rc)
 {
 	struct chat_plan pl;
 	memset(&pl, 0, sizeof(pl));
+	if (!reqctx_can_record(rc) && strcmp(rc->cfg->when_unrecorded, "serve") != 0) {
+		/* Nothing could record this call: refused rather than served unrecorded. */
+		struct rerr err;
+		rerr_clear(&err);
+		rerr_set(&err, 503, "server_error", "request_log_unavailable", NULL,
+			 "The router cannot record calls right now (its database and its fallback file "
+			 "are not writable). Retry later.");
+		err.retry_after = 5;
+		err.should_retry = 1;
+		reqctx_refuse(rc, &err);
+		return;
+	}
 	if (step_identify(rc, &pl) == 0 && step_read(rc, &pl) == 0 && step_route(rc, &pl) == 0 &&
 	    step_tier_policy(rc, &pl) == 0) {
 		step_chain(rc, &pl);

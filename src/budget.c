@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "alerts.h"
+#include "dbdown.h"
 #include "log.h"
 #include "logwriter.h"
 #include "providers/provider.h"
@@ -195,12 +196,18 @@ static int run_tx(struct store *st, int (*fn)(struct store *, void *, char *, si
 		char err[256];
 		return logwriter_run(fn, ask, err, sizeof(err));
 	}
-	if (store_begin(st) < 0)
+	if (dbdown_is_down())
 		return -1;
-	if (fn(st, ask, NULL, 0) < 0 || store_commit(st) < 0) {
-		store_rollback(st);
+	if (store_begin(st) < 0) {
+		dbdown_failed("a budget transaction could not start");
 		return -1;
 	}
+	if (fn(st, ask, NULL, 0) < 0 || store_commit(st) < 0) {
+		store_rollback(st);
+		dbdown_failed("a budget transaction failed");
+		return -1;
+	}
+	dbdown_up();
 	return 0;
 }
 
@@ -300,7 +307,8 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	bs->limit_nusd = -1;
 	if (!cfg->budget_enabled || !tier)
 		return 0;
-	if (!st) {
+	/* A database known to be down is not waited on (dbdown.h). */
+	if (!st || dbdown_is_down()) {
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
 			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,
 					"Budgets cannot be checked: the database is unavailable. Retry later.");
@@ -311,6 +319,8 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	    __atomic_compare_exchange_n(&last_reclaim_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
 					__ATOMIC_RELAXED)) {
 		int n = store_budget_reclaim(st, now_ms - cfg->reservation_timeout_s * 1000);
+		if (n < 0)
+			dbdown_failed("reclaiming stale budget reservations failed");
 		if (n > 0)
 			log_warn(request_id, "reclaimed %d budget reservation(s) older than %lld s", n,
 				 (long long)cfg->reservation_timeout_s);
@@ -332,9 +342,9 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		budget_scope_init(&ask->scopes[1], bs->agent_scope, tier->agent_daily_budget_usd, cfg);
 		ask->n = 2;
 	}
-	int rc = reserve(st, ask);
+	int rc = dbdown_is_down() ? -1 : reserve(st, ask);
 	if (rc < 0) {
-		log_error(request_id, "budget check failed: the database did not answer");
+		log_warn(request_id, "budget check skipped: the database is down");
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
 			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,
 					"Budgets cannot be checked: the database is unavailable. Retry later.");

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "keys.h"
 #include "reqlog.h"
+#include "rowkeep.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
 		"                                   spend from the request log\n"
 		"  llm-router replay                import the JSONL fallback into the database and send\n"
 		"                                   the budget alerts waiting for budget.webhook_url\n"
+		"  llm-router replay --log FILE     import the rows an error log holds (lines marked\n"
+		"                                   \"" ROWKEEP_MARK "\")\n"
 		"  llm-router prune                 delete rows older than storage.retention_days\n"
 		"  llm-router --version             print the version\n"
 		"  llm-router --help                this text\n"
@@ -303,14 +306,24 @@ static int report_cmd(int argc, char **argv)
 /* How long `replay` may spend sending the alert outbox. */
 #define CLI_ALERTS_MS 120000
 
-static int replay_cmd(void)
+static int replay_cmd(const char *log_file)
 {
 	struct config *cfg = load_for_cli();
 	if (!cfg)
 		return 1;
 	struct store *st = open_for_cli(cfg, STORE_CREATE_FIRST);
 	int rc = 1;
-	if (st) {
+	if (st && log_file) {
+		long long imported, already;
+		char err[512];
+		rc = rowkeep_import_log(st, log_file, &imported, &already, err, sizeof(err)) < 0;
+		if (rc)
+			fprintf(stderr, "llm-router: cannot import the rows of %s (%s); nothing was "
+				"imported, run it again\n", log_file, err);
+		else
+			printf("%s: %lld row(s) imported, %lld already in the database\n", log_file,
+			       imported, already);
+	} else if (st) {
 		struct replay_stats rs;
 		rc = reqlog_replay(st, cfg->fallback_jsonl, NULL, &rs) < 0;
 		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
@@ -420,7 +433,9 @@ int cli_main(int argc, char **argv)
 	if (strcmp(argv[1], "report") == 0)
 		return report_cmd(argc, argv);
 	if (strcmp(argv[1], "replay") == 0 && argc == 2)
-		return replay_cmd();
+		return replay_cmd(NULL);
+	if (strcmp(argv[1], "replay") == 0 && argc == 4 && strcmp(argv[2], "--log") == 0)
+		return replay_cmd(argv[3]);
 	if (strcmp(argv[1], "prune") == 0 && argc == 2)
 		return prune_cmd();
 	fprintf(stderr, "llm-router: unknown command '%s'\n\n", argv[1]);

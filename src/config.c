@@ -95,6 +95,7 @@ void config_free(struct config *cfg)
 	free(cfg->db_path);
 	free(cfg->fallback_jsonl);
 	free(cfg->synchronous);
+	free(cfg->when_unrecorded);
 	free(cfg->retry_on.v);
 	free(cfg->proxy);
 	free(cfg->ca_file);

@@ -130,6 +130,8 @@ struct config {
 	int64_t busy_timeout_ms;
 	char *synchronous;
 	int64_t checkpoint_pages;
+	int64_t kept_rows_max;         /* rows kept in memory when neither database nor fallback takes them */
+	char *when_unrecorded;         /* "refuse" (503 while nothing can record a call) | "serve" */
 	/* upstream */
 	int64_t connect_timeout_ms;
 	int64_t timeout_ms;

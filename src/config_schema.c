@@ -22,6 +22,7 @@ static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL
 static const char *const sync_modes[] = { "normal", "full", NULL };
 static const char *const auth_modes[] = { "key", "header", "none", NULL };
 static const char *const db_down_modes[] = { "serve", "refuse", NULL };
+static const char *const unrecorded_modes[] = { "refuse", "serve", NULL };
 
 #define C(field) offsetof(struct config, field)
 
@@ -47,6 +48,8 @@ static const struct field storage_fields[] = {
 	{ "busy_timeout_ms", F_INT, C(busy_timeout_ms), "5000", 0, 600000, NULL },
 	{ "synchronous", F_STR, C(synchronous), "normal", 0, 0, sync_modes },
 	{ "checkpoint_pages", F_INT, C(checkpoint_pages), "1000", 10, 1000000, NULL },
+	{ "kept_rows_max", F_INT, C(kept_rows_max), "10000", 0, 1000000, NULL },
+	{ "when_unrecorded", F_STR, C(when_unrecorded), "refuse", 0, 0, unrecorded_modes },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 

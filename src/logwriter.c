@@ -6,7 +6,9 @@
  * dedicated thread beats handing the commit to one of the waiting request threads.) The writer's
  * connection (W.st) belongs to the writer thread alone; it is opened lazily, dropped after a
  * failure that is not a lock (and when its file was moved or deleted), and reopened at most every
- * REOPEN_US. One writer per process: its state is static.
+ * REOPEN_US. While the database is known down (dbdown.h) jobs fail at once and the writer probes it
+ * every DBDOWN_PROBE_MS, retrying the rows nothing took (rowkeep.h). One writer per process: its
+ * state is static.
  */
 #include "logwriter.h"
 
@@ -16,7 +18,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "dbdown.h"
 #include "log.h"
+#include "rowkeep.h"
 #include "store_diag.h"
 #include "store_wal.h"
 #include "util.h"
@@ -79,6 +83,11 @@ static void commit_batch(struct wjob *batch)
 {
 	char err[256] = "";
 	int ok = 0;
+	if (dbdown_is_down()) {
+		/* Known down: fail at once (the probe, writer_tick, says when it is back). */
+		snprintf(err, sizeof(err), "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
+		goto done;
+	}
 	writer_open(1, err, sizeof(err));
 	if (!W.st) {
 		if (!err[0])
@@ -101,6 +110,9 @@ static void commit_batch(struct wjob *batch)
 		W.st = NULL;
 		W.retry_us = clock_mono_us() + REOPEN_US;
 	}
+	if (!ok)
+		dbdown_failed(err);
+done:
 	for (struct wjob *j = batch; j; j = j->next) {
 		j->rc = ok ? 0 : -1;
 		if (!ok)
@@ -108,13 +120,70 @@ static void commit_batch(struct wjob *batch)
 	}
 }
 
+/* While the database is known down: a BEGIN IMMEDIATE on a connection of its own that waits
+ * DBDOWN_PROBE_TIMEOUT_MS at most; the database is up again when it succeeds. */
+static void writer_probe(void)
+{
+	struct store_opts o = W.opts;
+	o.busy_timeout_ms = DBDOWN_PROBE_TIMEOUT_MS;
+	o.checkpoint_pages = 0;
+	char err[256];
+	struct store *p = store_open(&o, err, sizeof(err));
+	int ok = p && store_begin_err(p, err, sizeof(err)) == 0;
+	if (ok)
+		store_rollback(p);
+	store_close(p);
+	if (ok) {
+		W.retry_us = 0;
+		dbdown_up();
+	}
+}
+
+/* Every DBDOWN_PROBE_MS while the database is down or rows are kept in memory (rowkeep.h): the
+ * probe, then the kept rows to the database or the fallback file. */
+static int64_t next_tick_us;
+
+static void writer_tick(void)
+{
+	int64_t now = clock_mono_us();
+	if (now < next_tick_us)
+		return;
+	next_tick_us = now + DBDOWN_PROBE_MS * 1000LL;
+	if (dbdown_is_down())
+		writer_probe();
+	if (rowkeep_count() > 0) {
+		char err[256];
+		if (!dbdown_is_down())
+			writer_open(0, err, sizeof(err));
+		rowkeep_flush(dbdown_is_down() ? NULL : W.st, W.opts.jsonl_path);
+	}
+}
+
+static void tick_unlocked(void)
+{
+	pthread_mutex_unlock(&W.mu);
+	writer_tick();
+	pthread_mutex_lock(&W.mu);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&W.mu);
 	for (;;) {
-		while (!W.head && !W.stop)
-			pthread_cond_wait(&W.work, &W.mu);
+		while (!W.head && !W.stop) {
+			if (!dbdown_is_down() && rowkeep_count() == 0) {
+				pthread_cond_wait(&W.work, &W.mu);
+				continue;
+			}
+			/* While the database is down or rows are kept: the probe and the kept rows every
+			 * DBDOWN_PROBE_MS, traffic or not. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += (DBDOWN_PROBE_MS + 999) / 1000;
+			if (pthread_cond_timedwait(&W.work, &W.mu, &until) == ETIMEDOUT && !W.head && !W.stop)
+				tick_unlocked();
+		}
 		if (!W.head)
 			break;
 		struct wjob *batch = W.head;
@@ -128,8 +197,20 @@ static void *writer_main(void *arg)
 			j = next;
 		}
 		pthread_cond_broadcast(&W.done);
+		if (!W.head)
+			tick_unlocked();   /* nobody waits: a good moment */
 	}
 	pthread_mutex_unlock(&W.mu);
+	/* Rows still kept go to whatever takes them (at last stderr, marked for replay). */
+	if (rowkeep_count() > 0) {
+		char err[256];
+		if (dbdown_is_down())
+			writer_probe();
+		if (!dbdown_is_down())
+			writer_open(0, err, sizeof(err));
+		rowkeep_flush(dbdown_is_down() ? NULL : W.st, W.opts.jsonl_path);
+		rowkeep_dump();
+	}
 	store_close(W.st);
 	W.st = NULL;
 	return NULL;
@@ -140,6 +221,8 @@ int logwriter_start(const struct store_opts *o)
 	W.opts = *o;
 	W.opts.path = xstrdup(o->path);
 	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
+	next_tick_us = 0;
+	dbdown_set_marker(o->path);
 	W.stop = 0;
 	W.retry_us = 0;
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
@@ -167,6 +250,7 @@ void logwriter_stop(void)
 	W.opts.path = NULL;
 	free((char *)W.opts.jsonl_path);
 	W.opts.jsonl_path = NULL;
+	dbdown_set_marker(NULL);
 	store_checkpointer_stop();
 }
 
@@ -179,6 +263,10 @@ int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t err
 		  char *errbuf, size_t errsz)
 {
 	struct wjob job = { .fn = fn, .ud = ud };
+	if (dbdown_is_down()) {
+		snprintf(errbuf, errsz, "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
+		return -1;
+	}
 	pthread_mutex_lock(&W.mu);
 	if (W.stop) {
 		pthread_mutex_unlock(&W.mu);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "dbdown.h"
 #include "log.h"
 #include "reqlog_jsonl.h"
 #include "store.h"
@@ -64,8 +65,9 @@ static void maint_failed(void)
 
 static void run_replay(void)
 {
-	/* Cheap when there is nothing to import: no database is opened. */
-	if (!reqlog_replay_pending(M.opts.jsonl_path) || !maint_db())
+	/* Cheap when there is nothing to import: no database is opened. Nothing while the database
+	 * is known down: the writer's probe says when it answers again. */
+	if (dbdown_is_down() || !reqlog_replay_pending(M.opts.jsonl_path) || !maint_db())
 		return;
 	struct replay_stats rs;
 	if (reqlog_replay(M.st, M.opts.jsonl_path, &M.stop, &rs) < 0)
@@ -74,6 +76,10 @@ static void run_replay(void)
 
 static void run_prune(void)
 {
+	if (dbdown_is_down()) {
+		M.next_prune_ms = clock_wall_ms() + MAINT_REPLAY_CHECK_MS;   /* once it is back */
+		return;
+	}
 	if (!maint_db())
 		return;
 	int64_t t0 = clock_mono_us();

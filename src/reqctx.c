@@ -13,10 +13,15 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include "dbdown.h"
 #include "log.h"
 #include "logwriter.h"
+#include "rowkeep.h"
 #include "store.h"
 #include "util.h"
 
@@ -62,6 +67,9 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg)
 		return;
 	struct store_opts o;
 	reqctx_store_opts(cfg, &o, 0);
+	/* Another process found the database down lately (dbdown.h): try it briefly only. */
+	if (dbdown_marker_check() && o.busy_timeout_ms > DBDOWN_CGI_TIMEOUT_MS)
+		o.busy_timeout_ms = DBDOWN_CGI_TIMEOUT_MS;
 	char err[512];
 	w->st = store_open(&o, err, sizeof(err));
 	if (!w->st) {
@@ -156,4 +164,38 @@ void reqctx_refuse(struct request_ctx *rc, const struct rerr *e)
 	rc->log.error_code = e->code;
 	rc->log.error_message = e->message;
 	reqctx_commit_log(rc);
+}
+
+/* Whether a row could be written to path now: the file (else its directory) is writable and its
+ * file system has room for a few rows. */
+#define ROOM_BYTES (64 * 1024)
+
+static int path_writable(const char *path)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	int ok = access(path, F_OK) == 0 ? access(path, W_OK) == 0
+					 : access(slash ? dir : ".", W_OK | X_OK) == 0;
+	struct statvfs vfs;
+	if (ok && statvfs(slash ? dir : ".", &vfs) == 0)
+		ok = (unsigned long long)vfs.f_bavail * vfs.f_frsize >= ROOM_BYTES;
+	free(dir);
+	return ok;
+}
+
+int reqctx_can_record(struct request_ctx *rc)
+{
+	const struct config *cfg = rc->cfg;
+	if (!cfg->request_log)
+		return 1;
+	if (logwriter_running()) {
+		rowkeep_set_max((long)cfg->kept_rows_max);
+		return !rowkeep_full();
+	}
+	/* Plain CGI keeps nothing after it exits: the database or the fallback file must take rows. */
+	worker_ensure_store(rc->w, cfg);
+	return (rc->w->st && !dbdown_is_down() && path_writable(cfg->db_path)) ||
+	       path_writable(cfg->fallback_jsonl);
 }

@@ -65,4 +65,8 @@ void reqctx_refuse(struct request_ctx *rc, const struct rerr *e);
  * health), or NULL while the database cannot be opened. Owned by the worker. */
 struct store *reqctx_reader(struct request_ctx *rc);
 
+/* Whether this call's row can be recorded somewhere: a responder has room in its kept rows
+ * (rowkeep.h); a plain CGI process finds the database or the fallback file writable. */
+int reqctx_can_record(struct request_ctx *rc);
+
 #endif

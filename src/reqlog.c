@@ -2,15 +2,19 @@
  *
  * A row goes through the caller's connection (plain CGI, the tests), or through the process's
  * writer thread (a FastCGI responder); when the database fails it is appended to the fallback
- * file, which maint.c (or the next CGI request) replays later. That the database failed is
- * logged once per FAIL_LOG_EVERY_MS per process, with the count of the rows that went quietly.
+ * file, which maint.c (or the next CGI request) replays later; when that fails too, it is
+ * kept in memory (rowkeep.h). While the database is known down (dbdown.h) it is not tried. That
+ * the database failed is logged once per FAIL_LOG_EVERY_MS per process, with the count of the
+ * rows that went quietly.
  */
 #include "reqlog.h"
 
 #include <errno.h>
 #include <stdio.h>
 
+#include "dbdown.h"
 #include "log.h"
+#include "rowkeep.h"
 #include "store.h"
 #include "store_diag.h"
 #include "util.h"
@@ -41,10 +45,15 @@ static void log_fallback(const struct reqlog *r, const char *jsonl_path, const c
 int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r)
 {
 	char err[512] = "database not open";
-	if (st) {
-		if (store_insert_reqlog(st, r, err, sizeof(err)) == 0)
+	if (dbdown_is_down()) {
+		snprintf(err, sizeof(err), "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
+	} else if (st) {
+		if (store_insert_reqlog(st, r, err, sizeof(err)) == 0) {
+			dbdown_up();
 			return 0;
+		}
 		store_diagnose(st, NULL);
+		dbdown_failed(err);
 	} else if (logwriter_running()) {
 		if (logwriter_log(r, err, sizeof(err)) == 0)
 			return 0;
@@ -55,6 +64,13 @@ int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *
 		return 0;
 	}
 	store_diagnose_file(jsonl_path, errno);
-	log_error(r->request_id, "request log row LOST: database: %s; fallback file: %s", err, err2);
+	/* Neither took it: kept in memory (and its line in the error log) until one does. */
+	if (rowkeep_keep(r) == 0) {
+		log_error(r->request_id, "request log row kept in memory (%zu kept) and written to the "
+			  "error log: database: %s; fallback file: %s", rowkeep_count(), err, err2);
+		return 0;
+	}
+	log_error(r->request_id, "request log row in the error log only (the rows kept in memory "
+		  "reached storage.kept_rows_max): database: %s; fallback file: %s", err, err2);
 	return -1;
 }

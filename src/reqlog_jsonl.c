@@ -34,17 +34,23 @@ int reqlog_jsonl_append(const char *path, const struct reqlog *r, char *errbuf, 
 	struct buf line;
 	buf_init(&line, BUF_UNLIMITED);
 	json_to_buf(o, &line);
-	buf_putc(&line, '\n');
 	json_decref(o);
-	int rc = -1;
-	int fd = -1;
+	int rc = reqlog_jsonl_append_line(path, line.p, line.len, errbuf, errsz);
+	buf_free(&line);
+	return rc;
+}
+
+/* Opens path for appending, locked and still the file at path. The directory is never created:
+ * a data directory that was removed is not silently replaced by an empty one. Returns the fd. */
+static int open_locked(const char *path, char *errbuf, size_t errsz)
+{
 	for (int tries = 0; tries < 8; tries++) {
 		/* Never the directory: a data directory that was removed or renamed away is restored,
 		 * not started over (and an operator's `mv data.off data` would nest the old one). */
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0) {
 			snprintf(errbuf, errsz, "cannot open %s: %s", path, strerror(errno));
-			goto out;
+			return -1;
 		}
 		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
 			;
@@ -52,27 +58,44 @@ int reqlog_jsonl_append(const char *path, const struct reqlog *r, char *errbuf, 
 		 * file now at path, never to one being imported. */
 		struct stat a, b;
 		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-			break;
+			return fd;
 		close(fd);
-		fd = -1;
 	}
-	if (fd < 0) {
-		snprintf(errbuf, errsz, "cannot open %s: it keeps being moved", path);
+	snprintf(errbuf, errsz, "cannot open %s: it keeps being moved", path);
+	return -1;
+}
+
+int reqlog_jsonl_append_line(const char *path, const char *json, size_t len, char *errbuf,
+			     size_t errsz)
+{
+	struct buf line;
+	buf_init(&line, BUF_UNLIMITED);
+	buf_append(&line, json, len);
+	buf_putc(&line, '\n');
+	int rc = -1;
+	int fd = open_locked(path, errbuf, errsz);
+	if (fd < 0)
 		goto out;
-	}
+	/* Under the lock: where this line starts, so that a short write is undone (a partial line
+	 * would glue to the next record and both be lost to the replay). */
+	off_t start = lseek(fd, 0, SEEK_END);
 	size_t off = 0;
 	while (off < line.len) {
 		ssize_t w = write(fd, line.p + off, line.len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(errbuf, errsz, "cannot write %s: %s", path, strerror(errno));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(errbuf, errsz, "cannot write %s: %s", path, w < 0 ? strerror(errno) : "no space");
 			break;
 		}
 		off += (size_t)w;
 	}
-	if (off == line.len)
+	if (off == line.len) {
 		rc = 0;
+	} else if (off > 0 && start >= 0 && ftruncate(fd, start) < 0) {
+		log_error(NULL, "cannot undo a partial line in %s (%s): the next replay skips it as "
+			  "unreadable", path, strerror(errno));
+	}
 	flock(fd, LOCK_UN);
 	close(fd);
 out:

@@ -10,9 +10,13 @@
 
 struct store;
 
-/* Appends r as one line to the file at path (creating it and its directory when needed). Returns
- * 0, or -1 with a message in errbuf. */
+/* Appends r as one line to the file at path (creating the file, never its directory). A write that
+ * falls short (a full disk) is undone: the file is cut back to its size before the append, under
+ * the appenders' lock. Returns 0, or -1 with a message in errbuf. */
 int reqlog_jsonl_append(const char *path, const struct reqlog *r, char *errbuf, size_t errsz);
+/* The same for a row already in its JSON form (len bytes, no newline). */
+int reqlog_jsonl_append_line(const char *path, const char *json, size_t len, char *errbuf,
+			     size_t errsz);
 
 struct replay_stats {
 	long long imported, already, malformed, files;

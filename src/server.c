@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "alerts.h"
+#include "dbdown.h"
 #include "fcgi_io.h"
 #include "keys.h"
 #include "log.h"
@@ -33,6 +34,7 @@
 #include "maint.h"
 #include "reqctx.h"
 #include "routes.h"
+#include "rowkeep.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -448,6 +450,9 @@ int server_run_cgi(void)
 	w.up = upstream_new();
 	if (!w.up)
 		return 1;
+	struct config *c0 = config_acquire();
+	dbdown_set_marker(c0 ? c0->db_path : NULL);
+	config_release(c0);
 	handle_one(&w, cgi_io());
 	fflush(stdout);
 	cgi_drain_body();
@@ -463,7 +468,8 @@ int server_run_cgi(void)
 	memset(&o, 0, sizeof(o));
 	if (cfg)
 		reqctx_store_opts(cfg, &o, 0);
-	int replay = w.st && cfg && cfg->fallback_jsonl && reqlog_replay_pending(cfg->fallback_jsonl);
+	int replay = w.st && cfg && cfg->fallback_jsonl && !dbdown_is_down() &&
+		     reqlog_replay_pending(cfg->fallback_jsonl);
 	int alerts = 0;
 	if (hook && hook[0]) {
 		/* An alert left by another process, or due for a retry, is sent by whichever comes next
@@ -478,6 +484,7 @@ int server_run_cgi(void)
 	w.up = NULL;
 	store_close(w.st);   /* no connection is carried across fork */
 	w.st = NULL;
+	rowkeep_dump();      /* a row nothing took: in the error log, before anything else */
 	if ((replay || alerts) && cgi_detach() == 0) {
 		char err[512];
 		struct store *st = store_open(&o, err, sizeof(err));
@@ -490,5 +497,6 @@ int server_run_cgi(void)
 		store_close(st);
 	}
 	config_release(cfg);
+	dbdown_set_marker(NULL);
 	return 0;
 }

@@ -135,6 +135,8 @@ describe('the request log when the database fails', () => {
     const small = path.join(stack.router.work, 'small');
     fs.mkdirSync(small, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+    // The fallback file's directory is made by the deployment: the router never creates it.
+    fs.mkdirSync(path.dirname(stack.router.jsonlPath), { recursive: true });
     stack.router.dbPath = path.join(small, 'llm_logs.db');
     try {
       await send(stack.router, 2, 'before');

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include "harness.h"
 #include "log.h"
 #include "reqlog.h"
+#include "rowkeep.h"
 #include "store.h"
 
 static struct store *open_store(const char *path, char *err, size_t errsz)
@@ -585,18 +588,9 @@ TEST(reqlog_write_falls_back_when_the_store_cannot_be_opened)
 	free(ro);
 }
 
-TEST(reqlog_write_reports_a_lost_record)
+/* Runs reqlog_write with stderr (the error line, the marked row) sent to /dev/null. */
+static int write_quietly(const char *jl, const struct reqlog *r)
 {
-	log_set_level(LOG_ERROR);
-	/* A directory that cannot exist: its name is taken by a file. (A missing directory is
-	 * made again: see reqlog_write_makes_a_missing_directory.) */
-	char *blocker = test_path("not-a-dir");
-	test_write_file(blocker, "x", 1);
-	free(blocker);
-	char *jl = test_path("not-a-dir/fallback.jsonl");
-	struct reqlog r;
-	full_record(&r, "chatcmpl-lost");
-	/* The error line goes to stderr: keep the test output clean. */
 	fflush(stderr);
 	int saved = dup(2);
 	int devnull = open("/dev/null", O_WRONLY);
@@ -604,12 +598,43 @@ TEST(reqlog_write_reports_a_lost_record)
 		dup2(devnull, 2);
 		close(devnull);
 	}
-	int rc = reqlog_write(NULL, jl, &r);
+	int rc = reqlog_write(NULL, jl, r);
 	if (saved >= 0) {
 		dup2(saved, 2);
 		close(saved);
 	}
-	CHECK_INT_EQ(rc, -1);
+	return rc;
+}
+
+TEST(reqlog_write_keeps_a_row_nothing_takes_then_flushes_it)
+{
+	log_set_level(LOG_ERROR);
+	/* A directory that cannot exist: its name is taken by a file. */
+	char *blocker = test_path("not-a-dir");
+	test_write_file(blocker, "x", 1);
+	free(blocker);
+	char *jl = test_path("not-a-dir/fallback.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-lost");
+	/* No room in memory: the row is lost (in the error log only). */
+	rowkeep_set_max(0);
+	CHECK_INT_EQ(write_quietly(jl, &r), -1);
+	CHECK_INT_EQ((int)rowkeep_count(), 0);
+	CHECK(rowkeep_full());
+	/* Room for one: kept, and then the memory is full. */
+	rowkeep_set_max(1);
+	CHECK_INT_EQ(write_quietly(jl, &r), 0);
+	CHECK_INT_EQ((int)rowkeep_count(), 1);
+	CHECK(rowkeep_full());
+	/* A destination that fails keeps it; one that works takes it. */
+	rowkeep_flush(NULL, jl);
+	CHECK_INT_EQ((int)rowkeep_count(), 1);
+	char *good = test_path("fallback-good.jsonl");
+	rowkeep_flush(NULL, good);
+	CHECK_INT_EQ((int)rowkeep_count(), 0);
+	CHECK_INT_EQ(count_jsonl(good, "chatcmpl-lost"), 1);
+	rowkeep_set_max(10000);
+	free(good);
 	free(jl);
 }
 
@@ -622,10 +647,55 @@ TEST(reqlog_write_never_makes_a_missing_directory)
 	char *dir = test_path("gone");
 	struct reqlog r;
 	full_record(&r, "chatcmpl-dir");
-	CHECK_INT_EQ(reqlog_write(NULL, jl, &r), -1);
+	rowkeep_set_max(10);
+	CHECK_INT_EQ(write_quietly(jl, &r), 0);
 	struct stat sb;
-	CHECK_INT_EQ(stat(dir, &sb), -1);
+	CHECK(stat(dir, &sb) < 0);
+	CHECK_INT_EQ((int)rowkeep_count(), 1);
+	rowkeep_dump();
+	CHECK_INT_EQ((int)rowkeep_count(), 0);
+	rowkeep_set_max(10000);
 	free(dir);
+	free(jl);
+}
+
+/* A write that falls short (here: RLIMIT_FSIZE, as a full disk does) is cut back: the file holds
+ * whole lines only, and the next append is a line of its own. */
+TEST(reqlog_jsonl_short_write_is_undone)
+{
+	log_set_level(LOG_ERROR);
+	char *jl = test_path("short.jsonl");
+	struct reqlog r;
+	full_record(&r, "chatcmpl-first");
+	CHECK_INT_EQ(reqlog_jsonl_append(jl, &r, (char[128]){ 0 }, 128), 0);
+	struct stat sb;
+	CHECK_INT_EQ(stat(jl, &sb), 0);
+	off_t one = sb.st_size;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl = { (rlim_t)(one + one / 2), (rlim_t)(one + one / 2) };
+		setrlimit(RLIMIT_FSIZE, &rl);
+		struct reqlog r2;
+		full_record(&r2, "chatcmpl-short");
+		char err[256];
+		_exit(reqlog_jsonl_append(jl, &r2, err, sizeof(err)) == -1 ? 0 : 1);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT_EQ(stat(jl, &sb), 0);
+	CHECK_INT_EQ((int)sb.st_size, (int)one);
+	full_record(&r, "chatcmpl-after");
+	CHECK_INT_EQ(reqlog_jsonl_append(jl, &r, (char[128]){ 0 }, 128), 0);
+	/* Two whole lines, the cut one gone. */
+	CHECK_INT_EQ(count_jsonl(jl, NULL), 2);
+	size_t len = 0;
+	char *data = test_read_file(jl, &len);
+	CHECK(data && strstr(data, "chatcmpl-first") && strstr(data, "chatcmpl-after") &&
+	      !strstr(data, "chatcmpl-short"));
+	free(data);
 	free(jl);
 }
 
