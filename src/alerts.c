@@ -221,16 +221,15 @@ static void *sender_main(void *arg)
 
 int alerts_start(const struct store_opts *o)
 {
-	S.opts = *o;
-	S.opts.path = xstrdup(o->path);
+	store_opts_copy(&S.opts, o);
+	free((char *)S.opts.jsonl_path);
 	S.opts.jsonl_path = NULL;
 	S.opts.checkpoint_pages = 0;
 	S.opts.retention_days = 0;
 	S.stop = 0;
 	S.kick = 0;
 	if (pthread_create(&S.thread, NULL, sender_main, NULL) != 0) {
-		free((char *)S.opts.path);
-		S.opts.path = NULL;
+		store_opts_free(&S.opts);
 		return -1;
 	}
 	__atomic_store_n(&S.running, 1, __ATOMIC_RELEASE);
@@ -247,6 +246,5 @@ void alerts_stop(void)
 	pthread_mutex_unlock(&S.mu);
 	pthread_join(S.thread, NULL);
 	__atomic_store_n(&S.running, 0, __ATOMIC_RELEASE);
-	free((char *)S.opts.path);
-	S.opts.path = NULL;
+	store_opts_free(&S.opts);
 }

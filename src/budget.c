@@ -15,6 +15,7 @@
 #include "log.h"
 #include "logwriter.h"
 #include "providers/provider.h"
+#include "store_diag.h"
 #include "util.h"
 
 /* An image, audio clip or file counts this many input tokens instead of its bytes. */
@@ -319,8 +320,10 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	    __atomic_compare_exchange_n(&last_reclaim_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
 					__ATOMIC_RELAXED)) {
 		int n = store_budget_reclaim(st, now_ms - cfg->reservation_timeout_s * 1000);
-		if (n < 0)
+		if (n < 0) {
+			store_diagnose(st, NULL);   /* a file it cannot write: the log says the fix */
 			dbdown_failed("reclaiming stale budget reservations failed");
+		}
 		if (n > 0)
 			log_warn(request_id, "reclaimed %d budget reservation(s) older than %lld s", n,
 				 (long long)cfg->reservation_timeout_s);

@@ -218,16 +218,13 @@ static void *writer_main(void *arg)
 
 int logwriter_start(const struct store_opts *o)
 {
-	W.opts = *o;
-	W.opts.path = xstrdup(o->path);
-	W.opts.jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
+	store_opts_copy(&W.opts, o);
 	next_tick_us = 0;
 	dbdown_set_marker(o->path);
 	W.stop = 0;
 	W.retry_us = 0;
 	if (pthread_create(&W.thread, NULL, writer_main, NULL) != 0) {
-		free((char *)W.opts.path);
-		free((char *)W.opts.jsonl_path);
+		store_opts_free(&W.opts);
 		return -1;
 	}
 	__atomic_store_n(&W.running, 1, __ATOMIC_RELEASE);
@@ -246,10 +243,7 @@ void logwriter_stop(void)
 	pthread_mutex_unlock(&W.mu);
 	pthread_join(W.thread, NULL);
 	__atomic_store_n(&W.running, 0, __ATOMIC_RELEASE);
-	free((char *)W.opts.path);
-	W.opts.path = NULL;
-	free((char *)W.opts.jsonl_path);
-	W.opts.jsonl_path = NULL;
+	store_opts_free(&W.opts);
 	dbdown_set_marker(NULL);
 	store_checkpointer_stop();
 }

@@ -134,16 +134,15 @@ int maint_start(const struct store_opts *o)
 {
 	if (!o->jsonl_path && o->retention_days <= 0)
 		return 0;
-	M.opts = (struct store_opts){ .path = xstrdup(o->path), .busy_timeout_ms = o->busy_timeout_ms,
-				      .synchronous_full = o->synchronous_full,
-				      .jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL,
-				      .retention_days = o->retention_days };
+	/* The same creation rule as every connection of the router (a removed database is never
+	 * replaced by an empty one); its own connection checkpoints itself. */
+	store_opts_copy(&M.opts, o);
+	M.opts.checkpoint_pages = 0;
 	M.next_replay_ms = 0;
 	M.next_prune_ms = clock_wall_ms() + PRUNE_FIRST_MS;
 	M.stop = 0;
 	if (pthread_create(&M.thread, NULL, maint_main, NULL) != 0) {
-		free((char *)M.opts.path);
-		free((char *)M.opts.jsonl_path);
+		store_opts_free(&M.opts);
 		return -1;
 	}
 	M.running = 1;
@@ -160,7 +159,5 @@ void maint_stop(void)
 	pthread_mutex_unlock(&M.mu);
 	pthread_join(M.thread, NULL);
 	M.running = 0;
-	free((char *)M.opts.path);
-	free((char *)M.opts.jsonl_path);
-	M.opts.path = M.opts.jsonl_path = NULL;
+	store_opts_free(&M.opts);
 }

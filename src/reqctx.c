@@ -11,6 +11,7 @@
  */
 #include "reqctx.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "logwriter.h"
 #include "rowkeep.h"
 #include "store.h"
+#include "store_diag.h"
 #include "util.h"
 
 /* Retry interval for a database that could not be opened. */
@@ -196,6 +198,11 @@ int reqctx_can_record(struct request_ctx *rc)
 	}
 	/* Plain CGI keeps nothing after it exits: the database or the fallback file must take rows. */
 	worker_ensure_store(rc->w, cfg);
-	return (rc->w->st && !dbdown_is_down() && path_writable(cfg->db_path)) ||
-	       path_writable(cfg->fallback_jsonl);
+	if ((rc->w->st && !dbdown_is_down() && path_writable(cfg->db_path)) ||
+	    path_writable(cfg->fallback_jsonl))
+		return 1;
+	/* Refused: the log says which file and what to do. */
+	store_diagnose(NULL, cfg->db_path);
+	store_diagnose_file(cfg->fallback_jsonl, errno);
+	return 0;
 }

@@ -254,6 +254,22 @@ struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz)
 	return st;
 }
 
+void store_opts_copy(struct store_opts *dst, const struct store_opts *o)
+{
+	*dst = *o;
+	dst->path = o->path ? xstrdup(o->path) : NULL;
+	dst->jsonl_path = o->jsonl_path ? xstrdup(o->jsonl_path) : NULL;
+	dst->fallback_path = o->fallback_path ? xstrdup(o->fallback_path) : NULL;
+}
+
+void store_opts_free(struct store_opts *o)
+{
+	free((char *)o->path);
+	free((char *)o->jsonl_path);
+	free((char *)o->fallback_path);
+	o->path = o->jsonl_path = o->fallback_path = NULL;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)

@@ -33,6 +33,10 @@
  * checkpointer thread. Returns NULL and a message in errbuf on failure. */
 struct store *store_open(const struct store_opts *o, char *errbuf, size_t errsz);
 void store_close(struct store *st);
+/* A copy of o for a thread that outlives the configuration it came from: the paths are its own
+ * (store_opts_free releases them). */
+void store_opts_copy(struct store_opts *dst, const struct store_opts *o);
+void store_opts_free(struct store_opts *o);
 /* Inserts one request-log row with its attempts and tool-call state, and settles its budget
  * reservation, all or nothing (a SAVEPOINT, so it may run inside the caller's transaction). A row
  * whose request id is already logged changes nothing. Returns 0, or -1 with a message in errbuf

@@ -107,8 +107,8 @@ function workDir(fake) {
   const conf = HOOK(fs.readFileSync(path.join(ROOT, 'conf/llm-router.conf'), 'utf8')).split('@FAKE_URL@').join(fake.url);
   fs.writeFileSync(path.join(work, 'conf/llm-router.conf'), conf);
   const env = { PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(work, 'conf/llm-router.conf'), LLM_ROUTER_HOME: work, OPENAI_API_KEY: TEST_KEYS.OPENAI_API_KEY };
-  // The CLI creates the database.
-  const r = spawnSync(ROUTER_BIN, ['keys', 'list'], { env, encoding: 'utf8' });
+  // A first start: `init` creates the data directory and the database.
+  const r = spawnSync(ROUTER_BIN, ['init'], { env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return { work, env, db: path.join(work, 'data/llm_logs.db') };
 }

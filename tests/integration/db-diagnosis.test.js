@@ -129,7 +129,10 @@ describe('the log names the file and the fix', () => {
       // A process that opens it now (the same binary as plain CGI) cannot write it.
       const r = cgiRequest(stack.router);
       assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /"choices"/, 'the request still succeeds');
+      // Neither the database nor the fallback beside it can take the row: the call is refused
+      // rather than served unrecorded, and the log says why.
+      assert.match(r.stdout, /^Status: 503/, 'nothing can record the call');
+      assert.match(r.stdout, /"code":"request_log_unavailable"/);
       const line = r.stderr.split('\n').find((l) => /cannot be written/.test(l));
       t.diagnostic(line);
       assert.match(line || '', new RegExp(`${stack.router.dbPath.replace(/[.]/g, '\\.')} is on a file system mounted read-only \\(so is the rest of its directory\\): remount it read-write$`), r.stderr);

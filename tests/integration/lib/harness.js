@@ -337,7 +337,9 @@ async function startRouter(opts = {}) {
     errorLog: readLogs,
     // Runs SQL with the sqlite3 shell and returns the rows as objects.
     db(sql) {
-      const out = execFileSync('sqlite3', ['-json', '-cmd', '.timeout 5000', router.dbPath, sql], { encoding: 'utf8' });
+      // The SQL goes on stdin: a statement naming thousands of request ids is longer than an
+      // argument may be.
+      const out = execFileSync('sqlite3', ['-json', '-cmd', '.timeout 5000', router.dbPath], { input: sql, encoding: 'utf8' });
       return out.trim() ? JSON.parse(out) : [];
     },
     // The request-log row of one request id (waits a little: rows are written as responses end).
