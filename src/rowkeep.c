@@ -157,14 +157,22 @@ static int flush_db(struct store *st, struct kept *list)
 	return 0;
 }
 
-void rowkeep_flush(struct store *st, const char *jsonl_path)
+/* Takes every kept row out of the list (the caller puts back what no destination took). */
+static struct kept *take_all(size_t *n)
 {
 	pthread_mutex_lock(&K.mu);
 	struct kept *list = K.head;
-	size_t n = K.n;
+	*n = K.n;
 	K.head = K.tail = NULL;
 	K.n = 0;
 	pthread_mutex_unlock(&K.mu);
+	return list;
+}
+
+void rowkeep_flush(struct store *st, const char *jsonl_path)
+{
+	size_t n;
+	struct kept *list = take_all(&n);
 	if (!list)
 		return;
 	if (st && flush_db(st, list) == 0) {
@@ -191,12 +199,8 @@ void rowkeep_flush(struct store *st, const char *jsonl_path)
 
 void rowkeep_dump(void)
 {
-	pthread_mutex_lock(&K.mu);
-	struct kept *list = K.head;
-	size_t n = K.n;
-	K.head = K.tail = NULL;
-	K.n = 0;
-	pthread_mutex_unlock(&K.mu);
+	size_t n;
+	struct kept *list = take_all(&n);
 	if (n)
 		log_error(NULL, "%zu request-log row(s) could be written neither to the database nor to the "
 			  "fallback file: they are in this error log only, on lines starting \"%s\"; import "

@@ -21,7 +21,7 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, spawnApache, killGroup, freePort, startFake, startStack, startServe, stopServe, readSSE, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SANITIZER, SLOW, apacheReady, spawnApache, killGroup, freePort, startFake, startStack, startServe, stopServe, readSSE, waitFor, sleep } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const HOSTILE_MS = 20000;
@@ -428,10 +428,7 @@ describe('FastCGI without a buffering web server: slow uploads are cut at body_t
     const socks = [];
     try {
       const base = `http://127.0.0.1:${aport}/v1`;
-      await waitFor(async () => {
-        if (apache.proc.exitCode !== null) throw new Error(apache.readLogs());
-        return (await fetch(base + '/models')).status === 200;
-      }, 20000 * SLOW, 'Apache to answer').catch((e) => { throw new Error(`${e.message}\n${apache.readLogs()}`); });
+      await apacheReady(apache, base);
       const t0 = Date.now();
       const answers = [0, 1].map(() => new Promise((resolve) => {
         const s = net.connect(aport, '127.0.0.1');

@@ -13,7 +13,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
-const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SLOW, spawnApache, killGroup, freePort, startFake, startServe, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SLOW, apacheReady, spawnApache, killGroup, freePort, startFake, startServe, waitFor, sleep } = require('./lib/harness');
 const { raw, get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 // Kills the router processes below pid with SIGKILL every 100 ms for ms while clients call
@@ -177,10 +177,7 @@ describe('the shipped web-server files answer their own errors in JSON', { skip:
     });
     try {
       const base = `http://127.0.0.1:${aport}/v1`;
-      await waitFor(async () => {
-        if (apache.proc.exitCode !== null) throw new Error(apache.readLogs());
-        return (await fetch(base + '/models')).status === 200;
-      }, 20000 * SLOW, 'Apache to answer').catch((e) => { throw new Error(`${e.message}\n${apache.readLogs()}`); });
+      await apacheReady(apache, base);
       await assertOwnErrors(aport, 'mod_proxy_fcgi vhost');
       const slash = assertEnvelope(await get(aport, '/v1/models/openrouter%2Fno-such-model'), [404], '%2F');
       assert.equal(slash.param, 'model', 'the router answered');

@@ -87,21 +87,28 @@ async function assertEveryRowOnce(router, answered, what) {
   assert.equal(router.db('PRAGMA integrity_check')[0].integrity_check, 'ok');
 }
 
+// One request before, then n sequential requests while another process holds the write lock;
+// the lock is released before it returns.
+async function underHeldLock(router, n, what) {
+  const warm = await call(router, 'warm');
+  assert.equal(warm.status, 200, warm.body);
+  const lock = holdLock(router.dbPath);
+  await sleep(300);
+  const t0 = Date.now();
+  const during = [];
+  for (let i = 0; i < n; i++) during.push(await call(router, 'during'));
+  const total = Date.now() - t0;
+  console.log(`# ${FRONT}: ${n} ${what} under a held lock took ${total} ms in total (${during.map((r) => r.ms).join(', ')})`);
+  await lock.release();
+  return { warm, during, total };
+}
+
 describe('a held write lock costs at most one busy timeout', () => {
   it(`ten sequential requests under a 25 s lock finish in under two busy timeouts (${BUSY_MS} ms each)`, async () => {
     const stack = await startStack({ config: busy(BUSY_MS) });
     const { router } = stack;
     try {
-      const warm = await call(router, 'warm');
-      assert.equal(warm.status, 200, warm.body);
-      const lock = holdLock(router.dbPath);
-      await sleep(300);
-      const t0 = Date.now();
-      const during = [];
-      for (let i = 0; i < 10; i++) during.push(await call(router, 'during'));
-      const total = Date.now() - t0;
-      console.log(`# ${FRONT}: 10 requests under a held lock took ${total} ms in total (${during.map((r) => r.ms).join(', ')})`);
-      await lock.release();
+      const { warm, during, total } = await underHeldLock(router, 10, 'requests');
       assert.ok(during.every((r) => r.status === 200), during.map((r) => r.status).join(','));
       assert.ok(total < 2 * BUSY_MS, `${total} ms for ten requests (busy_timeout_ms ${BUSY_MS})`);
       await assertEveryRowOnce(router, [warm, ...during], 'the lock');
@@ -118,16 +125,7 @@ describe('a held write lock costs at most one busy timeout', () => {
     const stack = await startStack({ config: (c) => busy(BUSY_MS)(c).replace('when_database_down = "serve";', 'when_database_down = "refuse";') });
     const { router } = stack;
     try {
-      const warm = await call(router, 'warm');
-      assert.equal(warm.status, 200, warm.body);
-      const lock = holdLock(router.dbPath);
-      await sleep(300);
-      const t0 = Date.now();
-      const during = [];
-      for (let i = 0; i < 6; i++) during.push(await call(router, 'during'));
-      const total = Date.now() - t0;
-      console.log(`# ${FRONT}: 6 refused requests under a held lock took ${total} ms (${during.map((r) => r.ms).join(', ')})`);
-      await lock.release();
+      const { warm, during, total } = await underHeldLock(router, 6, 'refused requests');
       for (const r of during) {
         assert.equal(r.status, 503, r.body);
         assert.equal(JSON.parse(r.body).error.code, 'budget_unavailable');

@@ -487,4 +487,13 @@ async function stopServe(served, work) {
   }
 }
 
-module.exports = { lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
+// Waits until an Apache started by spawnApache answers GET base/models with 200; its logs in the
+// error when it does not (or exits).
+async function apacheReady(apache, base) {
+  await waitFor(async () => {
+    if (apache.proc.exitCode !== null) throw new Error(apache.readLogs());
+    return (await fetch(base + '/models')).status === 200;
+  }, 20000 * SLOW, 'Apache to answer').catch((e) => { throw new Error(`${e.message}\n${apache.readLogs()}`); });
+}
+
+module.exports = { apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
