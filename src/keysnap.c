@@ -137,17 +137,6 @@ static void put_agent(struct buf *b, const char *agent)
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decodes the agent field in place; -1 on a bad escape or an empty name. */
 static int get_agent(char *s)
 {
@@ -157,7 +146,7 @@ static int get_agent(char *s)
 			*w++ = *r;
 			continue;
 		}
-		int hi = hexval(r[1]), lo = hi < 0 ? -1 : hexval(r[2]);
+		int hi = hex_digit(r[1]), lo = hi < 0 ? -1 : hex_digit(r[2]);
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 			return -1;
 		*w++ = (char)(hi * 16 + lo);

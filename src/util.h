@@ -50,6 +50,8 @@ void utf8_sanitize(char *s);
 
 /* Decodes %XX escapes of a URL path segment into a new string; NULL if an escape is malformed
  * or decodes to a NUL byte. */
+/* The value of one hexadecimal digit (either case), or -1. */
+int hex_digit(char c);
 char *url_decode(const char *s);
 
 /* Creates the directories leading to path (mode 0750); returns 0, or -1 if one could not be made. */
