@@ -47,7 +47,7 @@ static int open_locked(const char *path, char *errbuf, size_t errsz)
 	for (int tries = 0; tries < 8; tries++) {
 		/* Never the directory: a data directory that was removed or renamed away is restored,
 		 * not started over (and an operator's `mv data.off data` would nest the old one). */
-		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0) {
 			snprintf(errbuf, errsz, "cannot open %s: %s", path, strerror(errno));
 			return -1;
@@ -65,6 +65,36 @@ static int open_locked(const char *path, char *errbuf, size_t errsz)
 	return -1;
 }
 
+/* Under the lock: a file that does not end in a newline holds the start of a line whose writer
+ * was killed between a short write and its undo. It is cut back to its last complete line, so
+ * that the next record is not glued to it (both would be lost to the replay). Returns the end. */
+static off_t cut_partial_tail(int fd, const char *path)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	char c;
+	if (end <= 0 || pread(fd, &c, 1, end - 1) != 1 || c == '\n')
+		return end;
+	char chunk[4096];
+	off_t pos = end, keep = 0;
+	while (pos > 0 && keep == 0) {
+		size_t n = pos > (off_t)sizeof(chunk) ? sizeof(chunk) : (size_t)pos;
+		pos -= (off_t)n;
+		if (pread(fd, chunk, n, pos) != (ssize_t)n)
+			return end;
+		for (size_t i = n; i > 0 && keep == 0; i--)
+			if (chunk[i - 1] == '\n')
+				keep = pos + (off_t)i;
+	}
+	if (ftruncate(fd, keep) < 0) {
+		log_error(NULL, "cannot remove the partial line at the end of %s (%s): the next replay "
+			  "skips it as unreadable", path, strerror(errno));
+		return end;
+	}
+	log_warn(NULL, "removed a partial line of %lld byte(s) at the end of %s: a process stopped "
+		 "while writing it, before its request was answered", (long long)(end - keep), path);
+	return keep;
+}
+
 int reqlog_jsonl_append_line(const char *path, const char *json, size_t len, char *errbuf,
 			     size_t errsz)
 {
@@ -78,7 +108,7 @@ int reqlog_jsonl_append_line(const char *path, const char *json, size_t len, cha
 		goto out;
 	/* Under the lock: where this line starts, so that a short write is undone (a partial line
 	 * would glue to the next record and both be lost to the replay). */
-	off_t start = lseek(fd, 0, SEEK_END);
+	off_t start = cut_partial_tail(fd, path);
 	size_t off = 0;
 	while (off < line.len) {
 		ssize_t w = write(fd, line.p + off, line.len - off);

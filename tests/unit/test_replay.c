@@ -135,6 +135,32 @@ TEST(replay_imports_exactly_once_and_only_then_removes_the_file)
 	free(jl);
 }
 
+TEST(an_append_after_a_torn_line_cuts_the_torn_line_instead_of_gluing_to_it)
+{
+	char *db = test_path("torn.db");
+	char *jl = test_path("torn.jsonl");
+	struct reqlog r;
+	record(&r, "chatcmpl-t0", 1795651200000, 1000);
+	REQUIRE_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	/* A writer killed between a short write and its undo. */
+	FILE *f = fopen(jl, "a");
+	REQUIRE_NOT_NULL(f);
+	fputs("{\"request_id\": \"chatcmpl-killed\", \"ts_st", f);
+	fclose(f);
+	record(&r, "chatcmpl-t1", 1795651200001, 1000);
+	REQUIRE_INT_EQ(reqlog_write(NULL, jl, &r), 0);
+	struct store *st = open_at(db);
+	REQUIRE_NOT_NULL(st);
+	struct replay_stats rs;
+	CHECK_INT_EQ(reqlog_replay(st, jl, NULL, &rs), 0);
+	CHECK_INT_EQ(rs.imported, 2);
+	CHECK_INT_EQ(rs.malformed, 0);
+	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log WHERE request_id IN ('chatcmpl-t0', 'chatcmpl-t1')"), 2);
+	store_close(st);
+	free(db);
+	free(jl);
+}
+
 TEST(replay_resumes_a_file_an_interrupted_replay_left)
 {
 	char *db = test_path("resume.db");
