@@ -482,6 +482,7 @@ int server_run_cgi(void)
 	}
 	upstream_free(w.up);
 	w.up = NULL;
+	upstream_shutdown(); /* no thread is carried across fork */
 	store_close(w.st);   /* no connection is carried across fork */
 	w.st = NULL;
 	rowkeep_dump();      /* a row nothing took: in the error log, before anything else */

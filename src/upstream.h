@@ -1,11 +1,13 @@
 /* upstream.h - blocking HTTP calls to providers; the only module that uses libcurl.
  *
- * Each worker thread owns one struct upstream for its whole life: one libcurl easy handle whose
- * connection cache keeps TLS/TCP connections to the providers alive between requests. A call is
- * one blocking upstream_perform(); the response is handed to the caller as it arrives through
- * callbacks (head once, body pieces, a tick about once a second), any of which can abort the
- * transfer. The wait also watches one more descriptor - the client's connection - so a client
- * that leaves stops the upstream transfer at once, even while the provider sends nothing.
+ * Each worker thread owns one struct upstream for its whole life (its easy handle and a wake-up
+ * descriptor); one transfer engine per process (a libcurl multi handle on a thread of its own)
+ * drives every call in flight, so connections, TLS sessions, DNS answers and the parsed CA bundle
+ * are held once per process and shared by every worker. A call is one blocking
+ * upstream_perform(); the response is handed to the caller as it arrives through callbacks (head
+ * once, body pieces, a tick at least every 200 ms), all run on the calling thread, any of which
+ * can abort the transfer. The wait also watches one more descriptor - the client's connection - so
+ * a client that leaves stops the upstream transfer at once, even while the provider sends nothing.
  *
  * Timeouts: connect; timeout_ms until the caller reports content (on_body returning
  * UPSTREAM_PROGRESS_CONTENT: a non-streaming call never does, so it bounds the whole call); idle
@@ -95,6 +97,9 @@ int upstream_post_json(const char *url, const char *body, long timeout_ms, long 
 		       size_t errsz);
 
 int upstream_global_init(void);
+/* Stops this process's transfer engine (no call may be in flight); also before a fork whose
+ * child makes no provider call. upstream_new starts it again. */
+void upstream_shutdown(void);
 void upstream_global_cleanup(void);
 struct upstream *upstream_new(void);
 void upstream_free(struct upstream *u);
