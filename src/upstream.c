@@ -168,9 +168,20 @@ static void enqueue(struct call *c)
 	E.pending = c;
 }
 
-/* Under E.mu. */
+/* Under E.mu: the transfer is over and out of the multi handle. Once its worker sees that, it
+ * returns and the call is gone, so the call leaves the pending list too (a request it made just
+ * before the transfer ended is moot). */
 static void finish(struct call *c, CURLcode result)
 {
+	if (c->queued) {
+		for (struct call **pp = &E.pending; *pp; pp = &(*pp)->next) {
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		}
+		c->queued = 0;
+	}
 	if (c->state != X_DONE) {
 		c->state = X_DONE;
 		c->result = result;
