@@ -13,6 +13,7 @@
 #include "reqlog.h"
 #include "rowkeep.h"
 #include "store.h"
+#include "store_diag.h"
 #include "upstream.h"
 #include "util.h"
 #include "version.h"
@@ -174,7 +175,9 @@ static int keys_cmd(int argc, char **argv)
 	if (strcmp(argv[2], "create") == 0) {
 		char key[KEY_LEN + 1], id[KEY_ID_LEN + 1];
 		if (key_create(st, agent, key, id) < 0) {
-			fprintf(stderr, "llm-router: could not store the key\n");
+			fprintf(stderr, "llm-router: could not store the key (%s); nothing was stored, "
+				"run it again\n", store_errmsg(st));
+			store_diagnose(st, NULL);   /* a file it cannot write, a full disk: says the fix */
 		} else {
 			const struct tier_conf *t = config_tier_for_agent(cfg, agent);
 			int listed = 0;
@@ -197,6 +200,10 @@ static int keys_cmd(int argc, char **argv)
 			printf("key %s revoked\n", argv[3]);
 			rc = 0;
 			save_snapshot(st, cfg);
+		} else if (n < 0) {
+			fprintf(stderr, "llm-router: could not revoke the key (%s); nothing was changed, "
+				"run it again\n", store_errmsg(st));
+			store_diagnose(st, NULL);
 		} else {
 			fprintf(stderr, "llm-router: no active key with id '%s'\n", argv[3]);
 		}

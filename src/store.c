@@ -457,6 +457,11 @@ size_t store_statement_count(void)
 	return ST_COUNT;
 }
 
+const char *store_errmsg(struct store *st)
+{
+	return st && st->db ? sqlite3_errmsg(st->db) : "";
+}
+
 const char *store_statement(size_t i)
 {
 	pthread_once(&built, build_inserts);

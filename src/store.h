@@ -201,6 +201,8 @@ void store_utc_day(int64_t ms, char day[11]);
 
 /* The statements the router prepares (for EXPLAIN QUERY PLAN tests), and the plan of one SQL
  * statement, one line per step, appended to out. */
+/* SQLite's message for the last failed call on st ("" without one). */
+const char *store_errmsg(struct store *st);
 size_t store_statement_count(void);
 const char *store_statement(size_t i);
 int store_query_plan(struct store *st, const char *sql, struct buf *out);
