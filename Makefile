@@ -10,6 +10,7 @@
 #   make valgrind   the integration suite with the router under valgrind
 #   make fuzz       every fuzz target for FUZZ_RUNS iterations (FUZZ_RUNS=... for longer runs)
 #   make bench      benchmarks with ratios against baselines measured in the same run
+#   make bench-inflight  only the in-flight scenario of make bench (1,024 slow streaming calls)
 #   make install    PREFIX=/usr/local DESTDIR= (binary, configuration, web-server files)
 
 PREFIX ?= /usr/local
@@ -43,7 +44,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/*.c)
 
 .PHONY: all run test test-shape test-unit test-fixtures test-integration test-budget-loop test-kill-loop deps asan valgrind fuzz fuzz-long \
-	bench install clean
+	bench bench-inflight install clean
 
 all: $(BUILD)/llm-router
 
@@ -137,6 +138,10 @@ fuzz-long: deps
 bench: DEPS = bench
 bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream
 	@BUILD=$(BUILD) tests/bench/bench.sh
+
+bench-inflight: DEPS = bench
+bench-inflight: deps all $(BUILD)/fake_upstream
+	@BUILD=$(BUILD) tests/bench/inflight.sh
 
 # Installs the binary, the configuration (an edited one is kept: the new default goes beside it
 # as llm-router.conf.dist), and the web-server files under $(PREFIX)/share/llm-router.

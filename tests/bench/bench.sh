@@ -46,10 +46,17 @@
 #   BENCH_ROUNDS=3       rounds (medians are over these)
 #   BENCH_DURATION=5s    length of one wrk run
 #   BENCH_ONLY=          targets to run, e.g. "router" or "bare,router" (the fake upstream always
-#                        runs: added latency is measured against it); default: all
+#                        runs: added latency is measured against it), "inflight" for the in-flight
+#                        scenario; default: all
 #   BENCH_MODES="nonstream stream"
 #   BENCH_CONNECTIONS=64 BENCH_THREADS=8 BENCH_DELAY_MS=20 BENCH_SUT_CPU=0 BENCH_LOAD_CPU=1
 #   BENCH_KEEP_TMP=1     keep the temporary directory (configs, logs, request-log databases)
+#
+# The in-flight scenario: after these targets, tests/bench/inflight.sh holds 1,024 concurrent
+# streaming calls against a slow streaming upstream behind a local TLS front, for the router with
+# its shipped configuration next to an nginx proxy (see its header); its table is appended to this
+# run's report. BENCH_ONLY=inflight runs it alone (as `make bench-inflight` does); a BENCH_ONLY
+# without "inflight" leaves it out.
 #
 # Adding a scenario: write target_<name>_label, target_<name>_start (and optionally
 # target_<name>_upstream=0 / target_<name>_verify), then add <name> to ALL_TARGETS; see the router
@@ -85,6 +92,19 @@ die() {
 }
 note() { echo "bench: $*" >&2; }
 
+# The in-flight scenario runs after the other targets unless BENCH_ONLY leaves it out; alone when
+# it is all BENCH_ONLY names.
+RUN_INFLIGHT=1
+if [ -n "${BENCH_ONLY:-}" ]; then
+	RUN_INFLIGHT=0
+	only=
+	for t in $(echo "$BENCH_ONLY" | tr ',' ' '); do
+		if [ "$t" = inflight ]; then RUN_INFLIGHT=1; else only="$only $t"; fi
+	done
+	[ -n "$only" ] || BUILD=$BUILD exec "$ROOT/tests/bench/inflight.sh"
+	BENCH_ONLY=${only# }
+fi
+
 for tool in "$WRK" "$LIGHTTPD" taskset curl; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
@@ -116,9 +136,9 @@ RES=$TMP/results
 mkdir -p "$RES"
 PIDS=()
 
-cleanup() {
-	local rc=$? p
-	trap - EXIT INT TERM
+# stop_all: stops every process the benchmark started.
+stop_all() {
+	local p
 	# lighttpd leaves its FastCGI responders running when it stops: they are signalled by PID, and
 	# killed if still there two seconds later.
 	for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do kill "$p" 2>/dev/null || true; done
@@ -131,6 +151,12 @@ cleanup() {
 		sleep 0.2
 	done
 	for p in "${PIDS[@]}" $(cat "$TMP"/*/responder.pids 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_all
 	if [ "${BENCH_KEEP_TMP:-0}" = 1 ] || [ $rc -ne 0 ]; then
 		note "temporary files kept in $TMP"
 	else
@@ -995,3 +1021,13 @@ mkdir -p "$ROOT/bench-results"
 cp "$REPORT" "$ROOT/bench-results/bench-$STAMP.md"
 echo
 echo "bench: written to bench-results/bench-$STAMP.md; took $(($(date +%s) - T_START)) s"
+
+if [ "$RUN_INFLIGHT" = 1 ]; then
+	# The machine to itself: this run's web servers and fakes stop first (and are forgotten, so
+	# that the exit does not signal their PIDs again).
+	stop_all
+	PIDS=()
+	rm -f "$TMP"/*/responder.pids
+	echo
+	BUILD=$BUILD BENCH_REPORT=$ROOT/bench-results/bench-$STAMP.md "$ROOT/tests/bench/inflight.sh"
+fi
