@@ -688,6 +688,10 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
 	if (opts->ca_file && opts->ca_file[0])
 		curl_easy_setopt(h, CURLOPT_CAINFO, opts->ca_file);
+	/* The CA bundle file alone, no CA directory (Debian's libcurl has /etc/ssl/certs as its
+	 * default): libcurl keeps the parsed bundle in the engine's multi handle only when no CA
+	 * directory is set, and parses it for every new connection otherwise. */
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
 	if (!req->stream && opts->timeout_ms > 0)
@@ -696,6 +700,9 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_ms + 2 * TICK_MS);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	/* A request body is in memory whole: the smallest upload buffer libcurl takes (its default,
+	 * 64 KB, is kept by every worker's handle). */
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	/* No compressed replies: without Accept-Encoding libcurl decodes nothing, so a body sent
 	 * with Content-Encoding anyway reaches the translators as the bytes it is (and fails to
 	 * parse): a gzip bomb is never inflated (README "Memory per call"). */
