@@ -90,6 +90,8 @@ die() {
 	echo "bench: FAILED: $*" >&2
 	exit 1
 }
+# shellcheck source=tests/bench/common.sh
+. "$ROOT/tests/bench/common.sh"
 note() { echo "bench: $*" >&2; }
 
 # The in-flight scenario runs after the other targets unless BENCH_ONLY leaves it out; alone when
@@ -169,21 +171,6 @@ trap 'exit 130' INT TERM
 
 # ---- helpers ----
 
-# A TCP port nobody listens on (the start functions retry if it is taken meanwhile).
-free_port() {
-	local used p hex
-	used=$(awk 'FNR > 1 { sub(/.*:/, "", $2); print $2 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 40000))
-		printf -v hex '%04X' "$p"
-		grep -qx "$hex" <<<"$used" || {
-			echo "$p"
-			return
-		}
-	done
-	die "no free TCP port found"
-}
-
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # descendants_of PID: "PID COMM" of every process below PID (Apache's children, mod_fcgid's
@@ -234,16 +221,6 @@ start_fake() { # start_fake NAME [fake_upstream args...]; sets FAKE_<NAME> to ht
 }
 
 # ---- web servers ----
-
-# wait_up PID URL: succeeds once URL answers (any status); fails when PID exits or after 5 s.
-wait_up() {
-	for _ in $(seq 100); do
-		kill -0 "$1" 2>/dev/null || return 1
-		curl -s -o /dev/null --max-time 2 "$2" && return 0
-		sleep 0.05
-	done
-	return 1
-}
 
 # serving INST PID PORT: the instance's web server runs as PID and answers on PORT.
 serving() {
@@ -746,16 +723,6 @@ sample_rss() {
 # ---- run ----
 
 T_START=$(date +%s)
-# How busy the machine is before anything starts (percent of all CPUs over one second).
-cpu_busy() {
-	local a b
-	a=$(head -n 1 /proc/stat)
-	sleep 1
-	b=$(head -n 1 /proc/stat)
-	awk -v a="$a" -v b="$b" 'BEGIN { n = split(a, x); split(b, y); t = 0
-		for (i = 2; i <= n; i++) t += y[i] - x[i]
-		idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }'
-}
 BUSY_BEFORE=$(cpu_busy)
 if [ "$BUSY_BEFORE" -gt 10 ]; then
 	note "WARNING: the CPUs were $BUSY_BEFORE % busy before the run: other work on this machine makes the numbers noisy"

@@ -1,0 +1,42 @@
+# common.sh - shell functions shared by the benchmark scripts (bench.sh, inflight.sh), which
+# source it. They call the sourcing script's die().
+# shellcheck shell=bash
+
+# A TCP port nobody listens on (the start functions retry if it is taken meanwhile).
+free_port() {
+	local used p hex
+	used=$(awk 'FNR > 1 { sub(/.*:/, "", $2); print $2 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 40000))
+		printf -v hex '%04X' "$p"
+		grep -qx "$hex" <<<"$used" || {
+			echo "$p"
+			return
+		}
+	done
+	die "no free TCP port found"
+}
+
+# How busy the machine is before the runs (percent of all CPUs over one second).
+cpu_busy() {
+	local a b
+	a=$(head -n 1 /proc/stat)
+	sleep 1
+	b=$(head -n 1 /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN { n = split(a, x); split(b, y); t = 0
+		for (i = 2; i <= n; i++) t += y[i] - x[i]
+		idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }'
+}
+
+# wait_up PID URL [curl options]: succeeds once URL answers (any status); fails when PID exits or
+# after 10 s.
+wait_up() {
+	local pid=$1 url=$2
+	shift 2
+	for _ in $(seq 200); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		curl -s -o /dev/null --max-time 2 "$@" "$url" && return 0
+		sleep 0.05
+	done
+	return 1
+}
