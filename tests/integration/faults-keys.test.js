@@ -306,15 +306,24 @@ describe('agents\' keys through database faults', () => {
       setup: (ctx) => {
         const small = path.join(ctx.router.work, 'small');
         fs.mkdirSync(small, { recursive: true });
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', small]);
+        // Room for the database and its WAL at their working size (the WAL is reused in place,
+        // up to the checkpointer's cap), so that the disk is full only once the filler is in.
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
         ctx.router.dbPath = path.join(small, 'llm_logs.db');
         ctx.small = small;
         ctx.cleanup = () => spawnSync('umount', ['-l', small]);
       },
       induce: (ctx) => {
-        try { execFileSync('dd', ['if=/dev/zero', `of=${path.join(ctx.small, 'filler')}`, 'bs=4k', 'count=1000'], { stdio: 'ignore' }); } catch (e) { /* full: the point */ }
+        const free = () => { const s = fs.statfsSync(ctx.small); return s.bavail * s.bsize; };
+        assert.ok(free() > 1024 * 1024, `room left before the fault: ${free()} bytes`);
+        try { execFileSync('dd', ['if=/dev/zero', `of=${path.join(ctx.small, 'filler')}`, 'bs=4k', 'count=2000'], { stdio: 'ignore' }); } catch (e) { /* full: the point */ }
+        assert.equal(free(), 0, 'the filler took what was left');
       },
-      restore: (ctx) => fs.rmSync(path.join(ctx.small, 'filler')),
+      restore: (ctx) => {
+        fs.rmSync(path.join(ctx.small, 'filler'));
+        const s = fs.statfsSync(ctx.small);
+        assert.ok(s.bavail * s.bsize > 1024 * 1024, 'room again after the restore');
+      },
     });
   });
 });
