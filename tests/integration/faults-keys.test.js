@@ -126,8 +126,8 @@ async function afterRestore(router, keys, label) {
 }
 
 // One fault: keys before it, the fault, concurrent requests, a restart, the restore.
-async function runFault(t, { label, config, setup, induce, restore, duringRestart = true, expectDown }) {
-  const stack = await startStack({ auth: true, config: (c) => FAST(config ? config(c) : c) });
+async function runFault(t, { label, config, prepare, setup, induce, restore, duringRestart = true, expectDown }) {
+  const stack = await startStack({ auth: true, prepare, config: (c) => FAST(config ? config(c) : c) });
   const router = stack.router;
   const ctx = { router };
   try {
@@ -303,12 +303,15 @@ describe('agents\' keys through database faults', () => {
     await runFault(t, {
       label: 'full disk',
       config: (c) => c.replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";'),
-      setup: (ctx) => {
-        const small = path.join(ctx.router.work, 'small');
-        fs.mkdirSync(small, { recursive: true });
+      prepare: (work) => {
+        const small = path.join(work, 'small');
+        fs.mkdirSync(small);
         // Room for the database and its WAL at their working size (the WAL is reused in place,
         // up to the checkpointer's cap), so that the disk is full only once the filler is in.
         execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+      },
+      setup: (ctx) => {
+        const small = path.join(ctx.router.work, 'small');
         ctx.router.dbPath = path.join(small, 'llm_logs.db');
         ctx.small = small;
         ctx.cleanup = () => spawnSync('umount', ['-l', small]);

@@ -287,10 +287,12 @@ describe('every answered request has exactly one row through each database fault
 
   it('a full file system (a small tmpfs as the data directory): short appends are undone', async (t) => {
     if (!isRoot) { t.skip('needs root to mount a small tmpfs'); return; }
-    const stack = await startStack({ procs: 2, config: (c) => FAULT_CONF(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";').replace('fallback_jsonl = "data/llm_logs_fallback.jsonl";', 'fallback_jsonl = "small/llm_logs_fallback.jsonl";') });
+    const mount = (work) => {
+      fs.mkdirSync(path.join(work, 'small'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', path.join(work, 'small')]);
+    };
+    const stack = await startStack({ procs: 2, prepare: mount, config: (c) => FAULT_CONF(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";').replace('fallback_jsonl = "data/llm_logs_fallback.jsonl";', 'fallback_jsonl = "small/llm_logs_fallback.jsonl";') });
     const small = path.join(stack.router.work, 'small');
-    fs.mkdirSync(small, { recursive: true });
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
     stack.router.dbPath = path.join(small, 'llm_logs.db');
     stack.router.jsonlPath = path.join(small, 'llm_logs_fallback.jsonl');
     const filler = path.join(small, 'filler');

@@ -131,10 +131,12 @@ describe('the request log when the database fails', () => {
 
   it('a full file system: rows go to JSONL elsewhere; once space is freed they are replayed', async (t) => {
     if (process.getuid && process.getuid() !== 0) { t.skip('needs root to mount a small tmpfs'); return; }
-    const stack = await startStack({ config: (c) => FAST(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";') });
+    const mount = (work) => {
+      fs.mkdirSync(path.join(work, 'small'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', path.join(work, 'small')]);
+    };
+    const stack = await startStack({ prepare: mount, config: (c) => FAST(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";') });
     const small = path.join(stack.router.work, 'small');
-    fs.mkdirSync(small, { recursive: true });
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
     // The fallback file's directory is made by the deployment: the router never creates it.
     fs.mkdirSync(path.dirname(stack.router.jsonlPath), { recursive: true });
     stack.router.dbPath = path.join(small, 'llm_logs.db');

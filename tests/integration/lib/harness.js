@@ -267,6 +267,7 @@ function routerDescendants(rootPid) {
 //   webTimeoutS   the web server's idle timeout on the router (lighttpd read-timeout,
 //                 FcgidIOTimeout, Apache Timeout for CGI)
 //   webMaxBody    the web server's request body limit in bytes
+//   prepare       prepare(work): called with the working directory before the web server starts
 //   auth          keep routing.auth_mode = "key" and default_tier "T3" (default: anonymous callers
 //                 in T1)
 async function startRouter(opts = {}) {
@@ -277,6 +278,9 @@ async function startRouter(opts = {}) {
   fs.mkdirSync(path.join(work, 'www'));
   // The router never creates its data directory (a first setup does: `llm-router init`).
   fs.mkdirSync(path.join(work, 'data'));
+  // Before any responder runs (a file system mounted where the database will be: one made
+  // before the mount would be hidden under it).
+  if (opts.prepare) opts.prepare(work);
   let conf = fs.readFileSync(path.join(ROOT, 'conf/llm-router.conf'), 'utf8');
   conf = conf.replace(/threads = \d+;/, `threads = ${opts.threads || 4};`);
   conf = conf.replace(/reload_interval_s = \d+;/, 'reload_interval_s = 1;');
