@@ -18,7 +18,9 @@ const { raw, get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 // Kills the router processes below pid with SIGKILL every 100 ms for ms while clients call
 // /v1/models; returns the answers that were not 200.
-async function killUnderLoad(port, pidsOf, ms) {
+// Kills the responders every 100 ms for ms, and on until there were minKills kills (lighttpd
+// respawns a killed responder after a pause, so how many fit in ms varies with the machine).
+async function killUnderLoad(port, pidsOf, ms, minKills = 3) {
   let running = true;
   const errors = [];
   const client = async () => {
@@ -32,7 +34,7 @@ async function killUnderLoad(port, pidsOf, ms) {
   const clients = Array.from({ length: 8 }, client);
   const t0 = Date.now();
   let kills = 0;
-  while (Date.now() - t0 < ms) {
+  while (Date.now() - t0 < ms || (kills < minKills && Date.now() - t0 < 5 * ms * SLOW)) {
     await sleep(100);
     for (const pid of pidsOf()) { try { process.kill(pid, 'SIGKILL'); kills++; } catch (e) { /* gone */ } }
   }
