@@ -94,6 +94,8 @@ static int step_read(struct request_ctx *rc, struct chat_plan *pl)
 	struct rerr err;
 	rerr_clear(&err);
 	struct chat_call *call = &pl->call;
+	/* A slow client's body is not read with a database connection held. */
+	reqctx_reader_release(rc);
 	if (request_read_body(&rc->req, (size_t)rc->cfg->max_body_bytes, &err) < 0 ||
 	    chatreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len, &pl->body, &call->req,
 			  &err) < 0) {

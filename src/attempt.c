@@ -459,6 +459,8 @@ enum attempt_result attempt_run(struct attempt *a)
 	int built = a->ops->build_request(&a->x, restored ? restored : a->call->body, &a->ureq,
 					  &a->dropped, &a->err);
 	json_decref(restored);
+	/* No database connection is held through the upstream call. */
+	reqctx_reader_release(rc);
 	if (built < 0)
 		return ATTEMPT_REFUSED;
 	s->calls++;

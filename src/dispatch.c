@@ -427,6 +427,7 @@ static int state_wait(struct dispatch *d, const struct fallback_step *st)
 	int64_t t = clock_mono_us();
 	if (st->backoff)
 		d->backoffs++;
+	reqctx_reader_release(d->s.rc);
 	int gone = attempt_wait_watching(&d->s, st->wait_ms) < 0;
 	d->s.excluded_us += clock_mono_us() - t;
 	if (gone) {

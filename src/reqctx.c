@@ -3,7 +3,9 @@
  *
  * A struct request_ctx lives on the worker thread's stack from accept to finish; everything it
  * points to is either the request's own (released by reqctx_end) or the worker's (its libcurl
- * handle and SQLite connections, which outlive requests and are touched by that thread only). A
+ * handle, and under plain CGI its SQLite connection, which outlive requests and are touched by
+ * that thread only); a responder's reader connections are the process's, lent to one worker at a
+ * time (see "The readers" below). A
  * request's row in the request log is committed before the last bytes of its response are
  * flushed, so a client that has seen the end of a response can rely on the row existing. Under
  * FastCGI the row goes through the store's writer thread; a plain CGI process has no writer and
@@ -103,41 +105,160 @@ void reqctx_end(struct request_ctx *rc)
 		rerr_set(&e, 500, "server_error", NULL, NULL, "The router produced no response.");
 		resp_error(&rc->resp, &e);
 	}
+	reqctx_reader_release(rc);
 	response_free(&rc->resp);
 	request_free(&rc->req);
 	config_release(rc->cfg);
 }
 
+/* The readers: a responder's connections for the workers' reads and short transactions (keys,
+ * budget holds, tool-call state, model health), shared by its workers. A worker borrows one at its
+ * first use in a request and gives it back before each upstream call and at the end of the
+ * request, so the number open follows the database work under way, not the calls in flight: a
+ * thousand slow calls at once keep a few connections, not a thousand (each holds the parsed
+ * schema, its lookaside and a page cache of up to cache_size). READERS_IDLE wait between uses;
+ * a connection returned beyond that is closed. */
+#define READERS_IDLE 8
+
+struct reader {
+	struct store *st;
+	char *path;                  /* the database it was opened on (a reload may change it) */
+	int64_t moved_check_us;      /* next look for a deleted or replaced database file */
+	struct reader *next;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct reader *idle;
+	size_t n_idle;
+	int64_t retry_us;            /* no new connection before this, after one failed to open */
+} readers = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void reader_close(struct reader *r)
+{
+	if (!r)
+		return;
+	store_close(r->st);
+	free(r->path);
+	free(r);
+}
+
+static void readers_put(struct reader *r)
+{
+	pthread_mutex_lock(&readers.mu);
+	if (readers.n_idle < READERS_IDLE) {
+		r->next = readers.idle;
+		readers.idle = r;
+		readers.n_idle++;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&readers.mu);
+	reader_close(r);
+}
+
+/* An idle reader for the database at path, or a new one; NULL while it cannot be opened. */
+static struct reader *readers_get(const struct config *cfg)
+{
+	pthread_mutex_lock(&readers.mu);
+	struct reader *r = readers.idle;
+	if (r) {
+		readers.idle = r->next;
+		readers.n_idle--;
+	}
+	int64_t retry_us = readers.retry_us;
+	pthread_mutex_unlock(&readers.mu);
+	if (r && strcmp(r->path, cfg->db_path) != 0) {
+		reader_close(r);
+		r = NULL;
+	}
+	if (r)
+		return r;
+	if (clock_mono_us() < retry_us)
+		return NULL;
+	struct store_opts o;
+	reqctx_store_opts(cfg, &o, 0);
+	char err[512];
+	struct store *st = store_open(&o, err, sizeof(err));
+	if (!st) {
+		pthread_mutex_lock(&readers.mu);
+		readers.retry_us = clock_mono_us() + STORE_RETRY_US;
+		pthread_mutex_unlock(&readers.mu);
+		if (open_failure_is_news(err))
+			log_warn(NULL, "cannot open the database for reading: %s", err);
+		return NULL;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->st = st;
+	r->path = xstrdup(cfg->db_path);
+	r->moved_check_us = clock_mono_us() + 1000000;
+	return r;
+}
+
+/* A connection to a file that was deleted or replaced would read and write a ghost: each one is
+ * looked at at most once a second, and closed when its file has gone. */
+static int moved(struct store *st, int64_t *check_us)
+{
+	int64_t now = clock_mono_us();
+	if (!st || now < *check_us)
+		return 0;
+	*check_us = now + 1000000;
+	return store_file_moved(st);
+}
+
 struct store *reqctx_reader(struct request_ctx *rc)
 {
 	struct worker *w = rc->w;
-	/* A connection to a file that was deleted or replaced would read and write a ghost: look
-	 * at most once a second. */
-	int64_t now = clock_mono_us();
-	if (now >= w->moved_check_us) {
-		w->moved_check_us = now + 1000000;
-		for (struct store **sp = &w->st; sp; sp = sp == &w->st ? &w->reader : NULL) {
-			if (*sp && store_file_moved(*sp)) {
-				store_close(*sp);
-				*sp = NULL;
-			}
-		}
+	if (moved(w->st, &w->moved_check_us)) {
+		store_close(w->st);
+		w->st = NULL;
 	}
 	worker_ensure_store(w, rc->cfg);
 	if (w->st)
 		return w->st;
-	if (!w->reader && clock_mono_us() >= w->reader_retry_us) {
-		struct store_opts o;
-		reqctx_store_opts(rc->cfg, &o, 0);
-		char err[512];
-		w->reader = store_open(&o, err, sizeof(err));
-		if (!w->reader) {
-			w->reader_retry_us = clock_mono_us() + STORE_RETRY_US;
-			if (open_failure_is_news(err))
-				log_warn(NULL, "cannot open the database for reading: %s", err);
-		}
+	if (w->reader && moved(w->reader->st, &w->reader->moved_check_us)) {
+		reader_close(w->reader);
+		w->reader = NULL;
 	}
-	return w->reader;
+	while (!w->reader) {
+		struct reader *r = readers_get(rc->cfg);
+		if (!r)
+			return NULL;
+		if (!moved(r->st, &r->moved_check_us))
+			w->reader = r;
+		else
+			reader_close(r);
+	}
+	return w->reader->st;
+}
+
+void reqctx_reader_release(struct request_ctx *rc)
+{
+	struct worker *w = rc->w;
+	if (w->reader)
+		readers_put(w->reader);
+	w->reader = NULL;
+}
+
+void reqctx_worker_done(struct worker *w)
+{
+	reader_close(w->reader);
+	w->reader = NULL;
+	store_close(w->st);
+	w->st = NULL;
+}
+
+void reqctx_readers_close(void)
+{
+	pthread_mutex_lock(&readers.mu);
+	struct reader *r = readers.idle;
+	readers.idle = NULL;
+	readers.n_idle = 0;
+	pthread_mutex_unlock(&readers.mu);
+	while (r) {
+		struct reader *next = r->next;
+		reader_close(r);
+		r = next;
+	}
 }
 
 void reqctx_commit_log(struct request_ctx *rc)

@@ -1,7 +1,7 @@
 /* reqctx.h - the per-request context and the worker thread it runs on.
  *
- * Thread state, built once per worker thread: a struct worker holding the thread's libcurl handle
- * and its SQLite connections. Request state, reset for every accepted request: a struct
+ * Thread state, built once per worker thread: a struct worker holding the thread's libcurl handle,
+ * its direct SQLite connection (plain CGI) and the reader connection it has borrowed (FastCGI). Request state, reset for every accepted request: a struct
  * request_ctx, begun and ended around each request by server.c and handed down to routes, the
  * api_* handlers and dispatch. This module sits below all of them and calls none of them: it owns
  * the request's log row (reqctx_commit_log) and the thread's reader connection (reqctx_reader).
@@ -23,9 +23,8 @@ struct worker {
 	struct upstream *up;
 	struct store *st;            /* direct connection, plain CGI only (FastCGI: the writer) */
 	int64_t st_retry_us;         /* when to try to open it again */
-	struct store *reader;        /* read connection of this thread (FastCGI), opened on demand */
-	int64_t reader_retry_us;
-	int64_t moved_check_us;      /* next look for a deleted or replaced database file */
+	int64_t moved_check_us;      /* next look at w->st for a deleted or replaced database file */
+	struct reader *reader;       /* FastCGI: the process's reader connection this worker holds */
 };
 
 struct request_ctx {
@@ -62,8 +61,20 @@ void reqctx_commit_log(struct request_ctx *rc);
 void reqctx_refuse(struct request_ctx *rc, const struct rerr *e);
 
 /* A connection this worker may read the database with (keys, budgets, tool-call state, model
- * health), or NULL while the database cannot be opened. Owned by the worker. */
+ * health), or NULL while the database cannot be opened. Under FastCGI it is borrowed from the
+ * process's readers and held until reqctx_reader_release: a caller never keeps it across a call
+ * of that function (nor across an upstream call, before which the attempt releases it). */
 struct store *reqctx_reader(struct request_ctx *rc);
+
+/* Gives the connection reqctx_reader lent back to the process's readers (nothing to do under
+ * plain CGI, or when none is held). reqctx_end calls it too. */
+void reqctx_reader_release(struct request_ctx *rc);
+
+/* Closes the connections worker w holds (its thread ends). */
+void reqctx_worker_done(struct worker *w);
+
+/* Closes the process's idle readers (the responder stops, its workers have ended). */
+void reqctx_readers_close(void);
 
 /* Whether this call's row can be recorded somewhere: a responder has room in its kept rows
  * (rowkeep.h); a plain CGI process finds the database or the fallback file writable. */

@@ -218,8 +218,7 @@ static void *worker_main(void *arg)
 	}
 	fcgi_conn_free(c);
 	upstream_free(w->up);
-	store_close(w->st);
-	store_close(w->reader);
+	reqctx_worker_done(w);
 	pool_leave(s, as);
 	return NULL;
 }
@@ -418,6 +417,7 @@ int server_run_fastcgi(int listen_fd)
 	alerts_stop();
 	maint_stop();
 	logwriter_stop();
+	reqctx_readers_close();
 	log_info(NULL, "responder stopped");
 	return started ? 0 : 1;
 }

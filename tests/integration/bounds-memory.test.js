@@ -191,3 +191,44 @@ describe('memory per call is bounded', { timeout: 120000 * SLOW }, () => {
     checkBound('wide_body', base, m);
   });
 });
+
+// Database connections follow the database work, not the calls in flight (README "Memory per
+// call"): with 48 slow streams at once through one responder of 48 threads, the responder keeps
+// its writer's, checkpointer's and maintenance connections and a few readers, not one per call.
+describe('calls in flight hold no database connection', { skip: FRONT !== 'lighttpd' && 'one multi-threaded responder: the lighttpd set-up' }, () => {
+  const fs = require('fs');
+  // Open connections, by their descriptors of the WAL file (SQLite may keep a closed
+  // connection's descriptor of the database file itself for reuse while others hold locks).
+  const dbFds = (pids, db) => pids.reduce((n, pid) => {
+    let fds = [];
+    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (e) { return n; }
+    return n + fds.filter((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === db; } catch (e) { return false; } }).length;
+  }, 0);
+
+  it('48 slow streams at once keep at most 12 connections open (budget holds on)', async () => {
+    const n = 48;
+    stack = await startStack({ procs: 1, threads: n, config: (t) => t.replace('max_threads = 16;', `max_threads = ${n};`) });
+    const router = stack.router;
+    // Every thread has served a request (before, each would have opened its own connection).
+    await stack.fake.script('openai', Array.from({ length: n }, () => ({ chunk_delay_ms: 5 })));
+    const warm = await Promise.all(Array.from({ length: n }, () => post(router, { model: 'gpt-4o', messages: MSG, stream: true }, { sse: true })));
+    assert.ok(warm.every((r) => r.status === 200));
+    const idle = dbFds(router.responderPids(), router.dbPath + '-wal');
+    await stack.fake.script('openai', Array.from({ length: n }, () => ({ chunk_delay_ms: 250 })));
+    let first = 0;
+    const calls = Array.from({ length: n }, async () => {
+      const r = await fetch(router.baseURL + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: MSG, stream: true }) });
+      const events = await readSSE(r, () => { first++; });
+      return { status: r.status, events };
+    });
+    // Every call has begun streaming: all n are in flight at once.
+    const t0 = Date.now();
+    while (first < n && Date.now() - t0 < 10000 * SLOW) await new Promise((res) => setTimeout(res, 20));
+    const during = dbFds(router.responderPids(), router.dbPath + '-wal');
+    const results = await Promise.all(calls);
+    console.log(`BOUND ${FRONT} db connections: ${during} open with ${n} streams in flight (${idle} after ${n} calls at once)`);
+    assert.ok(results.every((r) => r.status === 200 && r.events[r.events.length - 1].data === '[DONE]'));
+    assert.ok(first >= n, 'all calls streamed at once');
+    assert.ok(during <= 12, `${during} connections to the database with ${n} calls in flight`);
+  });
+});
