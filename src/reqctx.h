@@ -1,10 +1,11 @@
 /* reqctx.h - the per-request context and the worker thread it runs on.
  *
  * Thread state, built once per worker thread: a struct worker holding the thread's libcurl handle,
- * its direct SQLite connection (plain CGI) and the reader connection it has borrowed (FastCGI). Request state, reset for every accepted request: a struct
- * request_ctx, begun and ended around each request by server.c and handed down to routes, the
- * api_* handlers and dispatch. This module sits below all of them and calls none of them: it owns
- * the request's log row (reqctx_commit_log) and the thread's reader connection (reqctx_reader).
+ * its direct SQLite connection (plain CGI) and the reader connection it has borrowed (FastCGI).
+ * Request state, reset for every accepted request: a struct request_ctx, begun and ended around
+ * each request by server.c and handed down to routes, the api_* handlers and dispatch. This module
+ * sits below all of them and calls none of them: it owns the request's log row (reqctx_commit_log)
+ * and the process's reader connections (reqctx_reader, reqctx_reader_release).
  */
 #ifndef ROUTER_REQCTX_H
 #define ROUTER_REQCTX_H

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { ROUTER_BIN, CAPS, FRONT, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROUTER_BIN, CAPS, FRONT, startStack, smallTmpfs, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 // Keys alone are under test here: calls whose rows nothing can take (a read-only or removed data
@@ -303,13 +303,9 @@ describe('agents\' keys through database faults', () => {
     await runFault(t, {
       label: 'full disk',
       config: (c) => c.replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";'),
-      prepare: (work) => {
-        const small = path.join(work, 'small');
-        fs.mkdirSync(small);
-        // Room for the database and its WAL at their working size (the WAL is reused in place,
-        // up to the checkpointer's cap), so that the disk is full only once the filler is in.
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
-      },
+      // Room for the database and its WAL at their working size (the WAL is reused in place, up
+      // to the checkpointer's cap), so that the disk is full only once the filler is in.
+      prepare: smallTmpfs('4m'),
       setup: (ctx) => {
         const small = path.join(ctx.router.work, 'small');
         ctx.router.dbPath = path.join(small, 'llm_logs.db');

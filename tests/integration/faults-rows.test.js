@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { ROUTER_BIN, CAPS, FRONT, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROUTER_BIN, CAPS, FRONT, startStack, smallTmpfs, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const BUSY_MS = 2000;
@@ -287,11 +287,7 @@ describe('every answered request has exactly one row through each database fault
 
   it('a full file system (a small tmpfs as the data directory): short appends are undone', async (t) => {
     if (!isRoot) { t.skip('needs root to mount a small tmpfs'); return; }
-    const mount = (work) => {
-      fs.mkdirSync(path.join(work, 'small'));
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', path.join(work, 'small')]);
-    };
-    const stack = await startStack({ procs: 2, prepare: mount, config: (c) => FAULT_CONF(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";').replace('fallback_jsonl = "data/llm_logs_fallback.jsonl";', 'fallback_jsonl = "small/llm_logs_fallback.jsonl";') });
+    const stack = await startStack({ procs: 2, prepare: smallTmpfs('16m'), config: (c) => FAULT_CONF(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";').replace('fallback_jsonl = "data/llm_logs_fallback.jsonl";', 'fallback_jsonl = "small/llm_logs_fallback.jsonl";') });
     const small = path.join(stack.router.work, 'small');
     stack.router.dbPath = path.join(small, 'llm_logs.db');
     stack.router.jsonlPath = path.join(small, 'llm_logs_fallback.jsonl');

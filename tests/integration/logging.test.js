@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
-const { ROUTER_BIN, CAPS, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROUTER_BIN, CAPS, startStack, smallTmpfs, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 
@@ -131,11 +131,7 @@ describe('the request log when the database fails', () => {
 
   it('a full file system: rows go to JSONL elsewhere; once space is freed they are replayed', async (t) => {
     if (process.getuid && process.getuid() !== 0) { t.skip('needs root to mount a small tmpfs'); return; }
-    const mount = (work) => {
-      fs.mkdirSync(path.join(work, 'small'));
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', path.join(work, 'small')]);
-    };
-    const stack = await startStack({ prepare: mount, config: (c) => FAST(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";') });
+    const stack = await startStack({ prepare: smallTmpfs('2m'), config: (c) => FAST(c).replace('db_path = "data/llm_logs.db";', 'db_path = "small/llm_logs.db";') });
     const small = path.join(stack.router.work, 'small');
     // The fallback file's directory is made by the deployment: the router never creates it.
     fs.mkdirSync(path.dirname(stack.router.jsonlPath), { recursive: true });

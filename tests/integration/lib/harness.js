@@ -500,4 +500,12 @@ async function apacheReady(apache, base) {
   }, 20000 * SLOW, 'Apache to answer').catch((e) => { throw new Error(`${e.message}\n${apache.readLogs()}`); });
 }
 
-module.exports = { apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
+// A prepare hook (startStack) that mounts a tmpfs of size (e.g. '4m', needs root) at work/small,
+// where a test's database then lives; the test unmounts it (umount -l) when done.
+const smallTmpfs = (size) => (work) => {
+  const dir = path.join(work, 'small');
+  fs.mkdirSync(dir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
+};
+
+module.exports = { smallTmpfs, apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
