@@ -159,7 +159,7 @@ install: all
 	fi
 	sed 's|@PREFIX@|$(PREFIX)|g' lighttpd/llm-router-container.conf > $(SHARE)/lighttpd-container.conf
 	install -m 0644 lighttpd/llm-router.conf $(SHARE)/lighttpd/llm-router.conf
-	install -m 0644 apache/llm-router-fcgid.conf apache/llm-router-proxy-fcgi.conf \
+	install -m 0644 apache/llm-router-fcgid.conf apache/llm-router-proxy-fcgi.conf apache/llm-router-mpm.conf \
 		apache/llm-router.service $(SHARE)/apache/
 	install -m 0644 www/.htaccess $(SHARE)/www/.htaccess
 	install -m 0644 www/errors/*.json $(SHARE)/www/errors/

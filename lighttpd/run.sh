@@ -47,7 +47,7 @@ done
 
 sed -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PORT|g" -e "s|@RUNDIR@|$RUNDIR|g" \
     -e "s|@BIN@|$ROOT/$BUILD/llm-router|g" -e "s|@CONFIG@|$CONFIG|g" -e "s|@ERRORS@|$RUNDIR/errors|g" \
-    -e "s|@PROCS@|1|g" -e "s|@ERRORLOG@|/dev/stderr|g" \
+    -e "s|@PROCS@|2|g" -e "s|@ERRORLOG@|/dev/stderr|g" \
     "$ROOT/lighttpd/llm-router-dev.conf.in" > "$RUNDIR/lighttpd.conf"
 
 # Callers authenticate with an agent key (routing.auth_mode = "key"): make one for a demo agent

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonx.h"
 #include "log.h"
 #include "upstream.h"
 #include "util.h"
@@ -82,7 +83,7 @@ static char *alert_body(const struct alert_row *a)
 	json_object_set_new(o, "budget_usd", json_real((double)a->limit_nusd / 1e9));
 	json_object_set_new(o, "ts_ms", json_integer(a->ts_ms));
 	json_object_set_new(o, "attempt", json_integer(a->attempts + 1));
-	char *body = json_dumps(o, JSON_COMPACT);
+	char *body = jsonx_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!body)
 		abort();

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memgauge.h"
 #include "store.h"
 #include "toolstate.h"
 #include "util.h"
@@ -78,6 +79,19 @@ static void map_transport_failure(struct attempt *a, struct rerr *e)
 		break;
 	}
 	e->should_retry = 1;
+}
+
+/* A growth of this attempt (its reply, a stream event, their parse) was refused because the
+ * process's calls in flight hold server.call_memory_mb: the attempt fails as for a reply past its
+ * own bounds, but the message names the process's limit, not the provider's reply. */
+static void blame_call_memory(const struct attempt *a, struct rerr *e)
+{
+	if (!memgauge_refused() || a->transport_failed)
+		return;
+	rerr_set(e, 502, "server_error", "bad_upstream_response", NULL,
+		 "The reply of provider %s could not be held: the router's calls in flight hold its "
+		 "limit of memory (server.call_memory_mb = %zu MB)", a->x.prov->name,
+		 memgauge_cap() >> 20);
 }
 
 /* ---- callbacks ---- */
@@ -271,6 +285,7 @@ static enum attempt_result run_nonstream(struct attempt *a)
 			map_transport_failure(a, &a->err);
 			a->transport_failed = 1;
 		}
+		blame_call_memory(a, &a->err);
 		return ATTEMPT_FAILED;
 	}
 	if (a->ures.status < 200 || a->ures.status >= 300) {
@@ -281,6 +296,7 @@ static enum attempt_result run_nonstream(struct attempt *a)
 	if (relay_response(a->ops, &a->x, a->body.p ? a->body.p : "", a->body.len, &a->response,
 			   &a->usage, &a->err) < 0) {
 		a->malformed = 1;
+		blame_call_memory(a, &a->err);
 		return ATTEMPT_FAILED;
 	}
 	return ATTEMPT_ANSWERED;
@@ -328,6 +344,7 @@ static enum attempt_result run_stream(struct attempt *a)
 			a->ops->map_error(&a->x, a->ures.status, a->body.p ? a->body.p : "", a->body.len,
 					  a->ures.retry_after, &a->err);
 		}
+		blame_call_memory(a, &a->err);
 		return ATTEMPT_FAILED;
 	}
 	if (rc < 0 && r->state == RELAY_RUNNING) {
@@ -339,6 +356,8 @@ static enum attempt_result run_stream(struct attempt *a)
 	} else if (rc == 0) {
 		relay_finish(r);
 	}
+	if (r->state == RELAY_FAILED)
+		blame_call_memory(a, &r->err);
 	if (r->state == RELAY_FAILED && !relay_started(r)) {
 		/* Nothing reached the client: another model may still answer. An unreadable stream is
 		 * malformed; an error event inside it counts with the status it maps to. */
@@ -454,6 +473,8 @@ enum attempt_result attempt_run(struct attempt *a)
 			 a->public_model, provider_api_name(p->api));
 		return ATTEMPT_NO_ADAPTER;
 	}
+	/* A refusal of the gauge of call memory from here on is this attempt's (blame_call_memory). */
+	memgauge_clear();
 	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
 	json_t *restored = toolstate_restore(a->call->body, p, lookup_state, rc);
 	int built = a->ops->build_request(&a->x, restored ? restored : a->call->body, &a->ureq,

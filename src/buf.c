@@ -1,10 +1,16 @@
-/* buf.c - bounded growable buffer (see buf.h for the contract). */
+/* buf.c - bounded growable buffer (see buf.h for the contract).
+ *
+ * Every buffer's capacity is counted in the process's gauge of call memory (memgauge.h): charged
+ * as it grows, released when it is freed or its content stolen. A growth past MEMGAUGE_SMALL_BYTES
+ * of a buffer with a limit is refused like one past that limit when the gauge would pass its cap.
+ */
 #include "buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "memgauge.h"
 #include "util.h"
 
 void buf_init(struct buf *b, size_t max)
@@ -17,6 +23,7 @@ void buf_init(struct buf *b, size_t max)
 
 void buf_free(struct buf *b)
 {
+	memgauge_release(b->cap);
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
@@ -39,10 +46,17 @@ static int buf_reserve(struct buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap = cap > b->max ? need : cap * 2;
+	/* Small buffers and buffers without a limit (whose callers may not look at the result) never
+	 * fail because of the gauge. */
+	int may_refuse = cap > MEMGAUGE_SMALL_BYTES && b->max < BUF_UNLIMITED;
+	if (memgauge_charge(cap - b->cap, may_refuse) < 0)
+		return -1;
 	/* Out of memory fails this append (and so the one call it serves), not the process. */
 	char *p = realloc(b->p, cap);
-	if (!p)
+	if (!p) {
+		memgauge_release(cap - b->cap);
 		return -1;
+	}
 	b->p = p;
 	b->cap = cap;
 	return 0;
@@ -107,9 +121,20 @@ const char *buf_str(const struct buf *b)
 	return b->p ? b->p : "";
 }
 
+char *buf_steal_counted(struct buf *b, size_t *counted)
+{
+	char *p = b->p ? b->p : xstrdup("");
+	*counted = b->cap;
+	b->p = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
 char *buf_steal(struct buf *b)
 {
 	char *p = b->p ? b->p : xstrdup("");
+	/* The caller owns the text now: it is no longer counted. */
+	memgauge_release(b->cap);
 	b->p = NULL;
 	b->len = b->cap = 0;
 	return p;

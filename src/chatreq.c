@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "jsonx.h"
+#include "memgauge.h"
 #include "util.h"
 
 static const char *jtype(const json_t *v)
@@ -436,6 +437,8 @@ int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *o
 	json_error_t jerr;
 	unsigned long refused = jsonx_refusals();
 	json_t *j = jsonx_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j && memgauge_refused())
+		return rerr_server_busy(err, memgauge_cap() >> 20);
 	if (!j && jsonx_refusals() != refused)
 		return rerr_set(err, 413, "invalid_request_error", "request_too_large", NULL,
 				"The JSON body of your request is too complex: holding it would take more "

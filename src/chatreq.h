@@ -20,7 +20,8 @@ struct chatreq {
 };
 
 /* Parses data as JSON and validates it. On success *body is a new reference the caller owns and
- * out points into it; on failure returns -1 with a 400 in err. */
+ * out points into it; on failure returns -1 with a 400 in err (413 when the parse would take too
+ * much memory, 503 server_busy when the process's calls in flight hold server.call_memory_mb). */
 int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *out,
 		  struct rerr *err);
 /* Validates an already parsed body. */

@@ -120,6 +120,7 @@ struct config {
 	int64_t reload_interval_s;
 	int64_t body_timeout_ms;       /* the whole request body must arrive within this */
 	int64_t max_threads;           /* the worker pool grows up to this while requests hold workers */
+	int64_t call_memory_mb;        /* what the calls in flight of a process hold together (memgauge.h) */
 	/* log */
 	char *log_level;
 	/* storage */

@@ -23,6 +23,7 @@
 
 #include "config_file.h"
 #include "log.h"
+#include "memgauge.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -259,6 +260,8 @@ static struct config *current;
 
 void config_global_set(struct config *cfg)
 {
+	if (cfg)
+		memgauge_set_cap((size_t)cfg->call_memory_mb << 20);
 	pthread_mutex_lock(&current_mu);
 	struct config *old = current;
 	current = cfg;

@@ -31,7 +31,8 @@ static const struct field server_fields[] = {
 	{ "max_body_bytes", F_INT, C(max_body_bytes), "8388608", 1024, 1073741824, NULL },
 	{ "reload_interval_s", F_INT, C(reload_interval_s), "2", 0, 86400, NULL },
 	{ "body_timeout_ms", F_INT, C(body_timeout_ms), "30000", 100, 3600000, NULL },
-	{ "max_threads", F_INT, C(max_threads), "16", 1, 1024, NULL },
+	{ "max_threads", F_INT, C(max_threads), "1024", 1, 1024, NULL },
+	{ "call_memory_mb", F_INT, C(call_memory_mb), "256", 16, 65536, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 

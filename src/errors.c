@@ -44,6 +44,16 @@ int rerr_invalid(struct rerr *e, const char *param, const char *fmt, ...)
 	return -1;
 }
 
+int rerr_server_busy(struct rerr *e, size_t cap_mb)
+{
+	rerr_set(e, 503, "server_error", "server_busy", NULL,
+		 "The router is holding its limit of memory for calls in flight "
+		 "(server.call_memory_mb = %zu MB); try again shortly.", cap_mb);
+	e->retry_after = 1;
+	e->should_retry = 1;
+	return -1;
+}
+
 json_t *rerr_envelope(const struct rerr *e)
 {
 	json_t *err = json_object();

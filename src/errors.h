@@ -9,6 +9,7 @@
 #define ROUTER_ERRORS_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 struct rerr {
 	int status;           /* HTTP status to answer with; 0 = no error recorded */
@@ -28,6 +29,10 @@ int rerr_set(struct rerr *e, int status, const char *type, const char *code, con
 /* Shorthands for the common client errors. */
 int rerr_invalid(struct rerr *e, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* 503 server_error / server_busy with Retry-After: 1: the calls in flight of the process hold
+ * server.call_memory_mb (cap_mb) and this call cannot have its share now. Returns -1. */
+int rerr_server_busy(struct rerr *e, size_t cap_mb);
 
 /* New reference to {"error":{...}}. */
 json_t *rerr_envelope(const struct rerr *e);

@@ -8,6 +8,7 @@
 
 #include "jsonx.h"
 #include "log.h"
+#include "memgauge.h"
 #include "util.h"
 
 void request_init(struct request *req, const struct http_io *io)
@@ -90,9 +91,13 @@ int request_read_body(struct request *req, size_t max, struct rerr *err)
 					"Could not read the request body.");
 		if (r == 0)
 			break;
-		if (buf_append(&req->body, chunk, (size_t)r) < 0)
+		if (buf_append(&req->body, chunk, (size_t)r) < 0) {
+			/* Not too large: the process cannot hold another body now. */
+			if (memgauge_refused())
+				return rerr_server_busy(err, memgauge_cap() >> 20);
 			return rerr_set(err, 413, "invalid_request_error", "request_too_large", NULL,
 					"Request body exceeds the limit of %zu bytes.", max);
+		}
 	}
 	if (req->content_length >= 0 && req->body.len < (size_t)req->content_length)
 		return rerr_set(err, 400, "invalid_request_error", NULL, NULL,

@@ -68,7 +68,8 @@ void request_free(struct request *req);
 /* Value of request header `name` ("X-Task-Type"), looked up as HTTP_X_TASK_TYPE, or NULL. */
 const char *request_header(const struct request *req, const char *name);
 /* Reads the body into req->body. Fails with 413 when it exceeds max bytes, 400 when it is
- * shorter than CONTENT_LENGTH and 408 when it did not arrive before the read deadline. */
+ * shorter than CONTENT_LENGTH, 408 when it did not arrive before the read deadline and 503
+ * server_busy when the process's calls in flight hold server.call_memory_mb (memgauge.h). */
 int request_read_body(struct request *req, size_t max, struct rerr *err);
 
 void response_init(struct response *resp, const struct http_io *io);

@@ -3,13 +3,18 @@
  * json_to_buf serialises straight into a struct buf and keeps its contract: the limit is never
  * crossed, and an append that fails leaves the buffer exactly as it was (a partial text written
  * before the limit stopped it is taken back). jsonx_loadb parses untrusted text under a memory
- * ceiling (below); a per-thread count of its refusals is the module's only state.
+ * ceiling and within the process's gauge of call memory (below); a per-thread count of its
+ * refusals is the module's only state.
  */
 #include "jsonx.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "memgauge.h"
 
 static int dump_cb(const char *p, size_t n, void *ud)
 {
@@ -41,9 +46,67 @@ int json_to_buf(const json_t *j, struct buf *out)
 	return -1;
 }
 
+char *jsonx_dumps(const json_t *j, size_t flags)
+{
+	struct buf b;
+	buf_init(&b, BUF_UNLIMITED);
+	if (json_dump_callback(j, dump_cb, &b, flags) != 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
 const char *json_str(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(obj, key));
+}
+
+/* ---- jansson's heap in the gauge of call memory ----
+ *
+ * Each block is allocated one byte longer than jansson asks, and its last usable byte (which
+ * jansson never touches) says whether it was counted: blocks taken on a thread that serves calls
+ * are, others are not, so a block freed on another thread releases exactly what it charged. The
+ * charge is the block's usable size. No size header precedes the block: the text json_dumps
+ * returns is jansson's and its callers free() it, which must stay valid. Such a text taken on a
+ * thread that serves calls would stay counted after that free(): the router makes its texts with
+ * jsonx_dumps instead. These functions never refuse: jansson's lexer does not survive a failed
+ * allocation (below); a parse is refused before it starts instead. */
+
+#define JX_COUNTED 0xC5
+#define JX_UNCOUNTED 0x3A
+
+static void *jx_malloc(size_t n)
+{
+	if (n >= SIZE_MAX)
+		return NULL;
+	unsigned char *p = malloc(n + 1);
+	if (!p)
+		return NULL;
+	size_t got = malloc_usable_size(p);
+	if (memgauge_on_call_thread()) {
+		p[got - 1] = JX_COUNTED;
+		memgauge_charge(got, 0);
+	} else {
+		p[got - 1] = JX_UNCOUNTED;
+	}
+	return p;
+}
+
+static void jx_free(void *ptr)
+{
+	if (!ptr)
+		return;
+	unsigned char *p = ptr;
+	size_t got = malloc_usable_size(p);
+	if (p[got - 1] == JX_COUNTED)
+		memgauge_release(got);
+	free(p);
+}
+
+void jsonx_count_memory(void)
+{
+	json_set_alloc_funcs(jx_malloc, jx_free);
 }
 
 /* ---- a memory bound for parsing untrusted JSON ----
@@ -51,7 +114,8 @@ const char *json_str(const json_t *obj, const char *key)
  * The bound is checked before jansson runs, by one pass over the bytes that counts what the parse
  * would allocate. Refusing jansson's allocations instead (json_set_alloc_funcs with a budget) is
  * not safe: jansson 2.14's lexer ignores a failed growth of its token buffer and then decodes past
- * its end, so an allocation refused in the middle of a long string corrupts the heap. */
+ * its end, so an allocation refused in the middle of a long string corrupts the heap. The same
+ * count is what the parse reserves in the gauge of call memory before it starts. */
 
 static _Thread_local unsigned long jx_refusals; /* parses refused on this thread */
 
@@ -105,7 +169,8 @@ size_t jsonx_parse_ceiling(size_t len)
 json_t *jsonx_loadb(const char *p, size_t len, size_t flags, json_error_t *err)
 {
 	size_t ceiling = jsonx_parse_ceiling(len);
-	if (jsonx_parse_cost(p, len) > ceiling) {
+	size_t cost = jsonx_parse_cost(p, len);
+	if (cost > ceiling) {
 		jx_refusals++;
 		if (err) {
 			memset(err, 0, sizeof(*err));
@@ -117,7 +182,21 @@ json_t *jsonx_loadb(const char *p, size_t len, size_t flags, json_error_t *err)
 		}
 		return NULL;
 	}
-	return json_loadb(p, len, flags, err);
+	if (memgauge_parse_begin(cost) < 0) {
+		if (err) {
+			memset(err, 0, sizeof(*err));
+			err->line = -1;
+			err->column = -1;
+			err->position = -1;
+			snprintf(err->text, sizeof(err->text),
+				 "the memory of calls in flight is at its limit (server.call_memory_mb = %zu MB)",
+				 memgauge_cap() >> 20);
+		}
+		return NULL;
+	}
+	json_t *j = json_loadb(p, len, flags, err);
+	memgauge_parse_end();
+	return j;
 }
 
 unsigned long jsonx_refusals(void)

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "config.h"
 #include "fcgi_io.h"
+#include "jsonx.h"
 #include "log.h"
 #include "server.h"
 #include "upstream.h"
@@ -75,6 +76,8 @@ static int run_server(int listen_fd)
 
 int main(int argc, char **argv)
 {
+	/* Before any JSON is made: jansson's heap counts in the gauge of call memory. */
+	jsonx_count_memory();
 	const char *gi = getenv("GATEWAY_INTERFACE");
 	if (argc <= 1 || (gi && gi[0])) {
 		if (stdin_is_listen_socket()) {

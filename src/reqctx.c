@@ -19,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dbdown.h"
 #include "log.h"
 #include "logwriter.h"
+#include "memgauge.h"
 #include "rowkeep.h"
 #include "store.h"
 #include "store_diag.h"
@@ -86,6 +88,8 @@ static void worker_ensure_store(struct worker *w, const struct config *cfg)
 void reqctx_begin(struct request_ctx *rc, struct worker *w, const struct http_io *io)
 {
 	memset(rc, 0, sizeof(*rc));
+	/* A call starts on this thread: what it grows counts against server.call_memory_mb. */
+	memgauge_clear();
 	rc->w = w;
 	rc->t0_us = clock_mono_us();
 	rc->t0_wall_ms = clock_wall_ms();
@@ -117,8 +121,13 @@ void reqctx_end(struct request_ctx *rc)
  * request, so the number open follows the database work under way, not the calls in flight: a
  * thousand slow calls at once keep a few connections, not a thousand (each holds the parsed
  * schema, its lookaside and a page cache of up to cache_size). READERS_IDLE wait between uses;
- * a connection returned beyond that is closed. */
+ * a connection returned beyond that is closed. At most READERS_MAX are open at once: a burst of
+ * new calls waits a moment for a connection instead of opening one each (which would cost a burst
+ * of a thousand calls some 60 MB that the allocator keeps long after). Holders wait on the
+ * database at most storage.busy_timeout_ms each, so a worker waits that long and a second more,
+ * then opens one anyway: a stuck holder never stalls the others for good. */
 #define READERS_IDLE 8
+#define READERS_MAX 32
 
 struct reader {
 	struct store *st;
@@ -129,10 +138,23 @@ struct reader {
 
 static struct {
 	pthread_mutex_t mu;
+	pthread_cond_t freed;        /* a reader was put back or closed */
 	struct reader *idle;
 	size_t n_idle;
+	size_t n_open;               /* idle and borrowed */
 	int64_t retry_us;            /* no new connection before this, after one failed to open */
-} readers = { .mu = PTHREAD_MUTEX_INITIALIZER };
+} readers = { .mu = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER };
+
+/* One more connection counted as open (taken before it is opened, so that workers opening at
+ * once count too), or one less. */
+static void readers_count(int delta)
+{
+	pthread_mutex_lock(&readers.mu);
+	readers.n_open = (size_t)((long)readers.n_open + delta);
+	if (delta < 0)
+		pthread_cond_signal(&readers.freed);
+	pthread_mutex_unlock(&readers.mu);
+}
 
 static void reader_close(struct reader *r)
 {
@@ -141,6 +163,7 @@ static void reader_close(struct reader *r)
 	store_close(r->st);
 	free(r->path);
 	free(r);
+	readers_count(-1);
 }
 
 static void readers_put(struct reader *r)
@@ -151,6 +174,7 @@ static void readers_put(struct reader *r)
 		readers.idle = r;
 		readers.n_idle++;
 		r = NULL;
+		pthread_cond_signal(&readers.freed);
 	}
 	pthread_mutex_unlock(&readers.mu);
 	reader_close(r);
@@ -160,21 +184,40 @@ static void readers_put(struct reader *r)
 static struct reader *readers_get(const struct config *cfg)
 {
 	pthread_mutex_lock(&readers.mu);
+	if (!readers.idle && readers.n_open >= READERS_MAX) {
+		int64_t wait_ms = cfg->busy_timeout_ms + 1000;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(wait_ms / 1000);
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!readers.idle && readers.n_open >= READERS_MAX &&
+		       pthread_cond_timedwait(&readers.freed, &readers.mu, &until) == 0)
+			;
+	}
 	struct reader *r = readers.idle;
 	if (r) {
 		readers.idle = r->next;
 		readers.n_idle--;
+	} else {
+		readers.n_open++;    /* the one opened below */
 	}
 	int64_t retry_us = readers.retry_us;
 	pthread_mutex_unlock(&readers.mu);
 	if (r && strcmp(r->path, cfg->db_path) != 0) {
 		reader_close(r);
 		r = NULL;
+		readers_count(1);
 	}
 	if (r)
 		return r;
-	if (clock_mono_us() < retry_us)
+	if (clock_mono_us() < retry_us) {
+		readers_count(-1);
 		return NULL;
+	}
 	struct store_opts o;
 	reqctx_store_opts(cfg, &o, 0);
 	char err[512];
@@ -183,6 +226,7 @@ static struct reader *readers_get(const struct config *cfg)
 		pthread_mutex_lock(&readers.mu);
 		readers.retry_us = clock_mono_us() + STORE_RETRY_US;
 		pthread_mutex_unlock(&readers.mu);
+		readers_count(-1);
 		if (open_failure_is_news(err))
 			log_warn(NULL, "cannot open the database for reading: %s", err);
 		return NULL;

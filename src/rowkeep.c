@@ -72,7 +72,7 @@ static void mark_line(const char *json)
 int rowkeep_keep(const struct reqlog *r)
 {
 	json_t *o = reqlog_to_json(r);
-	char *line = json_dumps(o, JSON_COMPACT);
+	char *line = jsonx_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!line)
 		return -1;

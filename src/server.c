@@ -69,6 +69,10 @@ static void handle_one(struct worker *w, const struct http_io *io)
  * grows: no second request would come while the first runs. Every worker is joined: an exited
  * one by the next worker start or at the end of server_run_fastcgi. */
 #define POOL_CAP 1024 /* the largest server.max_threads */
+/* Slots for the live workers and for those still leaving (a worker that exits keeps its slot until
+ * it is joined): at server.max_threads live, a slot held by one on its way out must not stop the
+ * next start, or a request would wait in the backlog for a thread the pool is allowed to have. */
+#define POOL_SLOTS (2 * POOL_CAP)
 
 enum slot_state { SLOT_FREE, SLOT_LIVE, SLOT_DONE };
 
@@ -84,7 +88,7 @@ enum worker_count { AS_IDLE, AS_GONE };
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t gone;         /* a worker left */
-	struct pool_slot *slots;     /* POOL_CAP */
+	struct pool_slot *slots;     /* POOL_SLOTS */
 	pthread_attr_t attr;
 	size_t base;                 /* server.threads */
 	size_t live;                 /* workers running */
@@ -98,7 +102,7 @@ static void *worker_main(void *arg);
 
 static void pool_reap_locked(void)
 {
-	for (size_t i = 0; pool.done && i < POOL_CAP; i++) {
+	for (size_t i = 0; pool.done && i < POOL_SLOTS; i++) {
 		if (pool.slots[i].state == SLOT_DONE) {
 			/* It set SLOT_DONE as its last act under the mutex: the join does not wait. */
 			pthread_join(pool.slots[i].thread, NULL);
@@ -112,7 +116,7 @@ static void pool_reap_locked(void)
 static int pool_start_locked(void)
 {
 	pool_reap_locked();
-	for (size_t i = 0; i < POOL_CAP; i++) {
+	for (size_t i = 0; i < POOL_SLOTS; i++) {
 		struct pool_slot *s = &pool.slots[i];
 		if (s->state != SLOT_FREE)
 			continue;
@@ -157,13 +161,16 @@ static void pool_took_request(void)
 }
 
 /* A worker finished a request. Returns 1 when it should exit (the pool is above server.threads
- * and at least server.threads workers are already waiting), and then no longer counts it as live.
- * Under a steady load a few workers wait at a time, so a grown pool keeps its threads (and their
- * connections) instead of ending and starting one per request. */
+ * and at least server.threads workers, plus an eighth of those above it, are already waiting),
+ * and then no longer counts it as live. Under a steady load a few workers wait at a time, so a
+ * grown pool keeps its threads (and their connections) instead of ending and starting one per
+ * request: with a thousand calls in flight, calls that end together leave dozens waiting for a
+ * moment, and without the eighth each of those would exit and be started again at once (measured
+ * with 1,024 streams in flight in one process: 264 calls/s with the churn, 323 without). */
 static int pool_finished_request(void)
 {
 	pthread_mutex_lock(&pool.mu);
-	int leave = pool.live > pool.base && pool.idle >= pool.base;
+	int leave = pool.live > pool.base && pool.idle >= pool.base + (pool.live - pool.base) / 8;
 	if (leave)
 		pool.live--;
 	else
@@ -226,7 +233,7 @@ static void *worker_main(void *arg)
 /* Starts the server.threads workers; returns how many started. */
 static size_t pool_start(size_t nthreads)
 {
-	pool.slots = xcalloc(POOL_CAP, sizeof(*pool.slots));
+	pool.slots = xcalloc(POOL_SLOTS, sizeof(*pool.slots));
 	pthread_attr_init(&pool.attr);
 	pthread_attr_setstacksize(&pool.attr, 2 * 1024 * 1024);
 	pthread_mutex_lock(&pool.mu);

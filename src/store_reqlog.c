@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonx.h"
 #include "util.h"
 
 static int insert_tool_state(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
@@ -22,7 +23,7 @@ static int insert_tool_state(struct store *st, const struct reqlog *r, char *err
 	json_t *v;
 	json_object_foreach((json_t *)r->tool_state, id, v)
 	{
-		char *text = json_dumps(v, JSON_COMPACT);
+		char *text = jsonx_dumps(v, JSON_COMPACT);
 		/* Keyed by the row's agent: the one store_tool_state is asked with on the next turn. */
 		int n = store_run(st, ST_INSERT_TOOL_STATE, "ttttI", r->agent ? r->agent : "", id,
 				  r->request_id, text ? text : "{}", (int64_t)r->ts_end_ms);

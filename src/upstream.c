@@ -38,6 +38,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "memgauge.h"
 #include "util.h"
 
 /* Longest wait of a worker between two looks at its call (timeouts, ticks, the client). */
@@ -117,6 +118,7 @@ void upstream_req_free(struct upstream_req *r)
 	}
 	free(r->headers);
 	free(r->body);
+	memgauge_release(r->body_counted);
 	memset(r, 0, sizeof(*r));
 }
 

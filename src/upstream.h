@@ -28,6 +28,7 @@ struct upstream_req {
 	size_t n_headers;
 	char *body;
 	size_t body_len;
+	size_t body_counted;  /* bytes of body in the gauge of call memory, released with it */
 	int stream;
 };
 

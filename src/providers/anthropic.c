@@ -618,7 +618,7 @@ static void messages_request(const struct xlate_ctx *x, const json_t *body,
 	buf_init(&b, BUF_UNLIMITED);
 	json_to_buf(body, &b);
 	out->body_len = b.len;
-	out->body = buf_steal(&b);
+	out->body = buf_steal_counted(&b, &out->body_counted);
 	out->url = xasprintf("%s/v1/messages", x->prov->base_url);
 	out->stream = x->stream;
 	upstream_req_add_header(out, "x-api-key: %s", x->prov->api_key);

@@ -134,7 +134,7 @@ static json_t *tool_call_from_block(const json_t *b)
 	json_t *fn = json_object();
 	json_object_set_new(fn, "name", json_string(str_or(json_str(b, "name"), "")));
 	const json_t *input = json_object_get(b, "input");
-	char *args = input ? json_dumps(input, JSON_COMPACT) : NULL;
+	char *args = input ? jsonx_dumps(input, JSON_COMPACT) : NULL;
 	json_object_set_new(fn, "arguments", json_string(args ? args : "{}"));
 	free(args);
 	json_t *call = json_object();

@@ -841,7 +841,7 @@ static int gemini_build(const struct xlate_ctx *x, const json_t *client, struct 
 	buf_init(&b, BUF_UNLIMITED);
 	json_to_buf(body, &b);
 	out->body_len = b.len;
-	out->body = buf_steal(&b);
+	out->body = buf_steal_counted(&b, &out->body_counted);
 	out->url = xasprintf("%s/models/%s:%s", x->prov->base_url, x->upstream_model,
 			     x->stream ? "streamGenerateContent?alt=sse" : "generateContent");
 	out->stream = x->stream;

@@ -270,7 +270,7 @@ static json_t *tool_call_from_part(const struct xlate_ctx *x, const json_t *part
 	if (!gid)
 		tool_call_id_make(x, ordinal, made, sizeof(made));
 	const json_t *args = json_object_get(fc, "args");
-	char *a = is_set(args) ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char *a = is_set(args) ? jsonx_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	const char *name = json_str(fc, "name");
 	json_t *fn = json_object();
 	json_object_set_new(fn, "name", json_string(name ? name : ""));

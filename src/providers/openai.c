@@ -159,7 +159,7 @@ static int openai_build(const struct xlate_ctx *x, const json_t *client, struct 
 	buf_init(&b, BUF_UNLIMITED);
 	json_to_buf(body, &b);
 	out->body_len = b.len;
-	out->body = buf_steal(&b);
+	out->body = buf_steal_counted(&b, &out->body_counted);
 	out->url = xasprintf("%s/chat/completions", x->prov->base_url);
 	out->stream = x->stream;
 	upstream_req_add_header(out, "Authorization: Bearer %s", x->prov->api_key);

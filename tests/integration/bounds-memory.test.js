@@ -8,6 +8,7 @@
 'use strict';
 const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
+const { spawn } = require('child_process');
 const { FRONT, SANITIZER, startStack, readSSE, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
@@ -42,13 +43,14 @@ let stack = null;
 afterEach(async () => { if (stack) await stack.stop(); stack = null; });
 
 // A fresh router with one responder (threads for the concurrent case) and short timeouts; the
-// chain gpt-4o -> claude-sonnet-4-5 only, so that a failed attempt falls back once.
-async function fresh(threads = 4) {
+// chain gpt-4o -> claude-sonnet-4-5 only, so that a failed attempt falls back once. more(text)
+// edits the configuration further.
+async function fresh(threads = 4, more = (t) => t) {
   stack = await startStack({
     procs: 1,
     threads,
     webMaxBody: 16 << 20, // bodies reach the router on a shared host too (FcgidMaxRequestLen)
-    config: (t) => t
+    config: (t) => more(t)
       .replace('timeout_ms = 120000;', 'timeout_ms = 20000;')
       .replace('failures = 3;', 'failures = 0;')
       .replace('fallback = [ "claude-sonnet-4-5", "gemini-2.5-pro" ]; },\n  { id = "gpt-4o-mini"', 'fallback = [ "claude-sonnet-4-5" ]; },\n  { id = "gpt-4o-mini"'),
@@ -192,6 +194,87 @@ describe('memory per call is bounded', { timeout: 120000 * SLOW }, () => {
   });
 });
 
+// The calls in flight of one responder hold at most server.call_memory_mb together (README "Memory
+// per call"): a burst of large bodies beyond it is answered 503 server_busy with Retry-After, and
+// the responder neither grows with the burst nor dies. CALL_MEMORY_MB=65536 runs the same burst
+// with the cap out of reach, for the figure without it.
+describe('calls in flight hold at most server.call_memory_mb together', { timeout: 120000 * SLOW, skip: FRONT !== 'lighttpd' && 'one multi-threaded responder: the lighttpd set-up' }, () => {
+  const CAP_MB = Number(process.env.CALL_MEMORY_MB || 64);
+  const CAPPED = CAP_MB < 65536;
+  const N = 12;
+  // Growth allowed over an ordinary call: the cap, plus what the gauge does not count (each
+  // admitted call's upstream transfer, libfcgi's and libcurl's buffers, the allocator's slack).
+  const GROWTH_MB = (CAP_MB + 96) * SCALE;
+
+  it(`${N} bodies of 7 MiB of text at once, one responder (call_memory_mb = ${CAP_MB}): 200 or 503 server_busy, within the bound`, async () => {
+    stack = await startStack({
+      procs: 1,
+      threads: N,
+      webMaxBody: 16 << 20,
+      config: (t) => t.replace(/max_threads = \d+;/, `max_threads = ${N};`).replace(/call_memory_mb = \d+;/, `call_memory_mb = ${CAP_MB};`),
+    });
+    const router = stack.router;
+    const pids = router.responderPids();
+    assert.equal(pids.length, 1, `one responder: ${pids}`);
+    const base = await router.measureMemory(() => post(router, { model: 'gpt-4o-mini', messages: MSG }));
+    assert.equal(base.result.status, 200, short(base.result.text));
+    const baseMB = Math.max(base.hwmMB, base.rssMB);
+    // An ordinary long user message: text, not a shape that is costly to parse.
+    const words = 'The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ';
+    const text = words.repeat(Math.ceil(7 * MiB / words.length)).slice(0, 7 * MiB - 256);
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: text }] });
+    // The provider holds each answer a second, so that the admitted calls are in flight together.
+    await stack.fake.script('openai', Array.from({ length: N }, () => ({ delay_ms: 1000 })));
+    const m = await router.measureMemory(() => Promise.all(Array.from({ length: N }, () => post(router, body))));
+    const peak = Math.max(m.hwmMB, m.rssMB);
+    const growth = peak - baseMB;
+    const ok = m.result.filter((r) => r.status === 200);
+    const busy = m.result.filter((r) => r.status === 503);
+    console.log(`BOUND ${FRONT} call_memory_mb = ${CAP_MB}: ${N} bodies of 7 MiB at once, ${ok.length} answered, ${busy.length} busy; base ${baseMB.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, growth ${growth.toFixed(1)} MB (bound ${CAPPED ? GROWTH_MB : 'none'} MB)`);
+    for (const r of m.result) {
+      assert.ok(r.status === 200 || r.status === 503, `${r.status}: ${short(r.text)}`);
+      if (r.status !== 503) continue;
+      assert.equal(r.json.error.type, 'server_error', short(r.text));
+      assert.equal(r.json.error.code, 'server_busy');
+      assert.match(r.json.error.message, new RegExp(`server\\.call_memory_mb = ${CAP_MB} MB`));
+      assert.equal(r.headers.get('retry-after'), '1');
+      const row = await router.row(r.headers.get('x-request-id'));
+      assert.equal(row.status, 503);
+      assert.equal(row.error_code, 'server_busy');
+      assert.equal(row.cost_nusd, 0);
+    }
+    assert.ok(ok.length >= 1, 'some of the calls were admitted');
+    for (const r of ok) {
+      assert.equal(r.json.model, 'gpt-4o-mini');
+      const row = await router.row(r.headers.get('x-request-id'));
+      assert.equal(row.status, 200);
+    }
+    if (CAPPED) {
+      assert.ok(busy.length >= 1, 'the calls beyond the cap were told to come back');
+      assert.ok(growth < GROWTH_MB, `the responder grew by ${growth.toFixed(1)} MB (bound ${GROWTH_MB} MB)`);
+      assert.match(router.errorLog(), /warn .*server\.call_memory_mb \(\d+ MB\)/);
+    }
+    // The same process is there, and serves the next call.
+    assert.deepEqual(router.responderPids(), pids);
+    const after = await post(router, { model: 'gpt-4o-mini', messages: MSG });
+    assert.equal(after.status, 200, short(after.text));
+  });
+
+  // A reply the process cannot hold is not the provider's fault: the attempt fails as for a reply
+  // past its own bounds (the next model answers), and its message names the process's limit.
+  it('a reply or a stream event the process cannot hold fails its attempt naming call_memory_mb, and the next model answers', async () => {
+    const base = await fresh(4, (t) => t.replace(/call_memory_mb = \d+;/, 'call_memory_mb = 16;'));
+    await stack.fake.script('openai', [{ text: 'lorem ipsum '.repeat(MiB) }, { hostile: { kind: 'wide_stream', bytes: 12 * MiB } }]);
+    const whole = await post(stack.router, { model: 'gpt-4o', messages: MSG });
+    assert.equal(whole.json && whole.json.model, 'claude-sonnet-4-5', short(whole.text));
+    await checkFellBack(whole, base, /could not be held: .*server\.call_memory_mb = 16 MB/);
+    const streamed = await post(stack.router, { model: 'gpt-4o', messages: MSG, stream: true });
+    assert.equal(streamed.status, 200, short(streamed.text));
+    await checkFellBack(streamed, base, /could not be held: .*server\.call_memory_mb = 16 MB/);
+    assert.match(stack.router.errorLog(), /warn .*server\.call_memory_mb \(16 MB\)/);
+  });
+});
+
 // Database connections follow the database work, not the calls in flight (README "Memory per
 // call"): with 48 slow streams at once through one responder of 48 threads, the responder keeps
 // its writer's, checkpointer's and maintenance connections and a few readers, not one per call.
@@ -207,7 +290,7 @@ describe('calls in flight hold no database connection', { skip: FRONT !== 'light
 
   it('48 slow streams at once keep at most 12 connections open (budget holds on)', async () => {
     const n = 48;
-    stack = await startStack({ procs: 1, threads: n, config: (t) => t.replace('max_threads = 16;', `max_threads = ${n};`) });
+    stack = await startStack({ procs: 1, threads: n, config: (t) => t.replace(/max_threads = \d+;/, `max_threads = ${n};`) });
     const router = stack.router;
     // Every thread has served a request (before, each would have opened its own connection).
     await stack.fake.script('openai', Array.from({ length: n }, () => ({ chunk_delay_ms: 5 })));
@@ -230,5 +313,42 @@ describe('calls in flight hold no database connection', { skip: FRONT !== 'light
     assert.ok(results.every((r) => r.status === 200 && r.events[r.events.length - 1].data === '[DONE]'));
     assert.ok(first >= n, 'all calls streamed at once');
     assert.ok(during <= 12, `${during} connections to the database with ${n} calls in flight`);
+  });
+
+  it('120 new calls while another process holds the write lock open at most 32 reader connections', async () => {
+    // Each new call borrows a reader for its key lookup and budget hold, and keeps it while its
+    // reservation waits for the database lock (another process writing: a backup, the sqlite3
+    // CLI). Opening one per waiting call would cost ~150 KB each, which the allocator keeps long
+    // after: the pool makes the others wait for one instead.
+    const n = 120;
+    stack = await startStack({ procs: 1, threads: 8, config: (t) => t.replace(/max_threads = \d+;/, `max_threads = ${n + 8};`) });
+    const router = stack.router;
+    await stack.fake.script('openai', Array.from({ length: n }, () => ({ chunk_delay_ms: 20 })));
+    const holder = spawn('sqlite3', [router.dbPath], { stdio: ['pipe', 'ignore', 'ignore'] });
+    holder.stdin.write(".timeout 5000\nBEGIN IMMEDIATE;\nINSERT INTO model_health (model) VALUES ('lock-holder');\n");
+    await new Promise((res) => setTimeout(res, 300));
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, dbFds(router.responderPids(), router.dbPath + '-wal'));
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    })();
+    const calls = Array.from({ length: n }, async () => {
+      const r = await fetch(router.baseURL + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: MSG, stream: true }) });
+      return { status: r.status, events: await readSSE(r) };
+    });
+    // Let the burst arrive and wait on the lock, then let it go (within the 5 s busy timeout).
+    await new Promise((res) => setTimeout(res, 2500));
+    holder.stdin.end('ROLLBACK;\n.quit\n');
+    const results = await Promise.all(calls);
+    sampling = false;
+    await sampler;
+    console.log(`BOUND ${FRONT} db connections: at most ${peak} open while ${n} new calls waited on a locked database`);
+    assert.ok(results.every((r) => r.status === 200 && r.events[r.events.length - 1].data === '[DONE]'),
+      JSON.stringify(results.filter((r) => r.status !== 200).slice(0, 3)));
+    // 32 readers, the writer, its checkpointer, the maintenance thread and the alert sender.
+    assert.ok(peak <= 36, `${peak} connections to the database while ${n} calls waited`);
   });
 });

@@ -94,7 +94,7 @@ describe('HTTPS providers', { skip: FRONT !== 'lighttpd' && 'the provider side: 
       procs: 1,
       threads: 8,
       env: { OPENAI_BASE_URL: `${front.url}/openai/v1` },
-      config: (t) => t.replace('ca_file = "";', `ca_file = "${front.cert}";`).replace('max_threads = 16;', 'max_threads = 64;'),
+      config: (t) => t.replace('ca_file = "";', `ca_file = "${front.cert}";`).replace(/max_threads = \d+;/, 'max_threads = 64;'),
     });
     front.target = stack.fake.url;
   });

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonx.h"
+
 struct test_entry {
 	const char *file;
 	int line;
@@ -465,6 +467,8 @@ static int run_one(size_t idx, const struct test_entry *t, int nofork, long *che
 
 int main(int argc, char **argv)
 {
+	/* As the router does (main.c): jansson's heap counts in the gauge of call memory. */
+	jsonx_count_memory();
 	int first = 1, list = 0;
 	while (first < argc && argv[first][0] == '-') {
 		if (strcmp(argv[first], "-v") == 0)

@@ -82,7 +82,8 @@ TEST(config_shipped_defaults_and_sections)
 	CHECK_INT_EQ(cfg->threads, 8);
 	CHECK_INT_EQ(cfg->max_body_bytes, 8388608);
 	CHECK_INT_EQ(cfg->reload_interval_s, 2);
-	CHECK_INT_EQ(cfg->max_threads, 16);
+	CHECK_INT_EQ(cfg->max_threads, 1024);
+	CHECK_INT_EQ(cfg->call_memory_mb, 256);
 	CHECK_STR_EQ(cfg->log_level, "info");
 	CHECK_INT_EQ(cfg->retention_days, 90);
 	CHECK_INT_EQ(cfg->busy_timeout_ms, 5000);
@@ -668,7 +669,7 @@ struct broken_row {
 
 static const struct broken_row broken[] = {
 	{ "unknown key", 2, "  thread = 8;",
-	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s, body_timeout_ms, max_threads)", 0 },
+	  "%s:2: unknown key 'thread' in server (known keys: threads, max_body_bytes, reload_interval_s, body_timeout_ms, max_threads, call_memory_mb)", 0 },
 	{ "unknown top-level key", 3, "};\nsevrer = { threads = 8; };",
 	  "%s:4: unknown key 'sevrer' (known keys: server, log, storage, upstream, params, demo, routing, budget, cooldown, providers, models, tiers, tasks)", 0 },
 	{ "wrong type: string for an integer", 2, "  threads = \"8\";",
@@ -687,6 +688,8 @@ static const struct broken_row broken[] = {
 	  "%s:2: 'server.threads' is 0, outside the allowed range 1..256", 0 },
 	{ "out-of-range int (high)", 2, "  threads = 257;",
 	  "%s:2: 'server.threads' is 257, outside the allowed range 1..256", 0 },
+	{ "call memory below its floor", 2, "  call_memory_mb = 8;",
+	  "%s:2: 'server.call_memory_mb' is 8, outside the allowed range 16..65536", 0 },
 	{ "out-of-range price", 18,
 	  "  { id = \"m1\"; provider = \"openai\"; input_usd_per_mtok = -1.0; output_usd_per_mtok = 2.0; },",
 	  "%s:18: 'models[0].input_usd_per_mtok' is -1, outside the allowed range 0..100000", 0 },
