@@ -22,13 +22,17 @@
 #                openai provider's base URL = https://127.0.0.1:PORT/v1, the TLS front
 #   router_http  the same router with the openai provider over plain HTTP straight to the fake:
 #                what TLS costs the router
+#   apache_proxy Apache 2.4 (event MPM) + mod_proxy_fcgi with the SHIPPED files: the vhost
+#                apache/llm-router-proxy-fcgi.conf (its ProxyPass), the MPM sizing
+#                apache/llm-router-mpm.conf, and the router as apache/llm-router.service runs it
+#                (`llm-router serve --listen SOCKET`, the unit's LimitNOFILE), both as www-data,
+#                Apache with systemd's default open-file limit (1,024); the HTTPS upstream
 # Only what a benchmark needs is changed in the copies: paths (binary, socket, configuration, home,
 # logs, error pages), callers anonymous (routing.auth_mode = "none", as in bench.sh), daily budgets
 # raised so that budget accounting stays on but never refuses, upstream.ca_file, and the provider
-# key and base URL in llm-router.env beside the configuration copy. The shipped files set no
-# server.max-fds: lighttpd then keeps the file limit it is started with (1,024 under systemd's
-# default, too few for 1,024 clients, each needing a second descriptor for its FastCGI call), so
-# the bench's own lighttpd.conf sets server.max-fds (reported as a finding in the output).
+# key and base URL in llm-router.env beside the configuration copy. lighttpd is started with the
+# soft open-file limit systemd gives a service (1,024), so the descriptors come from the shipped
+# server.max-fds, as in production (a missing one is reported as a finding).
 #
 # Load: wrk -t1 -c$BENCH_INFLIGHT_CONNECTIONS (1024) --timeout 30s with a Lua script POSTing a
 # streaming chat completion (model gpt-4o-mini, "stream":true, stream_options.include_usage) to
@@ -88,13 +92,14 @@ DURATION=${BENCH_INFLIGHT_DURATION:-20s}
 WARMUP=${BENCH_INFLIGHT_WARMUP:-6s}
 CONNS=${BENCH_INFLIGHT_CONNECTIONS:-1024}
 CHUNK_MS=${BENCH_INFLIGHT_CHUNK_MS:-250}
-TARGETS=${BENCH_INFLIGHT_TARGETS:-nginx router router_http}
+TARGETS=${BENCH_INFLIGHT_TARGETS:-nginx router router_http apache_proxy}
 SUT_CPU=${BENCH_SUT_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 NOFILE=${BENCH_NOFILE:-65536}
 WRK_TIMEOUT=30s
 LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+APACHE=${APACHE:-$(command -v apache2 || echo /usr/sbin/apache2)}
 WRK=${WRK:-wrk}
 SYSTEM_CA=${BENCH_SYSTEM_CA:-/etc/ssl/certs/ca-certificates.crt}
 MODEL=gpt-4o-mini
@@ -112,16 +117,20 @@ die() {
 . "$ROOT/tests/bench/common.sh"
 note() { echo "inflight: $*" >&2; }
 
-for tool in "$WRK" "$LIGHTTPD" "$NGINX" openssl taskset curl ps; do
+for tool in "$WRK" "$LIGHTTPD" "$NGINX" openssl taskset curl ps setpriv; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (tests/tools/deps.sh bench installs it)"
 done
 for b in llm-router fake_upstream; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing (run: make BUILD=$BUILD bench-inflight)"
 done
+case " $TARGETS " in *" apache_proxy "*)
+	[ -x "$APACHE" ] || die "$APACHE is not installed (tests/tools/deps.sh bench installs apache2)"
+	[ -r /usr/lib/apache2/modules/mod_proxy_fcgi.so ] || die "mod_proxy_fcgi is missing (Debian package apache2)" ;;
+esac
 [ -r "$SYSTEM_CA" ] || die "the system CA bundle $SYSTEM_CA is missing (Debian package ca-certificates)"
 NCPU=$(nproc)
 [ "$SUT_CPU" -lt "$NCPU" ] && [ "$LOAD_CPU" -lt "$NCPU" ] || die "CPUs $SUT_CPU and $LOAD_CPU are not both present ($NCPU online)"
-KNOWN_TARGETS="nginx router router_http"
+KNOWN_TARGETS="nginx router router_http apache_proxy"
 for t in $TARGETS; do
 	case " $KNOWN_TARGETS " in *" $t "*) ;; *) die "unknown target '$t' (known: $KNOWN_TARGETS)" ;; esac
 done
@@ -149,9 +158,10 @@ NOFILE_NOW=$(ulimit -n)
 [ "$NOFILE_NOW" = unlimited ] && NOFILE_NOW=1048576
 [ "$NOFILE_NOW" -ge $((CONNS * 2 + 64)) ] ||
 	die "open-file limit $NOFILE_NOW is too low for $CONNS connections (raise the hard limit)"
-# The bench's lighttpd: enough descriptors for every client and its FastCGI call, within the limit.
-LIGHTTPD_MAX_FDS=$((CONNS * 8 > 16384 ? CONNS * 8 : 16384))
-[ "$LIGHTTPD_MAX_FDS" -le "$NOFILE_NOW" ] || LIGHTTPD_MAX_FDS=$NOFILE_NOW
+# The open-file limit systemd gives a service that sets no LimitNOFILE (soft 1,024; the hard limit
+# stays high, 524,288): the web servers start with it as their soft limit, as they do from Debian's
+# units, and raise it themselves where they are configured to.
+SERVICE_NOFILE=1024
 
 # The system under test sees only what the benchmark sets: no real provider keys, no demo URL.
 unset LLM_ROUTER_DEMO_URL LLM_ROUTER_CONFIG LLM_ROUTER_HOME OPENAI_BASE_URL ANTHROPIC_API_KEY \
@@ -481,21 +491,20 @@ server.bind = "127.0.0.1"
 server.port = $port
 server.errorlog = "$dir/error.log"
 server.pid-file = "$dir/lighttpd.pid"
-# Not in the shipped files: a bench setting, so that 1,024 clients and their FastCGI calls fit.
-server.max-fds = $LIGHTTPD_MAX_FDS
 include "$dir/llm-router-lighttpd.conf"
 EOF
 		"$LIGHTTPD" -tt -f "$dir/lighttpd.conf" >"$dir/lighttpd.check" 2>&1 ||
 			die "$name: lighttpd rejects its configuration: $(cat "$dir/lighttpd.check")"
 		: >"$dir/error.log"
-		taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/lighttpd.out" 2>&1 &
+		# systemd's default open-file limit for a service: the shipped server.max-fds must raise it.
+		(ulimit -S -n "$SERVICE_NOFILE" && exec taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf") >"$dir/lighttpd.out" 2>&1 &
 		lpid=$!
 		ROOTS+=("$lpid")
 		if wait_up "$lpid" "http://127.0.0.1:$port/v1/models"; then
 			T_PID=$lpid
 			T_URL=http://127.0.0.1:$port/v1/chat/completions
 			T_DIR=$dir
-			LIGHTTPD_NOFILE=$(awk '/^Max open files/ { print $4 }' "/proc/$lpid/limits" 2>/dev/null || echo "?")
+			T_NOTE="lighttpd started with an open-file limit of $SERVICE_NOFILE, raised by the shipped server.max-fds to $(awk '/^Max open files/ { print $4 }' "/proc/$lpid/limits" 2>/dev/null || echo "?")"
 			return
 		fi
 		stop_tree "$lpid"
@@ -512,6 +521,92 @@ target_router_start() { start_router router "$TLS/v1" "$TMP/tls/ca-bundle.pem"; 
 target_router_http_label="lighttpd + llm-router, shipped configuration"
 target_router_http_upstream="HTTP"
 target_router_http_start() { start_router router_http "$FAKE/v1" ""; }
+
+# start_apache_proxy NAME UPSTREAM_BASE CA_FILE: the router as apache/llm-router.service runs it,
+# behind Apache + mod_proxy_fcgi with apache/llm-router-proxy-fcgi.conf and
+# apache/llm-router-mpm.conf (paths and port replaced, each replacement checked), both on the SUT
+# CPU, both as www-data (Apache will not serve as root; the router's socket is mode 0660).
+start_apache_proxy() {
+	local name=$1 dir=$TMP/$1 port rpid apid nofile s m
+	local as=()
+	[ "$(id -u)" = 0 ] && as=(setpriv --reuid=www-data --regid=www-data --clear-groups)
+	mkdir -p "$dir/data" "$dir/run" "$dir/apache" "$dir/errors"
+	router_config "$dir" "$2" "$3"
+	cp "$ROOT"/www/errors/*.json "$dir/errors/"
+	nofile=$(sed -n 's/^LimitNOFILE=\([0-9]*\).*/\1/p' "$ROOT/apache/llm-router.service" | head -n 1)
+	[ -n "$nofile" ] || nofile=$SERVICE_NOFILE
+	grep -q '^ExecStart=.* serve --listen /run/llm-router/router.sock' "$ROOT/apache/llm-router.service" ||
+		die "$name: apache/llm-router.service does not run 'serve --listen /run/llm-router/router.sock'"
+	[ "$(id -u)" = 0 ] && chown -R www-data:www-data "$dir"
+	(ulimit -n "$nofile" && exec env LLM_ROUTER_CONFIG="$dir/llm-router.conf" LLM_ROUTER_HOME="$dir" \
+		taskset -c "$SUT_CPU" "${as[@]}" "$BIN/llm-router" serve --listen "$dir/run/router.sock") \
+		>"$dir/router.out" 2>&1 &
+	rpid=$!
+	ROOTS+=("$rpid")
+	for _ in $(seq 100); do
+		[ -S "$dir/run/router.sock" ] && break
+		kill -0 "$rpid" 2>/dev/null || die "$name: the router did not start: $(tail -n 5 "$dir/router.out")"
+		sleep 0.05
+	done
+	[ -S "$dir/run/router.sock" ] || die "$name: the router made no socket: $(tail -n 5 "$dir/router.out")"
+	for _ in 1 2 3 4 5; do
+		port=$(free_port)
+		{
+			for m in mpm_event authz_core alias mime proxy proxy_fcgi; do
+				echo "LoadModule ${m}_module /usr/lib/apache2/modules/mod_$m.so"
+			done
+			cat <<EOF
+ServerRoot "$dir/apache"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/apache/httpd.pid"
+DefaultRuntimeDir "$dir/apache"
+Mutex file:$dir/apache default
+ErrorLog "$dir/error.log"
+LogLevel warn
+TypesConfig /etc/mime.types
+# As Debian's apache2.conf sets them.
+Timeout 300
+KeepAlive On
+MaxKeepAliveRequests 100
+KeepAliveTimeout 5
+<Directory />
+  AllowOverride None
+  Require all denied
+</Directory>
+EOF
+			cat "$ROOT/apache/llm-router-mpm.conf"
+			sed -e "s|<VirtualHost \*:80>|<VirtualHost *:$port>|" \
+				-e "s|unix:/run/llm-router/router.sock|unix:$dir/run/router.sock|" \
+				-e "s|/usr/local/share/llm-router/www/errors|$dir/errors|g" \
+				"$ROOT/apache/llm-router-proxy-fcgi.conf"
+		} >"$dir/apache/httpd.conf"
+		for s in "<VirtualHost *:$port>" "unix:$dir/run/router.sock" "$dir/errors"; do
+			grep -qF "$s" "$dir/apache/httpd.conf" || die "$name: could not set $s in the copy of apache/llm-router-proxy-fcgi.conf"
+		done
+		: >"$dir/error.log"
+		[ "$(id -u)" = 0 ] && chown -R www-data:www-data "$dir/apache" "$dir/error.log"
+		(ulimit -S -n "$SERVICE_NOFILE" && exec taskset -c "$SUT_CPU" "${as[@]}" "$APACHE" -f "$dir/apache/httpd.conf" -DFOREGROUND) \
+			>"$dir/apache.out" 2>&1 &
+		apid=$!
+		ROOTS+=("$apid")
+		if wait_up "$apid" "http://127.0.0.1:$port/v1/models"; then
+			T_PID="$apid $rpid"
+			T_URL=http://127.0.0.1:$port/v1/chat/completions
+			T_DIR=$dir
+			T_NOTE="Apache started with an open-file limit of $SERVICE_NOFILE and apache/llm-router-mpm.conf ($(sed -n 's/^  MaxRequestWorkers *\([0-9]*\).*/MaxRequestWorkers \1/p' "$ROOT/apache/llm-router-mpm.conf")); the router with the unit's LimitNOFILE, $nofile"
+			return
+		fi
+		stop_tree "$apid"
+		grep -qi "address already in use" "$dir/apache.out" "$dir/error.log" 2>/dev/null ||
+			die "$name: Apache did not start: $(tail -n 5 "$dir/apache.out" "$dir/error.log")"
+	done
+	die "$name: Apache found no free port"
+}
+
+target_apache_proxy_label="Apache + mod_proxy_fcgi + llm-router serve, shipped configuration"
+target_apache_proxy_upstream="HTTPS (system CA bundle + 1)"
+target_apache_proxy_start() { start_apache_proxy apache_proxy "$TLS/v1" "$TMP/tls/ca-bundle.pem"; }
 
 # ---- load ----
 
@@ -556,14 +651,14 @@ run_wrk() {
 	W_MAX=$(awk -v v="$max_us" 'BEGIN { printf "%.2f", v / 1e6 }')
 }
 
-# sampler PID FROM_S COUNT OUT: after FROM_S seconds, COUNT times a second, the sum of VmRSS (kB),
-# the process count and the thread count of PID and its descendants, one line each.
+# sampler "PID..." FROM_S COUNT OUT: after FROM_S seconds, COUNT times a second, the sum of VmRSS
+# (kB), the process count and the thread count of each PID and its descendants, one line each.
 sampler() {
-	local root=$1 from=$2 n=$3 out=$4 p sum procs threads
+	local roots=$1 from=$2 n=$3 out=$4 p r sum procs threads
 	sleep "$from"
 	for _ in $(seq "$n"); do
 		sum=0 procs=0 threads=0
-		for p in "$root" $(descendants_of "$root"); do
+		for p in $(for r in $roots; do echo "$r"; descendants_of "$r"; done); do
 			sum=$((sum + $(rss_kb "$p")))
 			threads=$((threads + $(threads_of "$p")))
 			procs=$((procs + 1))
@@ -614,13 +709,13 @@ echo "inflight: shipped router set-up: ${SHIP_PROCS:-?} processes (lighttpd/llm-
 FINDINGS=$TMP/findings.txt
 : >"$FINDINGS"
 if [ -z "$SHIP_MAXFDS" ]; then
-	echo "lighttpd/llm-router.conf (like Debian's lighttpd.conf) sets no server.max-fds: lighttpd keeps the open-file limit it is started with, 1,024 under systemd's default (Debian's lighttpd.service sets no LimitNOFILE), and each client streaming through FastCGI takes two descriptors, so fewer than 512 such calls fit at once; the bench sets server.max-fds = $LIGHTTPD_MAX_FDS in its own lighttpd.conf." >>"$FINDINGS"
+	echo "lighttpd/llm-router.conf sets no server.max-fds: lighttpd keeps the open-file limit it is started with ($SERVICE_NOFILE here, as under systemd), and each client streaming through FastCGI takes two descriptors, so fewer than $((SERVICE_NOFILE / 2)) such calls fit at once." >>"$FINDINGS"
 fi
 
 for t in $TARGETS; do
 	label_var=target_${t}_label
 	up_var=target_${t}_upstream
-	T_PID='' T_URL='' T_DIR=''
+	T_PID='' T_URL='' T_DIR='' T_NOTE=''
 	"target_${t}_start"
 	smoke_s=$(smoke "$t" "$T_URL")
 	note "$t: up ($T_URL), one call ${smoke_s}s; warm-up $WARMUP"
@@ -630,7 +725,7 @@ for t in $TARGETS; do
 	note "$t: drained after the warm-up in ${waited}s; measuring $DURATION"
 	from=$((DURATION_S / 2))
 	: >"$TMP/$t.rss"
-	taskset -c "$LOAD_CPU" bash -c "$(declare -f sampler descendants_of rss_kb threads_of); sampler $T_PID $from $((DURATION_S - from - 1)) $TMP/$t.rss" &
+	taskset -c "$LOAD_CPU" bash -c "$(declare -f sampler descendants_of rss_kb threads_of); sampler \"$T_PID\" $from $((DURATION_S - from - 1)) $TMP/$t.rss" &
 	SAMPLER=$!
 	run_wrk "$t" "$DURATION"
 	wait "$SAMPLER" 2>/dev/null || true
@@ -642,14 +737,14 @@ for t in $TARGETS; do
 		echo "req=$W_REQ rps=$W_RPS window=$W_WINDOW little=$W_LITTLE p50=$W_P50 p99=$W_P99 max=$W_MAX non2xx=$W_NON2XX sock=$W_SOCK sockn=$W_SOCKN timeout=$W_TIMEOUT"
 		echo "rss=${rss:-0} procs=${procs:-0} threads=${threads:-0} drained=$waited"
 	} >"$TMP/$t.result"
+	[ -z "$T_NOTE" ] || echo "$t: $T_NOTE" >>"$TMP/$t.warmup"
 	if [ -n "$T_DIR" ]; then
-		echo "$t: lighttpd open-file limit ${LIGHTTPD_NOFILE:-?}" >>"$TMP/$t.warmup"
 		grep -c 'connection limit reached' "$T_DIR/error.log" >"$TMP/$t.connlimit" || true
 		cp "$T_DIR/error.log" "$TMP/$t.errorlog" 2>/dev/null || true
 	fi
 	note "$t: $W_RPS calls/s, p50 ${W_P50}s p99 ${W_P99}s, peak RSS $(awk -v v="${rss:-0}" 'BEGIN { printf "%.1f", v / 1024 }') MB in ${procs:-0} processes"
 	[ "$W_REQ" -gt "$W_NON2XX" ] || die "$t: no call completed with a 2xx answer in $DURATION ($W_NON2XX non-2xx, socket errors $W_SOCK, timeouts $W_TIMEOUT)"
-	stop_tree "$T_PID"
+	for p in $T_PID; do stop_tree "$p"; done
 done
 
 # ---- report ----
@@ -681,7 +776,7 @@ REPORT=$TMP/report.md
 	echo
 	echo "calls/s: 2xx answers per second over the last $(val "$(echo "$TARGETS" | cut -d' ' -f1)" window) s of the run (each connection's first call starts at a random moment within the first call length, so calls end spread over time, and the window starts once every first call can have ended)."
 	echo "p50/p99/max: over the calls completed within the run; a call still waiting at the end is not in them. \"s per call, Little\": $CONNS calls in flight ÷ calls/s, the mean time a call spends at the target (queue included) in the steady state; the p99 bound is checked against the larger of the two."
-	for t in router router_http; do
+	for t in router router_http apache_proxy; do
 		has "$t" || continue
 		echo
 		echo "### $(label "$t"), upstream $(upstream "$t"): against the bounds"
@@ -694,7 +789,7 @@ REPORT=$TMP/report.md
 		r=$(ratio "$p" "$CALL_S")
 		echo "- p99 vs the call's own length: max(p99 $(val "$t" p99), Little $(val "$t" little)) / $CALL_S = $r (bound ≤ $MAX_P99_RATIO): **$(verdict "$r" "$MAX_P99_RATIO" le)**"
 		m=$(mb "$(val "$t" rss)")
-		echo "- peak RSS, lighttpd + responders: $m MB (bound ≤ $MAX_RSS_MB MB): **$(verdict "$m" "$MAX_RSS_MB" le)**"
+		echo "- peak RSS, web server + router processes: $m MB (bound ≤ $MAX_RSS_MB MB): **$(verdict "$m" "$MAX_RSS_MB" le)**"
 		e=$(($(val "$t" non2xx) + $(val "$t" sockn) + $(val "$t" timeout)))
 		echo "- errors: $e (non-2xx $(val "$t" non2xx), socket errors $(val "$t" sock), timeouts $(val "$t" timeout)) (bound 0): **$([ "$e" = 0 ] && echo PASS || echo FAIL)**"
 	done
@@ -722,12 +817,12 @@ REPORT=$TMP/report.md
 echo
 cat "$REPORT"
 
-for t in router router_http; do
+for t in router router_http apache_proxy; do
 	[ -s "$TMP/$t.errorlog" ] || continue
 	n=$(grep -ciE 'error|warn' "$TMP/$t.errorlog" || true)
 	if [ "$n" -gt 0 ]; then
 		echo
-		echo "inflight: $t: $n error/warning lines in lighttpd's error log, the first ones:"
+		echo "inflight: $t: $n error/warning lines in the web server's error log, the first ones:"
 		grep -m 5 -iE 'error|warn' "$TMP/$t.errorlog"
 	fi
 done
