@@ -166,33 +166,35 @@ size_t jsonx_parse_ceiling(size_t len)
 	return JSONX_PARSE_BASE + JSONX_PARSE_FACTOR * len;
 }
 
+/* A parse refused before it started: err says why (no line or position). */
+static json_t *refused(json_error_t *err, const char *why)
+{
+	if (err) {
+		memset(err, 0, sizeof(*err));
+		err->line = -1;
+		err->column = -1;
+		err->position = -1;
+		snprintf(err->text, sizeof(err->text), "%s", why);
+	}
+	return NULL;
+}
+
 json_t *jsonx_loadb(const char *p, size_t len, size_t flags, json_error_t *err)
 {
 	size_t ceiling = jsonx_parse_ceiling(len);
 	size_t cost = jsonx_parse_cost(p, len);
+	char why[JSON_ERROR_TEXT_LENGTH];
 	if (cost > ceiling) {
 		jx_refusals++;
-		if (err) {
-			memset(err, 0, sizeof(*err));
-			err->line = -1;
-			err->column = -1;
-			err->position = -1;
-			snprintf(err->text, sizeof(err->text),
-				 "the document would need more than %zu MiB of memory", ceiling >> 20);
-		}
-		return NULL;
+		snprintf(why, sizeof(why), "the document would need more than %zu MiB of memory",
+			 ceiling >> 20);
+		return refused(err, why);
 	}
 	if (memgauge_parse_begin(cost) < 0) {
-		if (err) {
-			memset(err, 0, sizeof(*err));
-			err->line = -1;
-			err->column = -1;
-			err->position = -1;
-			snprintf(err->text, sizeof(err->text),
-				 "the memory of calls in flight is at its limit (server.call_memory_mb = %zu MB)",
-				 memgauge_cap() >> 20);
-		}
-		return NULL;
+		snprintf(why, sizeof(why),
+			 "the memory of calls in flight is at its limit (server.call_memory_mb = %zu MB)",
+			 memgauge_cap() >> 20);
+		return refused(err, why);
 	}
 	json_t *j = json_loadb(p, len, flags, err);
 	memgauge_parse_end();

@@ -315,17 +315,8 @@ start_apache() {
 				echo "LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so"
 				echo "ScriptSock \"$dir/apache/cgid.sock\""
 			fi
+			apache_base_conf "$dir" "$port"
 			cat <<EOF
-ServerRoot "$dir/apache"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/apache/httpd.pid"
-DefaultRuntimeDir "$dir/apache"
-Mutex file:$dir/apache default
-ErrorLog "$dir/error.log"
-LogLevel warn
-TypesConfig /etc/mime.types
-Timeout 300
 # wrk keeps its connections: no close after 100 requests (the default) in the middle of a run.
 MaxKeepAliveRequests 0
 KeepAliveTimeout 30
@@ -333,10 +324,6 @@ StartServers 1
 ServerLimit 4
 ThreadsPerChild 64
 MaxRequestWorkers 256
-<Directory />
-  AllowOverride None
-  Require all denied
-</Directory>
 EOF
 			sed "s/@PORT@/$port/g" "$site"
 		} >"$dir/apache/httpd.conf"

@@ -40,3 +40,25 @@ wait_up() {
 	done
 	return 1
 }
+
+# apache_base_conf DIR PORT: the server-level lines every benchmark Apache starts with (its files
+# under DIR/apache, its error log DIR/error.log, listening on 127.0.0.1:PORT).
+apache_base_conf() {
+	local dir=$1 port=$2
+	cat <<CONF
+ServerRoot "$dir/apache"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/apache/httpd.pid"
+DefaultRuntimeDir "$dir/apache"
+Mutex file:$dir/apache default
+ErrorLog "$dir/error.log"
+LogLevel warn
+TypesConfig /etc/mime.types
+Timeout 300
+<Directory />
+  AllowOverride None
+  Require all denied
+</Directory>
+CONF
+}

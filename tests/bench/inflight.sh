@@ -555,26 +555,9 @@ start_apache_proxy() {
 			for m in mpm_event authz_core alias mime proxy proxy_fcgi; do
 				echo "LoadModule ${m}_module /usr/lib/apache2/modules/mod_$m.so"
 			done
-			cat <<EOF
-ServerRoot "$dir/apache"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/apache/httpd.pid"
-DefaultRuntimeDir "$dir/apache"
-Mutex file:$dir/apache default
-ErrorLog "$dir/error.log"
-LogLevel warn
-TypesConfig /etc/mime.types
-# As Debian's apache2.conf sets them.
-Timeout 300
-KeepAlive On
-MaxKeepAliveRequests 100
-KeepAliveTimeout 5
-<Directory />
-  AllowOverride None
-  Require all denied
-</Directory>
-EOF
+			apache_base_conf "$dir" "$port"
+			# As Debian's apache2.conf sets them.
+			printf 'KeepAlive On\nMaxKeepAliveRequests 100\nKeepAliveTimeout 5\n'
 			cat "$ROOT/apache/llm-router-mpm.conf"
 			sed -e "s|<VirtualHost \*:80>|<VirtualHost *:$port>|" \
 				-e "s|unix:/run/llm-router/router.sock|unix:$dir/run/router.sock|" \
