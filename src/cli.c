@@ -10,6 +10,7 @@
 #include "alerts.h"
 #include "config.h"
 #include "keys.h"
+#include "report.h"
 #include "reqlog.h"
 #include "rowkeep.h"
 #include "store.h"
@@ -35,7 +36,12 @@ static void usage(FILE *f)
 		"  llm-router keys list             every key: id, agent, tier, created, status\n"
 		"  llm-router keys revoke ID        revoke a key (takes effect at once)\n"
 		"  llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n"
-		"                                   spend from the request log\n"
+		"                    [--format text|json|csv]\n"
+		"                                   spend from the request log: calls, tokens, USD,\n"
+		"                                   errors per group (today, by tier, as a table by\n"
+		"                                   default). json: one object, \"rows\" and \"total\";\n"
+		"                                   csv: RFC 4180, a header row, a row per group, no\n"
+		"                                   total row\n"
 		"  llm-router replay                import the JSONL fallback into the database and send\n"
 		"                                   the budget alerts waiting for budget.webhook_url\n"
 		"  llm-router replay --log FILE     import the rows an error log holds (lines marked\n"
@@ -214,34 +220,6 @@ out:
 	return rc;
 }
 
-struct report_ctx {
-	const struct config *cfg;
-	const char *by;
-	int64_t total_nusd, calls;
-	int days;
-};
-
-static void print_report_row(void *ud, const struct report_row *r)
-{
-	struct report_ctx *c = ud;
-	char budget[48] = "";
-	if (strcmp(c->by, "tier") == 0) {
-		for (size_t i = 0; i < c->cfg->n_tiers; i++) {
-			const struct tier_conf *t = &c->cfg->tiers[i];
-			if (strcmp(t->id, r->key) == 0 && t->daily_budget_usd > 0) {
-				double b = t->daily_budget_usd * c->days;
-				snprintf(budget, sizeof(budget), "%10.2f %6.1f%%", b,
-					 100.0 * ((double)r->cost_nusd / 1e9) / b);
-			}
-		}
-	}
-	printf("%-28s %8lld %12lld %12lld %14.6f %7lld %s\n", r->key, (long long)r->calls,
-	       (long long)r->input_tokens, (long long)r->output_tokens, (double)r->cost_nusd / 1e9,
-	       (long long)r->errors, budget);
-	c->total_nusd += r->cost_nusd;
-	c->calls += r->calls;
-}
-
 static int parse_day(const char *s, int64_t *ms)
 {
 	struct tm tm;
@@ -253,10 +231,15 @@ static int parse_day(const char *s, int64_t *ms)
 	return 0;
 }
 
+#define REPORT_USAGE \
+	"usage: llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n" \
+	"                         [--format text|json|csv]\n"
+
 static int report_cmd(int argc, char **argv)
 {
 	const char *by = "tier", *day = NULL;
 	long long days = 1;
+	enum report_format format = REPORT_TEXT;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--by") == 0 && i + 1 < argc)
 			by = argv[++i];
@@ -267,8 +250,13 @@ static int report_cmd(int argc, char **argv)
 				fprintf(stderr, "llm-router: --days takes 1..3660\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+			if (report_format_parse(argv[++i], &format) < 0) {
+				fprintf(stderr, "llm-router: --format takes text, json or csv\n");
+				return 2;
+			}
 		} else {
-			fprintf(stderr, "usage: llm-router report [--day YYYY-MM-DD | --days N] [--by tier|agent|model|day]\n");
+			fputs(REPORT_USAGE, stderr);
 			return 2;
 		}
 	}
@@ -297,13 +285,19 @@ static int report_cmd(int argc, char **argv)
 		char d0[11], d1[11];
 		store_utc_day(from, d0);
 		store_utc_day(to - 1, d1);
-		printf("Spend %s%s%s (UTC) by %s\n", d0, days > 1 ? " to " : "", days > 1 ? d1 : "", by);
-		printf("%-28s %8s %12s %12s %14s %7s%s\n", by, "calls", "input_tok", "output_tok", "usd",
-		       "errors", strcmp(by, "tier") == 0 ? " budget_usd   used" : "");
-		struct report_ctx c = { cfg, by, 0, 0, (int)days };
-		rc = store_report(st, from, to, by, print_report_row, &c) < 0;
-		printf("%-28s %8lld %12s %12s %14.6f\n", "total", (long long)c.calls, "", "",
-		       (double)c.total_nusd / 1e9);
+		struct report_out out = { .f = stdout, .format = format, .cfg = cfg, .by = by,
+					  .from_day = d0, .to_day = d1, .days = (int)days };
+		report_begin(&out);
+		rc = store_report(st, from, to, by, report_add_row, &out) < 0;
+		if (rc)
+			fprintf(stderr, "llm-router: the report failed (%s); the output is incomplete\n",
+				store_errmsg(st));
+		else
+			report_end(&out);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "llm-router: cannot write the report\n");
+			rc = 1;
+		}
 	}
 	store_close(st);
 	config_free(cfg);

@@ -112,4 +112,138 @@ describe('plain CGI mode', () => {
     assert.match(u.head, /^Status: 401/);
     assert.equal(JSON.parse(u.body).error.code, 'missing_api_key');
   });
+
+  it('report --format json and csv carry the text report\'s figures', () => {
+    // An answered call (it has a cost), and a model name that CSV must quote: a comma, double
+    // quotes, CR LF (refused, logged with the name the client asked for).
+    const odd = 'odd, "model"\r\nname';
+    const ok = cgi('POST', '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }));
+    assert.match(ok.head, /^Status: 200/);
+    const r = cgi('POST', '/v1/chat/completions', JSON.stringify({ model: odd, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.match(r.head, /^Status: 404/);
+    const env = { PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(ROOT, 'conf/llm-router.conf'), LLM_ROUTER_HOME: dir };
+    if (process.env.ASAN_OPTIONS) env.ASAN_OPTIONS = process.env.ASAN_OPTIONS;
+    const report = (...args) => {
+      const out = run(['report', ...args], { env });
+      assert.equal(out.status, 0, out.stderr);
+      return out.stdout;
+    };
+    for (const by of ['tier', 'agent', 'model', 'day']) {
+      const json = JSON.parse(report('--by', by, '--format', 'json'));
+      const csv = parseCsv(report('--by', by, '--format', 'csv'));
+      const cols = ['calls', 'input_tokens', 'output_tokens', 'usd', 'errors'];
+      assert.deepEqual(csv[0], [by, ...cols, ...(by === 'tier' ? ['budget_usd', 'used_percent'] : [])]);
+      assert.equal(json.by, by);
+      assert.equal(json.days, 1);
+      assert.equal(json.from, json.to);
+      assert.equal(csv.length - 1, json.rows.length, 'a CSV row per JSON row, no total row');
+      json.rows.forEach((row, i) => {
+        assert.equal(csv[i + 1][0], row[by]);
+        for (const [k, c] of cols.entries()) {
+          assert.equal(typeof row[c], 'number', `${by}: ${c} is a number`);
+          assert.equal(Number(csv[i + 1][k + 1]), row[c], `${by} ${row[by]}: ${c}`);
+        }
+        assert.match(csv[i + 1][4], /^\d+\.\d{9}$/, 'usd exactly, in nano-USD');
+      });
+      for (const c of cols) {
+        const sum = json.rows.reduce((a, row) => a + row[c], 0);
+        assert.ok(Math.abs(json.total[c] - sum) < 1e-9, `total ${c}: ${json.total[c]} against the rows' ${sum}`);
+      }
+      // The text table's figures, row by row (the model report's odd name spans two lines: its
+      // rows are compared between JSON and CSV only).
+      if (by === 'model') continue;
+      const text = parseText(report('--by', by));
+      assert.deepEqual(text.rows.map((t) => t.key), json.rows.map((row) => row[by]));
+      json.rows.forEach((row, i) => {
+        const t = text.rows[i];
+        for (const c of ['calls', 'input_tokens', 'output_tokens', 'errors']) assert.equal(row[c], t[c], `${by} ${t.key}: ${c}`);
+        assert.ok(Math.abs(row.usd - t.usd) <= 5e-7 + 1e-12, `${by} ${t.key}: usd ${row.usd} against ${t.usd}`);
+        if (t.budget === undefined) {
+          if (by === 'tier') assert.deepEqual([row.budget_usd, row.used_percent], [null, null]);
+          else assert.ok(!('budget_usd' in row));
+        } else {
+          assert.equal(row.budget_usd, t.budget);
+          assert.ok(Math.abs(row.used_percent - t.used) <= 0.05 + 1e-9, `${t.key}: used ${row.used_percent} % against ${t.used} %`);
+        }
+      });
+      assert.equal(json.total.calls, text.total.calls);
+      assert.ok(Math.abs(json.total.usd - text.total.usd) <= 5e-7 + 1e-12);
+    }
+    // The gpt-4o calls cost something; the T1 tier has a budget; the odd name comes back intact.
+    const byTier = JSON.parse(report('--format', 'json'));
+    assert.ok(byTier.total.usd > 0, 'the answered calls have a cost');
+    const t1 = byTier.rows.find((row) => row.tier === 'T1');
+    assert.ok(t1 && t1.budget_usd > 0 && t1.used_percent >= 0, JSON.stringify(byTier));
+    const models = parseCsv(report('--by', 'model', '--format', 'csv'));
+    assert.ok(models.some((row) => row[0] === odd && row[1] === '1' && row[5] === '1'), JSON.stringify(models));
+    assert.ok(JSON.parse(report('--by', 'model', '--format', 'json')).rows.some((row) => row.model === odd));
+    const week = JSON.parse(report('--days', '7', '--by', 'day', '--format', 'json'));
+    assert.equal(week.days, 7);
+    assert.notEqual(week.from, week.to);
+    // Usage errors: exit status 2 and a message.
+    for (const args of [['--format', 'xml'], ['--format'], ['--format', 'JSON']]) {
+      const bad = run(['report', ...args], { env });
+      assert.equal(bad.status, 2, args.join(' '));
+      assert.equal(bad.stdout, '');
+      assert.match(bad.stderr, args.length === 2 ? /--format takes text, json or csv/ : /usage: llm-router report/);
+    }
+  });
 });
+
+// The text report: "NAME calls input_tok output_tok usd errors [budget used%]" rows between the
+// header and the total line.
+function parseText(out) {
+  const lines = out.split('\n');
+  assert.match(lines[0], /^Spend \d{4}-\d{2}-\d{2}/);
+  const rows = [];
+  let total;
+  for (const line of lines.slice(2)) {
+    if (!line) continue;
+    const m = line.match(/^(.*?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d{6})\s+(\d+)\s*(?:([\d.]+)\s+([\d.]+)%)?\s*$/);
+    if (m) {
+      const row = { key: m[1], calls: +m[2], input_tokens: +m[3], output_tokens: +m[4], usd: +m[5], errors: +m[6] };
+      if (m[7] !== undefined) Object.assign(row, { budget: +m[7], used: +m[8] });
+      rows.push(row);
+      continue;
+    }
+    const t = line.match(/^total\s+(\d+)\s+(\d+\.\d{6})$/);
+    assert.ok(t, `a text report line neither a row nor the total: ${JSON.stringify(line)}`);
+    total = { calls: +t[1], usd: +t[2] };
+  }
+  assert.ok(total, 'the text report ends with a total line');
+  return { rows, total };
+}
+
+// RFC 4180, strictly: records end in CRLF (the last one too), a field is either plain (no comma,
+// quote, CR or LF) or quoted with its quotes doubled. Returns the records as arrays of strings.
+function parseCsv(text) {
+  const records = [];
+  let record = [];
+  let i = 0;
+  for (;;) {
+    let field = '';
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        assert.ok(i < text.length, 'a quoted field runs to the end of the text');
+        if (text[i] === '"') {
+          if (text[i + 1] !== '"') { i++; break; }
+          i++;
+        }
+        field += text[i++];
+      }
+    } else {
+      while (i < text.length && !',\r\n'.includes(text[i])) {
+        assert.notEqual(text[i], '"', 'a double quote inside a plain field');
+        field += text[i++];
+      }
+    }
+    record.push(field);
+    if (text[i] === ',') { i++; continue; }
+    assert.equal(text.slice(i, i + 2), '\r\n', `a record ends in CRLF (at ${i}: ${JSON.stringify(text.slice(i, i + 10))})`);
+    i += 2;
+    records.push(record);
+    record = [];
+    if (i === text.length) return records;
+  }
+}
