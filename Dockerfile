@@ -2,6 +2,8 @@
 #   docker build -t llm-router .
 #   docker run -p 8080:8080 -e OPENAI_API_KEY -v llm-router-data:/var/lib/llm-router llm-router
 # or: docker compose -f lighttpd/compose.yaml up -d
+# It serves the API at /v1/, /metrics and the dashboard at /dashboard/ (/metrics and the
+# dashboard's figures need -e LLM_ROUTER_ADMIN_KEY); `make install` puts its files in share/llm-router/www/.
 # The start command is the one `make test` runs against a `make install` (tests/integration/install.test.js).
 FROM debian:12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \

@@ -144,11 +144,12 @@ bench-inflight: deps all $(BUILD)/fake_upstream
 	@BUILD=$(BUILD) tests/bench/inflight.sh
 
 # Installs the binary, the configuration (an edited one is kept: the new default goes beside it
-# as llm-router.conf.dist), and the web-server files under $(PREFIX)/share/llm-router.
+# as llm-router.conf.dist), and the web-server files under $(PREFIX)/share/llm-router (www/: the
+# shared-hosting files and the dashboard, which the lighttpd and Apache files serve from there).
 SHARE = $(DESTDIR)$(PREFIX)/share/llm-router
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/llm-router $(SHARE)/docroot \
-		$(SHARE)/apache $(SHARE)/lighttpd $(SHARE)/www/errors
+		$(SHARE)/apache $(SHARE)/lighttpd $(SHARE)/www/errors $(SHARE)/www/dashboard
 	install -m 0755 $(BUILD)/llm-router $(DESTDIR)$(PREFIX)/bin/llm-router
 	@if [ -f $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf ] && \
 	    ! cmp -s conf/llm-router.conf $(DESTDIR)$(PREFIX)/etc/llm-router/llm-router.conf; then \
@@ -163,6 +164,7 @@ install: all
 		apache/llm-router.service $(SHARE)/apache/
 	install -m 0644 www/.htaccess $(SHARE)/www/.htaccess
 	install -m 0644 www/errors/*.json $(SHARE)/www/errors/
+	install -m 0644 www/dashboard/index.html www/dashboard/app.js www/dashboard/style.css $(SHARE)/www/dashboard/
 	install -d $(SHARE)/lighttpd/errors
 	for f in www/errors/*.json; do \
 		install -m 0644 $$f $(SHARE)/lighttpd/errors/json-$$(basename $$f .json).html; done

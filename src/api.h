@@ -17,5 +17,8 @@ void api_chat_completions(struct request_ctx *rc);
 /* GET /v1/router/budget, GET /v1/router/budgets (api_budget.c). */
 void api_budget_get(struct request_ctx *rc);
 void api_budgets_admin(struct request_ctx *rc);
+/* GET /metrics, GET /v1/router/stats (api_metrics.c). */
+void api_metrics(struct request_ctx *rc);
+void api_router_stats(struct request_ctx *rc);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * Read-only: the caller is identified by auth.h, today's spend and reservations are read through
  * the worker's reader connection (reqctx_reader), and a database that cannot be opened turns the
- * answer into a 503 that still carries the limits. Neither endpoint writes a request-log row.
+ * answer into a 503 that still carries the limits. Neither writes a request-log row for an answer;
+ * a refusal (no key, a wrong one) is logged.
  */
 #include <string.h>
 
@@ -56,7 +57,7 @@ void api_budget_get(struct request_ctx *rc)
 	const char *agent = NULL;
 	struct rerr err;
 	if (auth_identify(rc, agent_buf, sizeof(agent_buf), &agent, &err) < 0) {
-		resp_error(&rc->resp, &err);
+		reqctx_refuse(rc, &err);
 		return;
 	}
 	const struct tier_conf *tier = config_tier_for_agent(cfg, agent);
@@ -85,20 +86,8 @@ void api_budgets_admin(struct request_ctx *rc)
 {
 	const struct config *cfg = rc->cfg;
 	struct rerr err;
-	rerr_clear(&err);
-	const char *auth = request_header(&rc->req, "Authorization");
-	if (!cfg->admin_key) {
-		rerr_set(&err, 403, "permission_error", "admin_disabled", NULL,
-			 "Administrative endpoints are off: set %s for the router to enable them.",
-			 cfg->admin_key_env && cfg->admin_key_env[0] ? cfg->admin_key_env : "an admin key");
-		resp_error(&rc->resp, &err);
-		return;
-	}
-	const char *given = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : "";
-	if (!mem_ct_eq(given, strlen(given), cfg->admin_key, strlen(cfg->admin_key))) {
-		rerr_set(&err, 401, "invalid_request_error", "invalid_api_key", NULL,
-			 "This endpoint needs the router's admin key.");
-		resp_error(&rc->resp, &err);
+	if (auth_admin(rc, &err) < 0) {
+		reqctx_refuse(rc, &err);
 		return;
 	}
 	char day[11];

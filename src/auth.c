@@ -10,9 +10,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "keys.h"
 #include "log.h"
+#include "util.h"
 
 int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const char **out,
 		  struct rerr *err)
@@ -64,4 +66,24 @@ int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const cha
 	if (ks != KEY_DB_ERROR)
 		log_info(rc->id, "refused: %s", err->message);
 	return -1;
+}
+
+int auth_admin(struct request_ctx *rc, struct rerr *err)
+{
+	const struct config *cfg = rc->cfg;
+	rerr_clear(err);
+	if (!cfg->admin_key) {
+		rerr_set(err, 403, "permission_error", "admin_disabled", NULL,
+			 "Administrative endpoints are off: set %s for the router to enable them.",
+			 cfg->admin_key_env && cfg->admin_key_env[0] ? cfg->admin_key_env : "an admin key");
+		return -1;
+	}
+	const char *auth = request_header(&rc->req, "Authorization");
+	const char *given = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : "";
+	if (!mem_ct_eq(given, strlen(given), cfg->admin_key, strlen(cfg->admin_key))) {
+		rerr_set(err, 401, "invalid_request_error", "invalid_api_key", NULL,
+			 "This endpoint needs the router's admin key.");
+		return -1;
+	}
+	return 0;
 }

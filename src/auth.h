@@ -18,4 +18,8 @@
 int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const char **out,
 		  struct rerr *err);
 
+/* Whether the request carries the router's admin key (Authorization: Bearer, compared in constant
+ * time): 0, or -1 with 401 (missing or wrong key) or 403 (no admin key is configured) in *err. */
+int auth_admin(struct request_ctx *rc, struct rerr *err);
+
 #endif

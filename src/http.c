@@ -27,11 +27,15 @@ void request_init(struct request *req, const struct http_io *io)
 		size_t n = strcspn(uri, "?#");
 		req->path = xstrndup(uri, n);
 	}
-	/* A site in a subdirectory (https://example.com/ai/v1/...): route on the part from /v1/. */
+	/* A site in a subdirectory (https://example.com/ai/v1/..., .../ai/metrics): route on the
+	 * part from /v1/, or on /metrics. */
 	if (!str_has_prefix(req->path, "/v1/")) {
 		char *v1 = strstr(req->path, "/v1/");
+		size_t n = strlen(req->path);
 		if (v1)
 			memmove(req->path, v1, strlen(v1) + 1);
+		else if (n > 8 && strcmp(req->path + n - 8, "/metrics") == 0)
+			memmove(req->path, req->path + n - 8, 9);
 	}
 	req->remote_addr = io->param(io->ctx, "REMOTE_ADDR");
 	const char *cl = io->param(io->ctx, "CONTENT_LENGTH");

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "dbdown.h"
+#include "inflight.h"
 #include "log.h"
 #include "logwriter.h"
 #include "memgauge.h"
@@ -94,6 +95,8 @@ void reqctx_begin(struct request_ctx *rc, struct worker *w, const struct http_io
 	rc->t0_us = clock_mono_us();
 	rc->t0_wall_ms = clock_wall_ms();
 	rc->cfg = config_acquire();
+	inflight_init(rc->cfg->db_path);
+	inflight_enter();
 	request_id_new(rc->id, sizeof(rc->id), "chatcmpl-", 21);
 	request_init(&rc->req, io);
 	response_init(&rc->resp, io);
@@ -113,6 +116,7 @@ void reqctx_end(struct request_ctx *rc)
 	response_free(&rc->resp);
 	request_free(&rc->req);
 	config_release(rc->cfg);
+	inflight_leave();
 }
 
 /* The readers: a responder's connections for the workers' reads and short transactions (keys,
@@ -318,6 +322,10 @@ void reqctx_commit_log(struct request_ctx *rc)
 		rc->log.overhead_ms = 0;
 	rc->log.status = rc->resp.status;
 	rc->log.client_gone = rc->resp.client_gone;
+	rc->log.method = rc->req.method;
+	snprintf(rc->log_path, sizeof(rc->log_path), "%s", str_or_empty(rc->req.path));
+	utf8_sanitize(rc->log_path);
+	rc->log.path = rc->log_path;
 	if (!rc->cfg->request_log)
 		return;
 	worker_ensure_store(rc->w, rc->cfg);

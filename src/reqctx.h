@@ -37,6 +37,7 @@ struct request_ctx {
 	int64_t t0_us;               /* clock_mono_us() at accept */
 	int64_t t0_wall_ms;
 	struct reqlog log;           /* filled by the handler; see reqctx_commit_log */
+	char log_path[REQLOG_PATH_MAX + 1];  /* the row's copy of the path, cut to its bound */
 };
 
 /* The database options of the configuration; background (the writer thread) adds checkpointing,

@@ -351,3 +351,29 @@ int reqlog_replay_pending(const char *jsonl_path)
 	free_list(files);
 	return any;
 }
+
+/* Newline-ended lines of one file (0 when it cannot be read). */
+static long long file_lines(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char b[65536];
+	long long n = 0;
+	ssize_t got;
+	while ((got = read(fd, b, sizeof(b))) > 0)
+		for (char *p = b; (p = memchr(p, '\n', (size_t)(b + got - p))) != NULL; p++)
+			n++;
+	close(fd);
+	return n;
+}
+
+long long reqlog_jsonl_pending_rows(const char *jsonl_path)
+{
+	long long n = file_lines(jsonl_path);
+	char **files = leftovers(jsonl_path);
+	for (char **f = files; *f; f++)
+		n += file_lines(*f);
+	free_list(files);
+	return n;
+}

@@ -35,5 +35,7 @@ int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
 		  struct replay_stats *stats);
 /* Whether there is anything to replay (the file, or one left over). Cheap: no database. */
 int reqlog_replay_pending(const char *jsonl_path);
+/* The rows waiting in the fallback file and in any file left from an interrupted replay. */
+long long reqlog_jsonl_pending_rows(const char *jsonl_path);
 
 #endif

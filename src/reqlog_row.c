@@ -52,6 +52,8 @@ const struct reqlog_col reqlog_columns[] = {
 	R(client_gone, COL_INT, "INTEGER NOT NULL DEFAULT 0", 1, 0, NULL),
 	R(fallback_from, COL_TEXT_SET, "TEXT", 3, 0, NULL),
 	R(partial, COL_INT, "INTEGER NOT NULL DEFAULT 0", 3, 0, NULL),
+	R(method, COL_TEXT, "TEXT", 8, 0, NULL),
+	R(path, COL_TEXT, "TEXT", 8, 0, NULL),
 	/* Kept in tables of their own, linked by request_id. */
 	R(attempt_log, COL_ATTEMPTS, NULL, 3, 0, NULL),
 	R(tool_state, COL_JSON, NULL, 2, 0, NULL),

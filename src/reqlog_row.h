@@ -35,6 +35,9 @@ struct attempt_log {
 	const char *upstream_request_id;
 };
 
+/* A row keeps at most this many bytes of the request's path. */
+#define REQLOG_PATH_MAX 256
+
 struct reqlog {
 	const char *request_id;
 	int64_t ts_start_ms;
@@ -69,6 +72,8 @@ struct reqlog {
 	int client_gone;
 	const char *fallback_from;     /* comma-separated models that failed or were skipped first */
 	int partial;                   /* a stream that failed after content reached the client */
+	const char *method;            /* the request's method and path (at most REQLOG_PATH_MAX) */
+	const char *path;
 	/* Rows of request_attempts (SQLite) or the "attempt_log" array (JSONL). */
 	const struct attempt_log *attempt_log;
 	size_t n_attempt_log;

@@ -3,7 +3,7 @@
  *
  * Between server.c above and the handlers (api.h) below: the first route whose path and method
  * match gets the request; a path that matches with another method gets 405 with Allow, anything
- * else 404. */
+ * else 404. Both refusals are written to the request log (method and path). */
 #include "routes.h"
 
 #include <string.h>
@@ -24,6 +24,8 @@ static const struct route routes[] = {
 	{ "POST", "/v1/chat/completions", 0, api_chat_completions },
 	{ "GET", "/v1/router/budget", 0, api_budget_get },
 	{ "GET", "/v1/router/budgets", 0, api_budgets_admin },
+	{ "GET", "/v1/router/stats", 0, api_router_stats },
+	{ "GET", "/metrics", 0, api_metrics },
 };
 
 static int path_matches(const struct route *r, const char *path)
@@ -60,5 +62,6 @@ void routes_dispatch(struct request_ctx *rc)
 			 "GET /v1/router/budget.",
 			 rc->req.method, path);
 	}
-	resp_error(&rc->resp, &e);
+	/* Logged like any refusal: a client calling what the router lacks shows on its side. */
+	reqctx_refuse(rc, &e);
 }

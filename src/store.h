@@ -194,6 +194,33 @@ struct report_row {
 int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,
 		 void (*cb)(void *ud, const struct report_row *row), void *ud);
 
+/* ---- the operators' figures (store_metrics.c) ---- */
+
+/* Inside a write transaction: sums up to max_rows request-log rows not yet counted into the
+ * counters, hourly and daily figures. Returns the rows counted, or -1. */
+long store_metrics_rollup(struct store *st, int max_rows);
+/* Inside the transaction that deleted request-log rows (retention), after the delete. */
+int store_metrics_after_prune(struct store *st);
+/* Rollups of `batch` rows, each its own transaction, until none is left or max_batches ran.
+ * Returns the rows counted, or -1. */
+long store_metrics_catch_up(struct store *st, int batch, int max_batches);
+/* Appends a label value with Prometheus' escaping (backslash, double quote, newline). */
+void store_metrics_escape(struct buf *out, const char *value);
+/* Appends the samples of one family of counters (histograms: _bucket, _sum, _count) in
+ * Prometheus' text format. Returns 0 or -1. */
+int store_metrics_counters(struct store *st, const char *family, struct buf *out);
+/* Arrays of objects, or NULL on a database error: hours from from_hour_ms (hour_ms, requests,
+ * errors, fallbacks, cost_usd); one day's figures of kind "agent" (extra: the tier) or "model"
+ * (extra: the provider); the newest rows; one day's budget alerts. */
+json_t *store_metrics_hours(struct store *st, int64_t from_hour_ms);
+json_t *store_metrics_daily(struct store *st, const char *day, const char *kind);
+json_t *store_metrics_recent(struct store *st, int limit);
+json_t *store_metrics_alerts(struct store *st, const char *day);
+/* Calls cb for each successful routed row among the last `limit` rows. Returns 0 or -1. */
+int store_metrics_latencies(struct store *st, int limit,
+			    void (*cb)(void *ud, const char *model, double latency_ms, double ttft_ms),
+			    void *ud);
+
 /* ---- misc (store.c) ---- */
 
 /* The UTC day of a time in ms, "YYYY-MM-DD". */

@@ -10,6 +10,8 @@
 
 #include "store_int.h"
 
+#include <limits.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +161,7 @@ json_t *store_tool_state(struct store *st, const char *agent, const char *tool_c
 /* Deletes what sql selects, up to pace->rows rows per statement, each statement its own paced
  * transaction (store.h), so request writers wait for one short batch at most. */
 static long long prune_table(struct store *st, const char *sql, int64_t cutoff, const char *day,
-			     struct store_pace *pace)
+			     struct store_pace *pace, int counted)
 {
 	long long total = 0;
 	sqlite3_stmt *s;
@@ -171,13 +173,19 @@ static long long prune_table(struct store *st, const char *sql, int64_t cutoff, 
 			break;
 		}
 		int want = pace->rows;
+		/* Rows leave the log only once the operators' counters hold them. */
+		if (counted && store_metrics_rollup(st, INT_MAX) < 0) {
+			store_rollback(st);
+			total = -1;
+			break;
+		}
 		sqlite3_bind_int64(s, 1, cutoff);
 		sqlite3_bind_text(s, 2, day, -1, SQLITE_STATIC);
 		sqlite3_bind_int(s, 3, want);   /* the ledger's statements have no ?3: ignored */
 		int rc = sqlite3_step(s);
 		int n = sqlite3_changes(st->db);
 		sqlite3_reset(s);
-		if (rc != SQLITE_DONE) {
+		if (rc != SQLITE_DONE || (counted && store_metrics_after_prune(st) < 0)) {
 			store_rollback(st);
 			total = -1;
 			break;
@@ -238,6 +246,8 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 		" WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?3) AND ?2 IS NOT NULL",
 		"DELETE FROM budget_spend WHERE day < ?2 AND ?1 IS NOT NULL",
 		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
+		"DELETE FROM metrics_hourly WHERE hour_ms < ?1 AND ?2 IS NOT NULL",
+		"DELETE FROM metrics_daily WHERE day < ?2 AND ?1 IS NOT NULL",
 	};
 	struct store_pace pace, vacuum;
 	store_pace_init(&pace, stop, 64, 1000);
@@ -246,8 +256,11 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 	char day[11];
 	store_utc_day(cutoff_ms, day);
 	long long rows = 0;
+	/* Most of the rows not yet counted, in batches of their own, before the deletes' batches. */
+	if (store_metrics_catch_up(st, 5000, 1000) < 0)
+		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(sql) && !store_pace_stopped(&pace); i++) {
-		long long n = prune_table(st, sql[i], cutoff_ms, day, &pace);
+		long long n = prune_table(st, sql[i], cutoff_ms, day, &pace, i <= 1);
 		if (n < 0)
 			return -1;
 		if (i == 1)

@@ -176,6 +176,44 @@ static const char *const migrations[] = {
 	"ALTER TABLE budget_alerts ADD COLUMN next_try_ms INTEGER;"
 	"ALTER TABLE budget_alerts ADD COLUMN last_error TEXT;"
 	"CREATE INDEX budget_alerts_outbox ON budget_alerts(next_try_ms) WHERE sent_ms IS NULL;",
+	/* 7 -> 8: the request's method and path on its row (requests refused before routing are
+	 * logged too), and the operators' figures (store_metrics.c): request_log rows up to
+	 * metrics_state.rolled_id are summed into all-time counters (a family, its labels in
+	 * Prometheus' text form, kind 0 a total, 1 a histogram bucket of upper bound le, 2 a
+	 * histogram's sum, 3 its count), per-hour and per-day figures. Sums never go down: retention
+	 * deletes only rows already summed. */
+	"CREATE TABLE metrics_counters ("
+	"  family TEXT NOT NULL,"
+	"  labels TEXT NOT NULL,"
+	"  kind INTEGER NOT NULL,"
+	"  le REAL NOT NULL,"
+	"  value REAL NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (family, labels, kind, le)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE metrics_hourly ("
+	"  hour_ms INTEGER PRIMARY KEY,"
+	"  requests INTEGER NOT NULL DEFAULT 0,"
+	"  errors INTEGER NOT NULL DEFAULT 0,"
+	"  fallbacks INTEGER NOT NULL DEFAULT 0,"
+	"  cost_nusd INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE TABLE metrics_daily ("
+	"  day TEXT NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  extra TEXT NOT NULL,"
+	"  requests INTEGER NOT NULL DEFAULT 0,"
+	"  errors INTEGER NOT NULL DEFAULT 0,"
+	"  input_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  output_tokens INTEGER NOT NULL DEFAULT 0,"
+	"  cost_nusd INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (day, kind, name, extra)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE metrics_state ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  rolled_id INTEGER NOT NULL"
+	");"
+	"INSERT INTO metrics_state (id, rolled_id) VALUES (1, 0);",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION,

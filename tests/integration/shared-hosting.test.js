@@ -63,7 +63,7 @@ describe('README: shared hosting, step by step', () => {
 
     const site = path.join(home, 'example.com');
     const docroot = path.join(site, 'public_html');
-    assert.deepEqual(fs.readdirSync(docroot).sort(), ['.htaccess', 'errors', 'llm-router.fcgi']);
+    assert.deepEqual(fs.readdirSync(docroot).sort(), ['.htaccess', 'dashboard', 'errors', 'llm-router.fcgi']);
     assert.equal(fs.statSync(path.join(site, 'conf/llm-router.env')).mode & 0o077, 0, 'llm-router.env is private');
     assert.equal(fs.statSync(path.join(site, 'conf')).mode & 0o077, 0);
     // The test's provider is the fake one: its URL goes beside the key.

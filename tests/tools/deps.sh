@@ -11,7 +11,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 BUILD_PKGS="gcc make pkg-config libfcgi-dev libcurl4-openssl-dev libjansson-dev libconfig-dev libsqlite3-dev"
 RUN_PKGS="lighttpd nodejs"
-TEST_PKGS="lighttpd apache2 libapache2-mod-fcgid nodejs npm sqlite3 curl procps util-linux openssl"
+# chromium: the dashboard's test (tests/integration/dashboard.test.js) runs the page in it, headless.
+TEST_PKGS="lighttpd apache2 libapache2-mod-fcgid nodejs npm sqlite3 curl procps util-linux openssl chromium"
 
 want=""
 [ $# -eq 0 ] && set -- test

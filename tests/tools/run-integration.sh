@@ -7,6 +7,8 @@
 #   (see tests/integration/lib/harness.js); default: lighttpd only.
 #   Extra arguments are test files (default: all of them; behind Apache, all but the ones that
 #   start no web server or their own: cli, fastcgi, install and shared-hosting run once).
+#   ROUTER_ARTIFACTS  where the run keeps files to look at afterwards (the dashboard's screenshots),
+#   one subdirectory per set-up; default test-artifacts/ in the checkout. Printed at the end.
 #
 # Apache is started as an unprivileged user, as a hosting account runs it: as root, the Apache
 # set-ups run the tests as www-data (setpriv); the lighttpd set-up runs as the caller.
@@ -36,21 +38,30 @@ find_apache_root() {
   chmod -R a+rX "$mirror"
   apache_root=$mirror
 }
+artifacts=${ROUTER_ARTIFACTS:-$ROOT/test-artifacts}
 status=0
 for front in ${ROUTER_FRONTS:-lighttpd}; do
   echo "=== integration tests behind $front"
   as="" home=${HOME:-/tmp} files="$*" root=$ROOT bin=$ROUTER_BIN
+  kept=$artifacts/$front
+  mkdir -p "$kept"
   case "$front" in
     apache-*)
       if [ "$(id -u)" -eq 0 ]; then
         find_apache_root
         as=$as_www home=/tmp root=$apache_root
         [ "$root" = "$ROOT" ] || bin=$root/build/$(basename "$ROUTER_BIN")
+        chown -R www-data:www-data "$kept"
+        # Out of the unprivileged user's reach (a checkout under /root): a directory of its own.
+        $as_www test -w "$kept" || { kept=$(mktemp -d "${TMPDIR:-/tmp}/llm-router-artifacts-$front.XXXXXX") && chown www-data:www-data "$kept"; }
       fi
       [ -n "$files" ] || files=$(ls integration/*.test.js | grep -Ev '/(cli|fastcgi|install|shared-hosting)\.test\.js$') ;;
   esac
   # shellcheck disable=SC2086
-  (cd "$root/tests" && ROUTER_FRONT=$front ROUTER_BIN=$bin HOME=$home $as \
+  (cd "$root/tests" && ROUTER_FRONT=$front ROUTER_BIN=$bin ROUTER_ARTIFACTS=$kept HOME=$home $as \
     node --test --test-concurrency="$conc" --test-reporter=spec ${files:-integration/}) || status=1
+  kept_all="${kept_all:-}  $front: $kept
+"
 done
+printf 'files kept from this run (screenshots):\n%s' "${kept_all:-}"
 exit $status

@@ -43,6 +43,8 @@ static void full_record(struct reqlog *r, const char *id)
 	r->model = "gpt-4o";
 	r->provider = "openai";
 	r->upstream_model = "gpt-4o-2024-08-06";
+	r->method = "POST";
+	r->path = "/v1/chat/completions";
 	r->stream = 1;
 	r->status = 200;
 	r->error_type = "rate_limit_error";
@@ -369,7 +371,8 @@ static const char *const json_keys[] = {
 	"error_message", "finish_reason", "input_tokens", "output_tokens", "cached_tokens",
 	"cache_write_tokens", "reasoning_tokens", "cost_nusd", "cost_source", "latency_ms",
 	"ttft_ms", "upstream_ms", "overhead_ms", "dropped_params", "upstream_request_id",
-	"attempts", "client_gone", "fallback_from", "partial", "attempt_log", "tool_state",
+	"attempts", "client_gone", "fallback_from", "partial", "method", "path", "attempt_log",
+	"tool_state",
 };
 
 TEST(reqlog_to_json_has_every_field)
@@ -396,6 +399,7 @@ TEST(reqlog_to_json_has_every_field)
 		"\"latency_ms\":1333.5,\"ttft_ms\":210.25,\"upstream_ms\":1300.0,\"overhead_ms\":0.75,"
 		"\"dropped_params\":\"logprobs,top_logprobs\",\"upstream_request_id\":\"req_abc\","
 		"\"attempts\":2,\"client_gone\":1,\"fallback_from\":\"claude-sonnet-4-5\",\"partial\":0,"
+		"\"method\":\"POST\",\"path\":\"/v1/chat/completions\","
 		"\"attempt_log\":[{\"attempt\":1,\"ts_start_ms\":1767225600124,\"model\":\"claude-sonnet-4-5\","
 		"\"provider\":\"anthropic\",\"upstream_model\":\"claude-sonnet-4-5\",\"outcome\":\"failed\","
 		"\"upstream_status\":529,\"status\":503,\"error_type\":\"overloaded_error\","
@@ -931,13 +935,18 @@ TEST(store_migrates_version_6_alerts_as_not_for_the_outbox)
 {
 	char *old = test_path("v6.db");
 	char err[512] = "";
-	/* A new database taken back to version 6: what migration 6 -> 7 added is removed. */
+	/* A new database taken back to version 6: what migrations 6 -> 7 and 7 -> 8 added is
+	 * removed. */
 	struct store *st = open_store(old, err, sizeof(err));
 	REQUIRE_NOT_NULL(st);
 	store_close(st);
 	sqlite3 *db = open_raw(old);
 	REQUIRE_NOT_NULL(db);
 	REQUIRE_INT_EQ(sqlite3_exec(db,
+		"DROP TABLE metrics_counters; DROP TABLE metrics_hourly; DROP TABLE metrics_daily;"
+		"DROP TABLE metrics_state;"
+		"ALTER TABLE request_log DROP COLUMN method;"
+		"ALTER TABLE request_log DROP COLUMN path;"
 		"DROP INDEX budget_alerts_outbox;"
 		"ALTER TABLE budget_alerts DROP COLUMN sent_ms;"
 		"ALTER TABLE budget_alerts DROP COLUMN attempts;"
@@ -960,4 +969,65 @@ TEST(store_migrates_version_6_alerts_as_not_for_the_outbox)
 	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'budget_alerts_outbox'"), 1);
 	sqlite3_close(db);
 	free(old);
+}
+
+/* ---- the operators' counters (store_metrics.c) ---- */
+
+static double counter(sqlite3 *db, const char *family, const char *labels)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT CAST(coalesce(sum(value), 0) * 1000 AS INTEGER) FROM metrics_counters"
+		 " WHERE family = '%s' AND labels = '%s' AND kind IN (0, 3)", family, labels);
+	return (double)query_int(db, sql) / 1000.0;
+}
+
+/* Rows are counted once each: across rollups, after retention deletes every row (the newest
+ * included, so new rows take ids the counters had passed), and never down. */
+TEST(store_metrics_count_each_row_once_across_prunes)
+{
+	char *path = test_path("metrics.db");
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	int64_t old = 1767225600123LL;                       /* 2026-01-01 */
+	char id[64];
+	for (int i = 0; i < 5; i++) {
+		struct reqlog r;
+		full_record(&r, (snprintf(id, sizeof(id), "chatcmpl-m%d", i), id));
+		r.ts_start_ms = r.ts_end_ms = old + i;
+		r.status = 200;
+		REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	}
+	CHECK_INT_EQ(store_metrics_catch_up(st, 2, 100), 5);   /* batches of 2, 2, 1 */
+	CHECK_INT_EQ(store_metrics_catch_up(st, 2, 100), 0);
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	const char *lab = "endpoint=\"/v1/chat/completions\",model=\"gpt-4o\",provider=\"openai\","
+			  "tier=\"T2\",status=\"200\"";
+	CHECK(counter(db, "llm_router_requests_total", lab) == 5);
+	CHECK(counter(db, "llm_router_tokens_total", "model=\"gpt-4o\",direction=\"input\"") == 95);
+	CHECK(counter(db, "llm_router_request_duration_seconds", "model=\"gpt-4o\"") == 5);
+	CHECK(counter(db, "llm_router_fallbacks_total", "from=\"claude-sonnet-4-5\",to=\"gpt-4o\"") == 5);
+	CHECK(counter(db, "llm_router_upstream_errors_total", "provider=\"anthropic\",code=\"529\"") == 5);
+	/* One more row not yet counted, then retention takes all six: the prune counts it first. */
+	struct reqlog r;
+	full_record(&r, "chatcmpl-m5");
+	r.ts_start_ms = r.ts_end_ms = old + 5;
+	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	CHECK_INT_EQ(store_prune(st, old + 86400000LL, NULL), 6);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_log"), 0);
+	CHECK(counter(db, "llm_router_requests_total", lab) == 6);
+	CHECK_INT_EQ(query_int(db, "SELECT rolled_id FROM metrics_state"), 0);
+	/* New rows take ids from 1 again: each is counted. */
+	for (int i = 0; i < 3; i++) {
+		full_record(&r, (snprintf(id, sizeof(id), "chatcmpl-n%d", i), id));
+		REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	}
+	CHECK_INT_EQ(store_metrics_catch_up(st, 100, 1), 3);
+	CHECK(counter(db, "llm_router_requests_total", lab) == 9);
+	CHECK_INT_EQ(query_int(db, "SELECT sum(requests) FROM metrics_daily WHERE kind = 'model'"), 3);
+	sqlite3_close(db);
+	store_close(st);
+	free(path);
 }

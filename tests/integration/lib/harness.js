@@ -16,6 +16,9 @@
 //   ROUTER_SANITIZER  "asan": collect ASan/UBSan/LSan reports in files and fail on any;
 //                     "valgrind": run the responders under valgrind and fail on errors or leaks.
 //   KEEP_WORK=1       keep temp directories of passing tests.
+//   ROUTER_ARTIFACTS  where tests keep files for people to look at after the run (screenshots):
+//                     tests/tools/run-integration.sh sets it per front; default test-artifacts/<front>
+//                     in the checkout.
 'use strict';
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
@@ -118,9 +121,18 @@ function lighttpdErrorFiles(work) {
   return dir;
 }
 
+// The types lighttpd/llm-router-dev.conf.in gives the dashboard's files.
+const DASHBOARD_TYPES = ['".html" => "text/html; charset=utf-8"', '".js" => "text/javascript; charset=utf-8"', '".css" => "text/css; charset=utf-8"'];
+
+// The shipped dashboard (www/dashboard) into a document root, as an upload copies it.
+function copyDashboard(docroot) {
+  fs.cpSync(path.join(ROOT, 'www/dashboard'), path.join(docroot, 'dashboard'), { recursive: true });
+}
+
 function launchLighttpd(work, port, env, binPath, opts) {
   const errorlog = path.join(work, 'error.log');
   const routerlog = path.join(work, 'router.log');
+  copyDashboard(path.join(work, 'www'));
   fs.writeFileSync(path.join(work, 'lighttpd.conf'), lines(
     `server.document-root = "${path.join(work, 'www')}"`,
     'server.bind = "127.0.0.1"',
@@ -132,7 +144,9 @@ function launchLighttpd(work, port, env, binPath, opts) {
     'server.stream-response-body = 2',
     // lighttpd's own errors as lighttpd/llm-router-dev.conf.in sends them (JSON, by file name).
     `server.errorfile-prefix = "${lighttpdErrorFiles(work)}/json-"`,
-    `mimetype.assign = ( ${fs.readdirSync(path.join(ROOT, 'www/errors')).map((f) => `"json-${path.basename(f, '.json')}.html" => "application/json"`).join(', ')} )`,
+    `mimetype.assign = ( ${fs.readdirSync(path.join(ROOT, 'www/errors')).map((f) => `"json-${path.basename(f, '.json')}.html" => "application/json"`).concat(DASHBOARD_TYPES).join(', ')} )`,
+    // The dashboard (copied into the document root, as `make run` serves it from www/).
+    'index-file.names = ( "index.html" )',
     `server.max-request-size = ${Math.ceil((opts.webMaxBody || 64 << 20) / 1024)}`,
     'fastcgi.server = ( "/v1" => ((',
     `  "bin-path" => "${binPath}",`,
@@ -140,7 +154,11 @@ function launchLighttpd(work, port, env, binPath, opts) {
     `  "max-procs" => ${opts.procs || 2},`,
     '  "check-local" => "disable",',
     `  "read-timeout" => ${opts.webTimeoutS || 180}`,
-    ')) )'));
+    ')) )',
+    // /metrics to the same responders, as lighttpd/llm-router-dev.conf.in sends it.
+    '$HTTP["url"] == "/metrics" {',
+    '  fastcgi.map-extensions = ( "/metrics" => "/v1" )',
+    '}'));
   const proc = spawn(LIGHTTPD, ['-D', '-f', path.join(work, 'lighttpd.conf')], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   return { proc, readLogs: () => [errorlog, routerlog].map((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')).join('') };
 }
@@ -174,6 +192,7 @@ function launchApache(work, port, env, binPath, opts) {
     const docroot = path.join(work, 'www');
     fs.copyFileSync(path.join(ROOT, 'www/.htaccess'), path.join(docroot, '.htaccess'));
     fs.cpSync(path.join(ROOT, 'www/errors'), path.join(docroot, 'errors'), { recursive: true });
+    copyDashboard(docroot);
     const target = path.join(docroot, 'llm-router.fcgi');
     if (binPath === ROUTER_BIN) fs.copyFileSync(ROUTER_BIN, target);
     else fs.writeFileSync(target, fs.readFileSync(binPath, 'utf8').replace('exec valgrind', `LLM_ROUTER_CONFIG=${path.join(work, 'conf/llm-router.conf')} exec valgrind`));
@@ -508,4 +527,12 @@ const smallTmpfs = (size) => (work) => {
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
 };
 
-module.exports = { smallTmpfs, apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
+// The directory for files kept after the run for people to look at (screenshots): $ROUTER_ARTIFACTS,
+// else test-artifacts/<front> in the checkout. Made when missing.
+function artifactsDir() {
+  const dir = process.env.ROUTER_ARTIFACTS || path.join(ROOT, 'test-artifacts', FRONT);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+module.exports = { artifactsDir, smallTmpfs, apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
