@@ -70,6 +70,9 @@ $(BUILD)/bare_relay: tests/bench/bare_relay.c
 $(BUILD)/fake_upstream: tests/bench/fake_upstream.c
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -pthread -o $@
 
+$(BUILD)/scraper: tests/bench/scraper.c
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $^ -o $@
+
 deps:
 	@tests/tools/deps.sh $(DEPS)
 
@@ -136,7 +139,7 @@ fuzz-long: deps
 	@FUZZ_RUNS=2000000 tests/fuzz/run.sh
 
 bench: DEPS = bench
-bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream
+bench: deps all $(BUILD)/fcgi_fixed $(BUILD)/bare_relay $(BUILD)/fake_upstream $(BUILD)/scraper
 	@BUILD=$(BUILD) tests/bench/bench.sh
 
 bench-inflight: DEPS = bench

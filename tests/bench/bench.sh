@@ -9,6 +9,10 @@
 #           per-thread keep-alive libcurl handle and nothing else: the ceiling of this design
 #   router  lighttpd + llm-router (model gpt-4o-mini on the openai provider, whose base URL points at
 #           the fake upstream), with its normal configuration: request log, budgets and all
+#   router_scraped  the same router with an admin key, scraped as Prometheus would during each of
+#           its runs: tests/bench/scraper.c GETs $BENCH_SCRAPE_PATH (/metrics) with the admin key
+#           every second, on the load CPU; the report compares it with the router row and gives the scrapes' own
+#           count, status and latency
 #   router_fcgid  the same router behind Apache + mod_fcgid, with apache/llm-router-fcgid.conf
 #   router_cgi    the same router as a plain CGI program behind Apache + mod_cgid (www/.htaccess on
 #                 a host without mod_fcgid): one process per request; the report gives the cost of
@@ -37,12 +41,13 @@
 # Responders run $BENCH_THREADS (8) threads ("max-procs" => 1).
 #
 # Every wrk run must be all 2xx with no socket errors (targets marked tolerant have their failures
-# reported instead, in bold), and the router's SQLite request log must
-# hold a row per request; otherwise the script stops with an error. Results are printed and written
-# to bench-results/bench-<timestamp>.md.
+# reported instead, in bold), the router's SQLite request log must hold a row per request, and
+# every scrape of router_scraped must answer 200; otherwise the script stops with an error.
+# Results are printed and written to bench-results/bench-<timestamp>.md.
 #
 # Environment:
-#   BUILD                build directory holding llm-router, fcgi_fixed, bare_relay, fake_upstream
+#   BUILD                build directory holding llm-router, fcgi_fixed, bare_relay, fake_upstream,
+#                        scraper
 #   BENCH_ROUNDS=3       rounds (medians are over these)
 #   BENCH_DURATION=5s    length of one wrk run
 #   BENCH_ONLY=          targets to run, e.g. "router" or "bare,router" (the fake upstream always
@@ -51,6 +56,7 @@
 #   BENCH_MODES="nonstream stream"
 #   BENCH_CONNECTIONS=64 BENCH_THREADS=8 BENCH_DELAY_MS=20 BENCH_SUT_CPU=0 BENCH_LOAD_CPU=1
 #   BENCH_KEEP_TMP=1     keep the temporary directory (configs, logs, request-log databases)
+#   BENCH_SCRAPE_PATH=/metrics  what router_scraped's scraper fetches (with the admin key)
 #
 # The in-flight scenario: after these targets, tests/bench/inflight.sh holds 1,024 concurrent
 # streaming calls against a slow streaming upstream behind a local TLS front, for the router with
@@ -82,8 +88,10 @@ LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 WRK=${WRK:-wrk}
 MODEL=gpt-4o-mini
 API_KEY=bench-key
+ADMIN_KEY=bench-admin-key-0123456789
+SCRAPE_PATH=${BENCH_SCRAPE_PATH:-/metrics}
 
-ALL_TARGETS="fake fixed bare router router_nobudget router_nolog router_anthropic router_fallback router_fcgid router_cgi"
+ALL_TARGETS="fake fixed bare router router_scraped router_nobudget router_nolog router_anthropic router_fallback router_fcgid router_cgi"
 APACHE=${APACHE:-/usr/sbin/apache2}
 
 die() {
@@ -110,7 +118,7 @@ fi
 for tool in "$WRK" "$LIGHTTPD" taskset curl; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
-for b in llm-router fcgi_fixed bare_relay fake_upstream; do
+for b in llm-router fcgi_fixed bare_relay fake_upstream scraper; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing (run: make BUILD=$BUILD bench)"
 done
 NCPU=$(nproc)
@@ -129,9 +137,10 @@ else
 fi
 TARGETS=${TARGETS# }
 
-# The system under test sees only what the benchmark sets: no real provider keys, no demo URL.
-unset LLM_ROUTER_DEMO_URL LLM_ROUTER_CONFIG LLM_ROUTER_HOME OPENAI_BASE_URL ANTHROPIC_API_KEY \
-	GEMINI_API_KEY DEEPSEEK_API_KEY OPENROUTER_API_KEY GROQ_API_KEY OPENAI_API_KEY
+# The system under test sees only what the benchmark sets: no real provider keys, no demo URL, no
+# admin key.
+unset LLM_ROUTER_DEMO_URL LLM_ROUTER_CONFIG LLM_ROUTER_HOME LLM_ROUTER_ADMIN_KEY OPENAI_BASE_URL \
+	ANTHROPIC_API_KEY GEMINI_API_KEY DEEPSEEK_API_KEY OPENROUTER_API_KEY GROQ_API_KEY OPENAI_API_KEY
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/llm-router-bench.XXXXXX")
 RES=$TMP/results
@@ -242,14 +251,25 @@ not_started() {
 # ---- lighttpd + FastCGI responder ----
 
 # start_lighttpd INST BIN_PATH [NAME=VALUE ...]: lighttpd on a free port on the SUT CPU with
-# BIN_PATH as its only FastCGI application (mounted at /v1), environment as given.
+# BIN_PATH as its only FastCGI application, environment as given, mounted at /v1 and at each path
+# of $LIGHTTPD_MOUNTS (one backend for all: the same socket, so lighttpd spawns it once).
 start_lighttpd() {
 	local inst=$1 bin=$2 dir=$TMP/$1
 	shift 2
 	mkdir -p "$dir"
-	local env="" kv
+	local env="" kv mounts="" m
 	for kv in "$@"; do
 		env="$env${env:+, }\"${kv%%=*}\" => \"${kv#*=}\""
+	done
+	for m in /v1 ${LIGHTTPD_MOUNTS:-}; do
+		mounts="$mounts${mounts:+, }\"$m\" => ((
+  \"bin-path\" => \"$bin\",
+  \"socket\" => \"$dir/fcgi.sock\",
+  \"max-procs\" => 1,
+  \"check-local\" => \"disable\",
+  \"bin-environment\" => ( $env ),
+  \"read-timeout\" => 180
+))"
 	done
 	local port lpid
 	for _ in 1 2 3 4 5; do
@@ -261,14 +281,7 @@ server.port = $port
 server.errorlog = "$dir/error.log"
 server.modules += ( "mod_fastcgi" )
 server.stream-response-body = 2
-fastcgi.server = ( "/v1" => ((
-  "bin-path" => "$bin",
-  "socket" => "$dir/fcgi.sock",
-  "max-procs" => 1,
-  "check-local" => "disable",
-  "bin-environment" => ( $env ),
-  "read-timeout" => 180
-)) )
+fastcgi.server = ( $mounts )
 EOF
 		: >"$dir/error.log"
 		taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/lighttpd.out" 2>&1 &
@@ -384,6 +397,70 @@ target_router_start() {
 		die "router configuration rejected: $(cat "$dir/check-config.out")"
 	start_lighttpd "$1" "$BIN/llm-router" "${env[@]}"
 }
+target_router_scraped_label="lighttpd + llm-router, scraped every second"
+# The router target's set-up with an admin key, and the scrape path mounted beside /v1 when it is
+# outside it. run_wrk runs the scraper (scrape_start) during each run of the instance.
+target_router_scraped_scraped=1
+target_router_scraped_start() {
+	local dir=$TMP/$1 code
+	mkdir -p "$dir/data"
+	router_config "$dir"
+	local env=("LLM_ROUTER_CONFIG=$dir/llm-router.conf" "LLM_ROUTER_HOME=$dir"
+		"OPENAI_API_KEY=$API_KEY" "OPENAI_BASE_URL=$2/openai/v1" "LLM_ROUTER_ADMIN_KEY=$ADMIN_KEY")
+	case $SCRAPE_PATH in
+	/v1/*) start_lighttpd "$1" "$BIN/llm-router" "${env[@]}" ;;
+	*) LIGHTTPD_MOUNTS=$SCRAPE_PATH start_lighttpd "$1" "$BIN/llm-router" "${env[@]}" ;;
+	esac
+	code=$(curl -s -o "$dir/scrape.first" -w '%{http_code}' --max-time 10 \
+		-H "Authorization: Bearer $ADMIN_KEY" "$(scrape_url "$1")") || true
+	[ "$code" = 200 ] ||
+		die "$1: GET $SCRAPE_PATH with the admin key got HTTP $code: $(head -c 300 "$dir/scrape.first" 2>/dev/null)"
+}
+target_router_scraped_verify() {
+	target_router_verify "$@"
+	local log=$TMP/scrape-$1.log n bad
+	[ -s "$log" ] || die "$1: no scrape was made during its runs"
+	n=$(wc -l <"$log")
+	bad=$(awk '$1 != 200' "$log" | wc -l)
+	[ "$bad" = 0 ] ||
+		die "$1: $bad of $n scrapes of $SCRAPE_PATH did not answer 200: $(awk '$1 != 200 { print $1 }' "$log" | sort | uniq -c | tr '\n' ' ')$(sort "$TMP/scrape-$1.err" 2>/dev/null | uniq -c | tr '\n' ' ')"
+	echo "$1: all $n scrapes of $SCRAPE_PATH during its runs answered 200" >>"$TMP/checks.txt"
+}
+
+# scrape_url INST: the scrape endpoint of a router instance.
+scrape_url() {
+	local u
+	u=$(get_var "URL_$1")
+	echo "${u%/v1/chat/completions}$SCRAPE_PATH"
+}
+
+# scrape_start INST RUN / scrape_stop: a scraper on the load CPU (tests/bench/scraper.c: one small
+# process, as a shell loop of curl, date and sleep would spawn five a second there, enough to
+# show in wrk's p99 at concurrency 1) that GETs the instance's scrape URL with the admin key once
+# a second (each scrape starts a second after the previous one, or at once after a scrape that
+# took longer), a line per scrape in $TMP/scrape-INST.log: HTTP status (000: no answer), seconds,
+# bytes, RUN (the run's connections, c1 or c64). A scrape in progress when it is stopped finishes
+# and is logged.
+scrape_start() {
+	local url hostport log=$TMP/scrape-$1.log run=$2
+	url=$(scrape_url "$1")
+	hostport=${url#http://}
+	hostport=${hostport%%/*}
+	taskset -c "$LOAD_CPU" "$BIN/scraper" "${hostport%:*}" "${hostport##*:}" "/${url#http://*/}" \
+		"$ADMIN_KEY" "$run" >>"$log" 2>>"$TMP/scrape-$1.err" &
+	SCRAPER_PID=$!
+	PIDS+=("$SCRAPER_PID")
+}
+scrape_stop() {
+	local keep=() p
+	kill "$SCRAPER_PID" 2>/dev/null || true
+	wait "$SCRAPER_PID" 2>/dev/null || true
+	# Reaped: its PID may be reused, stop_all must not signal it.
+	for p in "${PIDS[@]}"; do [ "$p" = "$SCRAPER_PID" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+	SCRAPER_PID=
+}
+
 target_router_nobudget_label="lighttpd + llm-router, budgets off"
 # The same router with budget.enabled = false: what the budget reservation costs.
 target_router_nobudget_start() {
@@ -628,11 +705,14 @@ run_wrk() {
 	local requests=0 duration_us=1 p50_us=0 p99_us=0 connect=0 read=0 write=0 status=0 timeout=0
 	url=$(get_var "URL_$inst")
 	out=$TMP/wrk-$inst-$mode-c$c.out
-	local before after
+	local before after scraped
+	scraped=$(target_var "${inst%_slow}" scraped)
 	before=$(cpu_ticks)
+	[ "$scraped" != 1 ] || scrape_start "$inst" "c$c"
 	BENCH_BODY_FILE=$(body_file "$inst" "$mode") BENCH_API_KEY=$API_KEY \
 		taskset -c "$LOAD_CPU" "$WRK" -t1 -c"$c" -d"$d" --timeout 10s --latency -s "$TMP/post.lua" "$url" >"$out" 2>&1 ||
 		die "wrk failed against $inst ($mode): $(cat "$out")"
+	[ "$scraped" != 1 ] || scrape_stop
 	after=$(cpu_ticks)
 	# Share of all CPUs used by anything but the benchmark during the run, in percent.
 	W_OTHER=$(awk -v a="$before" -v b="$after" 'BEGIN { split(a, x); split(b, y)
@@ -877,6 +957,26 @@ REPORT=$TMP/report.md
 		done
 		rss=$(last router.rss_sum)
 		echo "- memory: router responders $(mb "$rss") MB in $(last router.nproc) process(es) (aim ≤ 16 MB per $THREADS-thread responder: $(awk -v v="$rss" -v n="$(last router.nproc)" 'BEGIN { print (v / 1024 <= 16 * n) ? "meets" : "MISSES" }'))"
+	fi
+	if has_target router && has_target router_scraped; then
+		echo
+		echo "## Prometheus scrape"
+		echo
+		echo "router_scraped is the router row's set-up with an admin key, scraped once a second during each of its runs by a scraper on the load CPU (tests/bench/scraper.c: GET $SCRAPE_PATH with the admin key, a new connection each time); the differences are against the router row, same rounds."
+		for mode in $MODES; do
+			delta() { awk -v a="$(get "router_scraped.$mode.$1")" -v b="$(get "router.$mode.$1")" 'BEGIN { printf "%+.3f", a - b }'; }
+			echo "- $mode: added p50 $(fmt "$(get "router_scraped.$mode.add50")" 3) ms scraped, $(fmt "$(get "router.$mode.add50")" 3) ms not ($(delta add50) ms); added p99 $(fmt "$(get "router_scraped.$mode.add99")" 3) / $(fmt "$(get "router.$mode.add99")" 3) ms ($(delta add99) ms); req/s @$CONNS $(fmt "$(get "router_scraped.$mode.rps")" 0) scraped, $(fmt "$(get "router.$mode.rps")" 0) not ($(ratio "$(get "router_scraped.$mode.rps")" "$(get "router.$mode.rps")")), with upstream +${DELAY_MS} ms $(fmt "$(get "router_scraped.$mode.rps_slow")" 0) / $(fmt "$(get "router.$mode.rps_slow")" 0)"
+		done
+		# Every scrape of the target's instances (warm-up runs included): status, seconds, bytes, run.
+		cat "$TMP"/scrape-router_scraped.log "$TMP"/scrape-router_scraped_slow.log 2>/dev/null | sort -g -k2,2 | awk '
+			{ t[NR] = $2 * 1000; if ($1 == 200) ok++; else bad[$1]++; if ($3 > maxb) maxb = $3
+			  if ($4 == "c1") t1[++n1] = $2 * 1000 }
+			END {
+				if (NR == 0) { print "- scrapes: none were made"; exit }
+				other = ""
+				for (c in bad) other = other sprintf(", %d answered %s", bad[c], c)
+				printf "- scrapes: %d during the runs of router_scraped (warm-up included), %d answered 200%s; each took %.1f ms (median), %.1f ms at most; during the concurrency-1 runs %.1f ms (median of %d); answers of up to %d bytes\n", NR, ok, other, t[int((NR + 1) / 2)], t[NR], (n1 ? t1[int((n1 + 1) / 2)] : 0), n1, maxb
+			}'
 	fi
 	if has_target router && has_target router_nobudget; then
 		echo
