@@ -6,7 +6,8 @@
  * every responder process answers the same totals and they survive restarts and retention. The
  * gauges are read at the time of the call: budgets from the ledger, cooldowns from model health,
  * requests in flight from every process (inflight.h), the rows waiting in the JSONL fallback file.
- * A database that cannot be read gives database_up 0 and the figures that need no database.
+ * A database that cannot be opened gives database_up 0 and the figures that need no database; one
+ * locked past busy_timeout_ms gives database_up 0 and the counters as they were last counted.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,12 +37,16 @@ static int admin_only(struct request_ctx *rc)
 	return 0;
 }
 
-/* The reader connection with the counters brought up to date, or NULL (database down). */
-static struct store *counted_store(struct request_ctx *rc)
+/* The reader connection, NULL while the database cannot be opened or its file was removed or
+ * replaced; *counted says whether the
+ * counters were brought up to date (a database locked past busy_timeout_ms leaves them as the
+ * last call left them: they lag, and are still read). */
+static struct store *counted_store(struct request_ctx *rc, int *counted)
 {
 	struct store *st = reqctx_reader(rc);
-	if (st && store_metrics_catch_up(st, ROLLUP_BATCH, ROLLUP_BATCHES) < 0)
-		return NULL;
+	if (st && store_file_moved(st))
+		st = NULL;                       /* a removed or replaced file is not the database */
+	*counted = st && store_metrics_catch_up(st, ROLLUP_BATCH, ROLLUP_BATCHES) >= 0;
 	return st;
 }
 
@@ -67,10 +72,6 @@ static const char *const counter_families[][3] = {
 	  "Time from the request's arrival to its last byte, by model." },
 	{ "llm_router_time_to_first_token_seconds", "histogram",
 	  "Time to the first content of streamed calls, by model." },
-};
-
-struct budget_gauge {
-	struct buf *limit, *spent;
 };
 
 static void budget_line(struct buf *b, const char *name, const char *kind, const char *who,
@@ -134,7 +135,7 @@ static void budget_gauges(struct store *st, const struct config *cfg, const char
 
 struct cooling {
 	int64_t now_ms;
-	json_t *until;                 /* model -> until_ms, and last error */
+	json_t *until;                 /* model -> until_ms */
 };
 
 static void cooling_cb(void *ud, const struct health_row *h)
@@ -157,10 +158,10 @@ void api_metrics(struct request_ctx *rc)
 	if (admin_only(rc) < 0)
 		return;
 	const struct config *cfg = rc->cfg;
-	struct store *st = counted_store(rc);
+	int up;
+	struct store *st = counted_store(rc, &up);
 	struct buf out;
 	buf_init(&out, 64 << 20);
-	int up = st != NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(counter_families); i++) {
 		family(&out, counter_families[i][0], counter_families[i][1], counter_families[i][2]);
 		if (st && store_metrics_counters(st, counter_families[i][0], &out) < 0)
@@ -432,14 +433,15 @@ void api_router_stats(struct request_ctx *rc)
 	if (admin_only(rc) < 0)
 		return;
 	const struct config *cfg = rc->cfg;
-	struct store *st = counted_store(rc);
+	int counted;
+	struct store *st = counted_store(rc, &counted);
 	char day[11];
 	store_utc_day(rc->t0_wall_ms, day);
 	json_t *o = json_object();
 	json_object_set_new(o, "object", json_string("router.stats"));
 	json_object_set_new(o, "generated_at", json_integer(rc->t0_wall_ms / 1000));
 	json_object_set_new(o, "day", json_string(day));
-	json_object_set_new(o, "database_up", json_boolean(st != NULL));
+	json_object_set_new(o, "database_up", json_boolean(st && counted));
 	json_object_set_new(o, "budget_enabled", json_boolean(cfg->budget_enabled));
 	long inflight = inflight_total() - 1;
 	json_object_set_new(o, "inflight", json_integer(inflight < 0 ? 0 : inflight));

@@ -5,7 +5,7 @@
 'use strict';
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawnSync } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const fs = require('fs');
 const { ROUTER_BIN, CAPS, SLOW, startStack, sleep, waitFor } = require('./lib/harness');
 const { jsonlRow } = require('./lib/fallback-rows');
@@ -225,6 +225,50 @@ describe('GET /metrics', () => {
     assert.equal(s.recent.length, Math.min(50, rows));
     assert.ok(s.recent[0].ts_ms >= s.recent[s.recent.length - 1].ts_ms);
     assert.ok(s.recent.some((x) => x.path === '/v1/chat/completions' && x.status === 200));
+  });
+});
+
+describe('/metrics while the database is locked or gone', () => {
+  it('a write lock held past busy_timeout_ms: 200 with the counters as last counted and database_up 0; a vanished database: 200, database_up 0', async () => {
+    const stack = await startStack({ env: { LLM_ROUTER_ADMIN_KEY: ADMIN }, config: (c) => c.replace(/busy_timeout_ms = \d+;/, 'busy_timeout_ms = 500;') });
+    try {
+      for (let i = 0; i < 4; i++) assert.equal((await chat(stack.router, { model: 'gpt-4o-mini', messages: MSG })).status, 200);
+      await waitFor(() => stack.router.db('SELECT count(*) AS n FROM request_log')[0].n >= 4, 5000 * SLOW, 'the rows');
+      const counted = parseExposition((await scrape(stack.router)).text).samples;
+      assert.equal(sum(counted, 'llm_router_requests_total', (l) => l.model === 'gpt-4o-mini'), 4);
+      // Two more rows, then another process takes the write lock and keeps it.
+      for (let i = 0; i < 2; i++) assert.equal((await chat(stack.router, { model: 'gpt-4o-mini', messages: MSG })).status, 200);
+      await waitFor(() => stack.router.db('SELECT count(*) AS n FROM request_log')[0].n >= 6, 5000 * SLOW, 'the rows');
+      const holder = spawn('sqlite3', [stack.router.dbPath], { stdio: ['pipe', 'ignore', 'ignore'] });
+      holder.stdin.write(".timeout 5000\nBEGIN IMMEDIATE;\nINSERT INTO model_health (model) VALUES ('lock-holder');\n");
+      await sleep(300);
+      try {
+        const t0 = Date.now();
+        const r = await scrape(stack.router);
+        const ms = Date.now() - t0;
+        assert.equal(r.status, 200);
+        const { samples } = parseExposition(r.text);
+        assert.equal(sum(samples, 'llm_router_database_up'), 0);
+        assert.equal(sum(samples, 'llm_router_requests_total', (l) => l.model === 'gpt-4o-mini'), 4, 'the counters as last counted');
+        assert.ok(ms < 5000 * SLOW, `the scrape waited ${ms} ms`);
+      } finally {
+        holder.stdin.end('ROLLBACK;\n.quit\n');
+        await new Promise((r) => (holder.exitCode !== null ? r() : holder.once('exit', r)));
+      }
+      const after = parseExposition((await scrape(stack.router)).text).samples;
+      assert.equal(sum(after, 'llm_router_database_up'), 1);
+      assert.equal(sum(after, 'llm_router_requests_total', (l) => l.model === 'gpt-4o-mini'), 6, 'the rows are counted once the lock is gone');
+      // The database file moved away: the figures that need no database, and database_up 0.
+      fs.renameSync(stack.router.dbPath, stack.router.dbPath + '.away');
+      const gone = await scrape(stack.router);
+      assert.equal(gone.status, 200);
+      const g = parseExposition(gone.text);
+      assert.equal(sum(g.samples, 'llm_router_database_up'), 0);
+      assert.equal(g.families.llm_router_requests_total.type, 'counter');
+      fs.renameSync(stack.router.dbPath + '.away', stack.router.dbPath);
+    } finally {
+      await stack.stop();
+    }
   });
 });
 
