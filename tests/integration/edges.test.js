@@ -10,7 +10,7 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const { FRONT, CAPS, TEST_KEYS, startStack, waitFor, sleep } = require('./lib/harness');
+const { FRONT, CAPS, SLOW, TEST_KEYS, startStack, waitFor, sleep } = require('./lib/harness');
 const { raw, get, assertEnvelope } = require('./lib/rawhttp');
 
 const docrootFront = FRONT === 'apache-htaccess' || FRONT === 'apache-cgi';
@@ -45,12 +45,16 @@ describe(`the web server's edges behind ${FRONT}`, () => {
     assert.equal(r.status, 200);
     const pids = stack.router.responderPids();
     assert.ok(pids.length >= 1);
+    // lighttpd: server.threads (4 in the tests); mod_fcgid: one, set by the vhost
+    // (LLM_ROUTER_THREADS) or found by the router itself under .htaccess.
+    const want = FRONT === 'lighttpd' ? 4 : 1;
     for (const pid of pids) {
+      // A responder the web server started beside the one that answered may still be starting
+      // (slow under the sanitizers): its workers come up within a few seconds.
+      await waitFor(() => workerThreads(pid).workers >= want, 10000 * SLOW, `responder ${pid}'s workers`).catch(() => {});
       const t = workerThreads(pid);
       console.log(`# ${FRONT}: responder ${pid}: ${t.workers} worker threads of ${t.total}`);
-      // lighttpd: server.threads (4 in the tests); mod_fcgid: one, set by the vhost
-      // (LLM_ROUTER_THREADS) or found by the router itself under .htaccess.
-      assert.equal(t.workers, FRONT === 'lighttpd' ? 4 : 1, `responder ${pid}`);
+      assert.equal(t.workers, want, `responder ${pid}`);
       // The others (4 today): the main thread, the signal thread, the database writer and its
       // checkpointer; background threads are not request workers, however many there are.
       assert.ok(t.total - t.workers >= 3 && t.total - t.workers <= 10, `${t.total - t.workers} other threads`);
