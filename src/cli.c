@@ -326,7 +326,7 @@ static int replay_cmd(const char *log_file)
 			       imported, already);
 	} else if (st) {
 		struct replay_stats rs;
-		rc = reqlog_replay(st, cfg->fallback_jsonl, NULL, &rs) < 0;
+		rc = reqlog_replay_wait(st, cfg->fallback_jsonl, &rs) < 0;
 		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
 		       "skipped, %lld file(s) done\n", cfg->fallback_jsonl, rs.imported, rs.already,
 		       rs.malformed, rs.files);

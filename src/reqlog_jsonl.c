@@ -342,6 +342,56 @@ int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
 	return rc < 0 ? -1 : 0;
 }
 
+/* Blocks until no process imports one of the files left beside jsonl_path. Returns how many were
+ * being imported. */
+static int wait_for_importers(const char *jsonl_path)
+{
+	char **files = leftovers(jsonl_path);
+	int waited = 0;
+	for (size_t i = 0; files[i]; i++) {
+		int fd = open(files[i], O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(fd, F_OFD_SETLK, &l) < 0) {
+			log_info(NULL, "waiting for another process to finish importing %s", files[i]);
+			waited++;
+			while (fcntl(fd, F_OFD_SETLKW, &l) < 0 && errno == EINTR)
+				;
+		}
+		close(fd);             /* the lock goes with it */
+	}
+	free_list(files);
+	return waited;
+}
+
+int reqlog_replay_wait(struct store *st, const char *jsonl_path, struct replay_stats *stats)
+{
+	struct replay_stats total = { 0 }, rs;
+	/* A pass finds a file being imported when a responder's maintenance thread claimed it
+	 * first (before or during the pass): wait for it, then look again. Bounded: each pass after
+	 * the first follows another process's import. */
+	for (int pass = 0; pass < 100; pass++) {
+		int waited = wait_for_importers(jsonl_path);
+		int rc = reqlog_replay(st, jsonl_path, NULL, &rs);
+		total.imported += rs.imported;
+		total.already += rs.already;
+		total.malformed += rs.malformed;
+		total.files += rs.files;
+		char **left = leftovers(jsonl_path);
+		int more = left[0] != NULL;
+		free_list(left);
+		*stats = total;
+		if (rc < 0 || !more)
+			return rc;
+		if (pass > 0 && !waited)
+			break;         /* left, nobody importing it, and we could not */
+	}
+	log_error(NULL, "a file left beside %s by an earlier replay cannot be imported (it cannot be "
+		  "opened or locked): see its permissions", jsonl_path);
+	return -1;
+}
+
 int reqlog_replay_pending(const char *jsonl_path)
 {
 	if (access(jsonl_path, F_OK) == 0)

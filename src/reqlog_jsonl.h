@@ -33,6 +33,10 @@ struct replay_stats {
  * -1 when a row could not be committed (the file stays for the next attempt). */
 int reqlog_replay(struct store *st, const char *jsonl_path, const int *stop,
 		  struct replay_stats *stats);
+/* reqlog_replay for an operator's command: a file another process is importing is waited for
+ * (its importer's lock), so that on return every row that was in the fallback file when it was
+ * called is in the database, whoever imported it. The same returns; stats add up the passes. */
+int reqlog_replay_wait(struct store *st, const char *jsonl_path, struct replay_stats *stats);
 /* Whether there is anything to replay (the file, or one left over). Cheap: no database. */
 int reqlog_replay_pending(const char *jsonl_path);
 /* The rows waiting in the fallback file and in any file left from an interrupted replay. */

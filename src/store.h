@@ -204,6 +204,8 @@ int store_metrics_after_prune(struct store *st);
 /* Rollups of `batch` rows, each its own transaction, until none is left or max_batches ran.
  * Returns the rows counted, or -1. */
 long store_metrics_catch_up(struct store *st, int batch, int max_batches);
+/* Called by store_metrics_catch_up between a batch's read and its write, when set (tests). */
+extern void (*store_metrics_between_hook)(struct store *st);
 /* Appends a label value with Prometheus' escaping (backslash, double quote, newline). */
 void store_metrics_escape(struct buf *out, const char *value);
 /* Appends the samples of one family of counters (histograms: _bucket, _sum, _count) in

@@ -354,15 +354,19 @@ static int rollup_write(struct store *st, const struct rollup *r)
 	return ok ? 0 : -1;
 }
 
-static int64_t rolled_id(struct store *st)
+/* The last row counted, and (when rolls is not NULL) how many times that mark has moved. */
+static int64_t rolled_id(struct store *st, int64_t *rolls)
 {
 	sqlite3_stmt *s;
 	int64_t v = -1;
-	if (sqlite3_prepare_v2(st->db, "SELECT rolled_id FROM metrics_state WHERE id = 1", -1, &s,
-			       NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "SELECT rolled_id, rolls FROM metrics_state WHERE id = 1", -1,
+			       &s, NULL) != SQLITE_OK)
 		return -1;
-	if (sqlite3_step(s) == SQLITE_ROW)
+	if (sqlite3_step(s) == SQLITE_ROW) {
 		v = sqlite3_column_int64(s, 0);
+		if (rolls)
+			*rolls = sqlite3_column_int64(s, 1);
+	}
 	sqlite3_finalize(s);
 	return v;
 }
@@ -486,14 +490,15 @@ static long rollup_collect(struct store *st, int64_t lo, int max_rows, struct ro
 static int rollup_apply(struct store *st, const struct rollup *r, int64_t hi)
 {
 	return rollup_write(st, r) < 0 ||
-			       set_rolled_id(st, "UPDATE metrics_state SET rolled_id = ?1 WHERE id = 1", hi) < 0
+			       set_rolled_id(st, "UPDATE metrics_state SET rolled_id = ?1, rolls = rolls + 1"
+					    " WHERE id = 1", hi) < 0
 		       ? -1
 		       : 0;
 }
 
 long store_metrics_rollup(struct store *st, int max_rows)
 {
-	int64_t lo = rolled_id(st), hi = lo;
+	int64_t lo = rolled_id(st, NULL), hi = lo;
 	if (lo < 0)
 		return -1;
 	struct rollup r;
@@ -510,7 +515,8 @@ int store_metrics_after_prune(struct store *st)
 	/* New rows take the largest id left plus one: rolled_id must not be above it. */
 	return set_rolled_id(st,
 			     "UPDATE metrics_state SET rolled_id = min(rolled_id,"
-			     " coalesce((SELECT max(id) FROM request_log), 0)) WHERE id = 1",
+			     " coalesce((SELECT max(id) FROM request_log), 0)), rolls = rolls + 1"
+			     " WHERE id = 1",
 			     0);
 }
 
@@ -522,7 +528,7 @@ struct collect_job {
 	struct store *st;
 	int batch;
 	struct rollup r;
-	int64_t lo, hi;
+	int64_t lo, hi, rolls;
 	long n;
 };
 
@@ -533,7 +539,7 @@ static void collect_read(struct collect_job *j)
 		j->n = -1;
 		return;
 	}
-	j->lo = j->hi = rolled_id(j->st);
+	j->lo = j->hi = rolled_id(j->st, &j->rolls);
 	j->n = j->lo < 0 ? -1 : rollup_collect(j->st, j->lo, j->batch, &j->r, &j->hi);
 	store_rollback(j->st);                   /* ends the read */
 }
@@ -544,6 +550,8 @@ static void *collect_thread(void *arg)
 	collect_read(arg);
 	return NULL;
 }
+
+void (*store_metrics_between_hook)(struct store *st);
 
 /* One batch: the rows are read and summed (collect_thread), and only the sums are written under
  * the write lock, by the caller's thread, if no other process counted them in between. Returns
@@ -564,10 +572,15 @@ static long catch_up_batch(struct store *st, int batch)
 		collect_read(&j);                /* no thread to be had: at the caller's priority */
 	pthread_attr_destroy(&attr);
 	long n = j.n;
+	int64_t rolls = -1;
+	if (n > 0 && store_metrics_between_hook)
+		store_metrics_between_hook(st);
 	if (n > 0) {
+		/* rolled_id alone is not enough: a prune in between may have counted these rows,
+		 * deleted them and put rolled_id back where it was. */
 		if (store_begin(st) < 0) {
 			n = -1;
-		} else if (rolled_id(st) != j.lo) {
+		} else if (rolled_id(st, &rolls) != j.lo || rolls != j.rolls) {
 			store_rollback(st);
 			n = -2;
 		} else if (rollup_apply(st, &j.r, j.hi) < 0 || store_commit(st) < 0) {

@@ -181,7 +181,9 @@ static const char *const migrations[] = {
 	 * metrics_state.rolled_id are summed into all-time counters (a family, its labels in
 	 * Prometheus' text form, kind 0 a total, 1 a histogram bucket of upper bound le, 2 a
 	 * histogram's sum, 3 its count), per-hour and per-day figures. Sums never go down: retention
-	 * deletes only rows already summed. */
+	 * deletes only rows already summed. rolls counts the moves of rolled_id (it goes down after
+	 * a prune), so that a batch summed outside the write lock is added only when no move came
+	 * in between. */
 	"CREATE TABLE metrics_counters ("
 	"  family TEXT NOT NULL,"
 	"  labels TEXT NOT NULL,"
@@ -211,7 +213,8 @@ static const char *const migrations[] = {
 	") WITHOUT ROWID;"
 	"CREATE TABLE metrics_state ("
 	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
-	"  rolled_id INTEGER NOT NULL"
+	"  rolled_id INTEGER NOT NULL,"
+	"  rolls INTEGER NOT NULL DEFAULT 0"
 	");"
 	"INSERT INTO metrics_state (id, rolled_id) VALUES (1, 0);",
 };

@@ -351,6 +351,52 @@ TEST(replay_never_waits_for_an_import_or_an_appender)
 	free(jl);
 }
 
+/* The operator's command (reqlog_replay_wait) waits for a file another process is importing:
+ * here that process stops after 300 ms without finishing, and the command imports what it left,
+ * then the fallback file. */
+TEST(replay_wait_waits_for_another_importer_then_imports_what_it_left)
+{
+	char *db = test_path("wait.db");
+	char *jl = test_path("fallback.jsonl");
+	char leftover[4096];
+	snprintf(leftover, sizeof(leftover), "%s.replay-99999-1", jl);
+	append_rows(jl, "wt", 0, 5);
+	append_rows(leftover, "wtl", 0, 5);
+	int sync[2];
+	REQUIRE_INT_EQ(pipe(sync), 0);
+	pid_t child = fork();
+	REQUIRE(child >= 0);
+	if (child == 0) {
+		int fd = open(leftover, O_RDWR);
+		struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fd < 0 || fcntl(fd, F_OFD_SETLK, &l) < 0)
+			_exit(1);
+		(void)!write(sync[1], "x", 1);
+		usleep(300000);
+		_exit(0);
+	}
+	close(sync[1]);
+	char c;
+	REQUIRE_INT_EQ(read(sync[0], &c, 1), 1);
+	close(sync[0]);
+	struct store *st = open_at(db);
+	REQUIRE_NOT_NULL(st);
+	struct replay_stats rs;
+	int64_t t0 = clock_mono_us();
+	CHECK_INT_EQ(reqlog_replay_wait(st, jl, &rs), 0);
+	CHECK_INT_GE(clock_mono_us() - t0, 200000);
+	CHECK_INT_EQ(rs.imported, 10);
+	CHECK_INT_EQ(rs.files, 2);
+	CHECK(access(leftover, F_OK) != 0);
+	CHECK(access(jl, F_OK) != 0);
+	int status;
+	CHECK_INT_EQ(waitpid(child, &status, 0), child);
+	store_close(st);
+	CHECK_INT_EQ(count(db, "SELECT count(*) FROM request_log"), 10);
+	free(db);
+	free(jl);
+}
+
 TEST(replay_and_retention_stop_between_transactions)
 {
 	char *db = test_path("stop.db");

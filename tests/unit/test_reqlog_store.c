@@ -1031,3 +1031,55 @@ TEST(store_metrics_count_each_row_once_across_prunes)
 	store_close(st);
 	free(path);
 }
+
+/* Another process's prune between a batch's read and its write: it counts the same rows, deletes
+ * them and puts rolled_id back where the batch read it. The batch must see that and add nothing. */
+static struct store *between_other;
+static int64_t between_cutoff;
+
+static void prune_in_between(struct store *st)
+{
+	(void)st;
+	store_metrics_between_hook = NULL;
+	CHECK_INT_EQ(store_prune(between_other, between_cutoff, NULL), 3);
+}
+
+TEST(store_metrics_batch_not_added_twice_when_a_prune_came_between)
+{
+	char *path = test_path("metrics-aba.db");
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	between_other = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(between_other);
+	int64_t old = 1767225600123LL;                       /* 2026-01-01 */
+	char id[64];
+	struct reqlog r;
+	for (int i = 0; i < 2; i++) {
+		full_record(&r, (snprintf(id, sizeof(id), "chatcmpl-k%d", i), id));
+		r.ts_start_ms = r.ts_end_ms = old + 10 * 86400000LL;      /* kept */
+		REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	}
+	CHECK_INT_EQ(store_metrics_catch_up(st, 100, 1), 2);
+	/* Three old rows (imported late), the newest ids: retention takes exactly them. */
+	for (int i = 0; i < 3; i++) {
+		full_record(&r, (snprintf(id, sizeof(id), "chatcmpl-o%d", i), id));
+		r.ts_start_ms = r.ts_end_ms = old + i;
+		REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
+	}
+	between_cutoff = old + 86400000LL;
+	store_metrics_between_hook = prune_in_between;
+	CHECK_INT_EQ(store_metrics_catch_up(st, 100, 3), 0);
+	store_metrics_between_hook = NULL;
+	sqlite3 *db = open_raw(path);
+	REQUIRE_NOT_NULL(db);
+	CHECK_INT_EQ(query_int(db, "SELECT count(*) FROM request_log"), 2);
+	CHECK_INT_EQ(query_int(db, "SELECT rolled_id FROM metrics_state"), 2);
+	const char *lab = "endpoint=\"/v1/chat/completions\",model=\"gpt-4o\",provider=\"openai\","
+			  "tier=\"T2\",status=\"200\"";
+	CHECK(counter(db, "llm_router_requests_total", lab) == 5);
+	sqlite3_close(db);
+	store_close(between_other);
+	store_close(st);
+	free(path);
+}
