@@ -13,7 +13,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
-const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SLOW, apacheReady, spawnApache, killGroup, freePort, startFake, startServe, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, TEST_KEYS, SLOW, apacheReady, spawnApache, killGroup, freePort, startFake, startServe, waitFor, sleep, within } = require('./lib/harness');
 const { raw, get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 // Kills the router processes below pid with SIGKILL every 100 ms for ms while clients call
@@ -101,7 +101,7 @@ describe('the shipped web-server files answer their own errors in JSON', { skip:
       for (const r of errors) assertEnvelope(r, [500, 502, 503, 504], `make run under kill -9: ${r.status}`);
     } finally {
       killGroup(run, 'SIGTERM');
-      await Promise.race([new Promise((r) => run.once('exit', r)), sleep(5000)]);
+      await within(new Promise((r) => run.once('exit', r)), 5000);
       killGroup(run, 'SIGKILL');
     }
   });

@@ -11,7 +11,7 @@ const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
-const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, killGroup, startFake, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, killGroup, startFake, waitFor, sleep, within } = require('./lib/harness');
 const { get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 const BUILD = path.relative(ROOT, path.dirname(ROUTER_BIN));
@@ -144,7 +144,7 @@ describe('make install and the container start command', () => {
       assert.equal(fs.readdirSync(path.join(prefix, 'share/llm-router/lighttpd/errors')).length, fs.readdirSync(path.join(ROOT, 'www/errors')).length);
     } finally {
       server.kill('SIGTERM');
-      await Promise.race([new Promise((r) => server.once('exit', r)), sleep(10000)]);
+      await within(new Promise((r) => server.once('exit', r)), 10000);
       killGroup(server, 'SIGKILL');
     }
   });

@@ -11,7 +11,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
-const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, spawnApache, killGroup, freePort, startFake, readSSE, waitFor, sleep } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, spawnApache, killGroup, freePort, startFake, readSSE, waitFor, sleep, within } = require('./lib/harness');
 
 // The fenced blocks of the README section that starts with `heading`.
 function sectionBlocks(heading) {
@@ -86,7 +86,7 @@ describe('README: shared hosting, step by step', () => {
     };
     const stop = async () => {
       apache.proc.kill('SIGTERM');
-      await Promise.race([new Promise((r) => apache.proc.once('exit', r)), sleep(10000)]);
+      await within(new Promise((r) => apache.proc.once('exit', r)), 10000);
       killGroup(apache.proc, 'SIGKILL');
     };
 

@@ -59,6 +59,16 @@ const PROVIDER_PATHS = {
 };
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+// Waits for promise at most ms; the timer is cleared either way (a pending timer would keep the
+// test file's process alive after its last test, for as long as it has left to run).
+async function within(promise, ms) {
+  let timer;
+  try {
+    return await Promise.race([promise, new Promise((r) => { timer = setTimeout(r, ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -399,7 +409,7 @@ async function startRouter(opts = {}) {
       if (!exited) {
         const done = new Promise((resolve) => proc.once('exit', resolve));
         proc.kill('SIGTERM');
-        await Promise.race([done, sleep(15000 * SLOW)]);
+        await within(done, 15000 * SLOW);
       }
       // What the web server left behind (responders finishing requests, mod_fcgid's processes)
       // gets a few seconds to exit on its own (and write its sanitizer reports), then SIGKILL.
@@ -535,4 +545,4 @@ function artifactsDir() {
   return dir;
 }
 
-module.exports = { artifactsDir, smallTmpfs, apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, waitFor };
+module.exports = { artifactsDir, smallTmpfs, apacheReady, lighttpdErrorFiles, ROOT, ROUTER_BIN, FRONT, CAPS, spawnApache, killGroup, freePort, TEST_KEYS, SANITIZER, SLOW, startFake, startRouter, startStack, startServe, stopServe, readSSE, sleep, within, waitFor };
