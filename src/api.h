@@ -14,6 +14,8 @@ void api_models_list(struct request_ctx *rc);
 void api_models_get(struct request_ctx *rc);
 /* POST /v1/chat/completions (api_chat.c). */
 void api_chat_completions(struct request_ctx *rc);
+/* POST /v1/embeddings: the same steps (api_chat.c) with an embedding model and no fallback. */
+void api_embeddings(struct request_ctx *rc);
 /* GET /v1/router/budget, GET /v1/router/budgets (api_budget.c). */
 void api_budget_get(struct request_ctx *rc);
 void api_budgets_admin(struct request_ctx *rc);

@@ -19,9 +19,11 @@
 #include "auth.h"
 #include "budget.h"
 #include "chatreq.h"
+#include "embedreq.h"
 #include "dispatch.h"
 #include "fallback.h"
 #include "log.h"
+#include "providers/provider.h"
 #include "util.h"
 
 /* Everything the steps work out; lives on api_chat_completions' stack for the whole call. */
@@ -35,6 +37,8 @@ struct chat_plan {
 	struct chain chain;
 	struct chat_call call;
 	struct budget_state budget;      /* the reservation, settled by the row (budget_settled) */
+	int embed;                       /* POST /v1/embeddings */
+	struct embedreq embedreq;
 };
 
 static int tier_allows(const struct tier_conf *t, const struct config *cfg, size_t m)
@@ -97,10 +101,16 @@ static int step_read(struct request_ctx *rc, struct chat_plan *pl)
 	/* A slow client's body is not read with a database connection held. */
 	reqctx_reader_release(rc);
 	if (request_read_body(&rc->req, (size_t)rc->cfg->max_body_bytes, &err) < 0 ||
-	    chatreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len, &pl->body, &call->req,
-			  &err) < 0) {
+	    (pl->embed ? embedreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
+					&pl->body, &pl->embedreq, &err)
+		       : chatreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
+				       &pl->body, &call->req, &err)) < 0) {
 		reqctx_refuse(rc, &err);
 		return -1;
+	}
+	if (pl->embed) {
+		call->embed = &pl->embedreq;
+		call->req.model = pl->embedreq.model;
 	}
 	call->body = pl->body;
 	rc->log.requested_model = call->req.model;
@@ -119,7 +129,7 @@ static int step_route(struct request_ctx *rc, struct chat_plan *pl)
 	struct chat_call *call = &pl->call;
 	struct rerr err;
 	rerr_clear(&err);
-	if (rc->log.task) {
+	if (rc->log.task && !pl->embed) {        /* task routes choose chat models */
 		for (size_t i = 0; i < cfg->n_tasks; i++)
 			if (strcmp(cfg->tasks[i].name, rc->log.task) == 0)
 				pl->task = &cfg->tasks[i];
@@ -132,7 +142,7 @@ static int step_route(struct request_ctx *rc, struct chat_plan *pl)
 	}
 	if (pl->task) {
 		pl->primary = pl->task->model;
-	} else if (strcmp(call->req.model, "auto") == 0 && cfg->has_auto_model) {
+	} else if (strcmp(call->req.model, "auto") == 0 && cfg->has_auto_model && !pl->embed) {
 		pl->primary = cfg->auto_model;
 	} else {
 		call->model = config_find_model(cfg, call->req.model, &call->upstream_model);
@@ -144,6 +154,21 @@ static int step_route(struct request_ctx *rc, struct chat_plan *pl)
 			return -1;
 		}
 		pl->primary = (size_t)(call->model - cfg->models);
+		if (call->model->embedding != pl->embed) {
+			if (pl->embed)
+				rerr_set(&err, 400, "invalid_request_error", "model_not_embedding", "model",
+					 "The model '%s' does not create embeddings; POST it to "
+					 "/v1/chat/completions, or name an embedding model (GET /v1/models "
+					 "lists each model's endpoints).", call->req.model);
+			else
+				rerr_set(&err, 400, "invalid_request_error", "model_not_chat", "model",
+					 "The model '%s' is an embedding model; POST it to /v1/embeddings, or "
+					 "name a chat model (GET /v1/models lists each model's endpoints).",
+					 call->req.model);
+			rc->log.model = call->req.model;
+			reqctx_refuse(rc, &err);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -187,6 +212,8 @@ static void step_chain(struct request_ctx *rc, struct chat_plan *pl)
 	const struct config *cfg = rc->cfg;
 	struct chain *ch = &pl->chain;
 	chain_build(cfg, pl->primary, pl->task, ch);
+	if (pl->embed)
+		ch->n = 1;     /* another model's vectors are useless: retries of this one only */
 	size_t kept = 1;
 	for (size_t k = 1; k < ch->n; k++)
 		if (tier_allows(pl->tier, cfg, ch->model[k]))
@@ -203,7 +230,15 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	rerr_clear(&err);
 	struct budget_state *bs = &pl->budget;
 	struct budget_estimate e;
-	int64_t estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->chain, &e);
+	int64_t estimate;
+	if (pl->embed) {
+		/* Input only, and a token covers at least a byte: an upper bound. */
+		estimate = cost_mul(embedreq_token_bound(&pl->embedreq), cfg->models[pl->primary].in_nusd);
+		e.floor_nusd = estimate;
+		e.bounded = 1;
+	} else {
+		estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->chain, &e);
+	}
 	/* A bounded call is never charged more than its worst case (dispatch.c). */
 	pl->call.max_cost_nusd = e.bounded ? estimate : 0;
 	if (budget_reserve(cfg->budget_enabled ? reqctx_reader(rc) : NULL, cfg, pl->tier, pl->agent,
@@ -217,10 +252,11 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	return 0;
 }
 
-void api_chat_completions(struct request_ctx *rc)
+static void serve(struct request_ctx *rc, int embed)
 {
 	struct chat_plan pl;
 	memset(&pl, 0, sizeof(pl));
+	pl.embed = embed;
 	if (!reqctx_can_record(rc) && strcmp(rc->cfg->when_unrecorded, "serve") != 0) {
 		/* Nothing could record this call: refused rather than served unrecorded. */
 		struct rerr err;
@@ -243,4 +279,14 @@ void api_chat_completions(struct request_ctx *rc)
 		}
 	}
 	json_decref(pl.body);
+}
+
+void api_chat_completions(struct request_ctx *rc)
+{
+	serve(rc, 0);
+}
+
+void api_embeddings(struct request_ctx *rc)
+{
+	serve(rc, 1);
 }

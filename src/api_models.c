@@ -1,7 +1,8 @@
 /* api_models.c - GET /v1/models and GET /v1/models/{id}: the configured routes in OpenAI's shape.
  *
  * Each model carries, beside OpenAI's fields, `available` (its provider has a key, or the demo
- * upstream serves it) and, for the OpenRouter route, `passthrough`. The list also carries a
+ * upstream serves it), `endpoints` (["/v1/chat/completions"] or ["/v1/embeddings"]), an embedding
+ * model's `dimensions`, and, for the OpenRouter route, `passthrough`. The list also carries a
  * `providers` array telling which providers are available and, if not, why; clients that only
  * know OpenAI's shape ignore both.
  */
@@ -20,6 +21,11 @@ static json_t *model_object(const struct config *cfg, const struct model_conf *m
 	json_object_set_new(o, "created", json_integer(m->created));
 	json_object_set_new(o, "owned_by", json_string(p->name));
 	json_object_set_new(o, "available", json_boolean(p->available));
+	/* What the model serves: a chat model never embeds, an embedding model never chats. */
+	json_object_set_new(o, "endpoints", json_pack("[s]", m->embedding ? "/v1/embeddings"
+								    : "/v1/chat/completions"));
+	if (m->embedding && m->dimensions)
+		json_object_set_new(o, "dimensions", json_integer(m->dimensions));
 	if (p->demo)
 		json_object_set_new(o, "served_by", json_string("demo"));
 	if (m->prefix)

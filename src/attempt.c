@@ -34,6 +34,8 @@ static void set_common_headers(struct attempt *a)
 		resp_header(resp, "X-Router-Dropped-Params", "%s", a->dropped.p);
 	if (a->upstream_request_id[0])
 		resp_header(resp, "X-Upstream-Request-Id", "%s", a->upstream_request_id);
+	if (a->usage.estimated)
+		resp_header(resp, "X-Router-Usage-Estimated", "true");
 }
 
 /* The upstream's share of this attempt so far. */
@@ -293,6 +295,8 @@ static enum attempt_result run_nonstream(struct attempt *a)
 				  a->ures.retry_after, &a->err);
 		return ATTEMPT_FAILED;
 	}
+	if (a->call->embed)
+		return ATTEMPT_ANSWERED;       /* run_embed reads the reply */
 	if (relay_response(a->ops, &a->x, a->body.p ? a->body.p : "", a->body.len, &a->response,
 			   &a->usage, &a->err) < 0) {
 		a->malformed = 1;
@@ -300,6 +304,50 @@ static enum attempt_result run_nonstream(struct attempt *a)
 		return ATTEMPT_FAILED;
 	}
 	return ATTEMPT_ANSWERED;
+}
+
+/* An embeddings call: one upstream call per slice of the inputs the provider takes at once
+ * (embed_chunk), the vectors put together in input order as the text of the reply (a->embed_text).
+ * One failed slice fails the attempt; a reply too large for the router is refused (413), not
+ * retried. */
+static enum attempt_result run_embed(struct attempt *a)
+{
+	const struct embedreq *r = a->call->embed;
+	size_t per = embed_chunk(&a->x, r->n);
+	struct buf items;
+	buf_init(&items, 2 * (size_t)a->rc->cfg->max_response_bytes);
+	int64_t t_first = 0;
+	enum attempt_result res = ATTEMPT_ANSWERED;
+	for (size_t from = 0; from < r->n && res == ATTEMPT_ANSWERED; from += per) {
+		size_t count = r->n - from < per ? r->n - from : per;
+		if (from > 0) {
+			upstream_req_free(&a->ureq);
+			memset(&a->ureq, 0, sizeof(a->ureq));
+			buf_reset(&a->body);
+			if (embed_build_request(&a->x, a->call->body, r, from, count, &a->ureq,
+						&a->dropped, &a->err) < 0) {
+				res = ATTEMPT_REFUSED;
+				break;
+			}
+		}
+		res = run_nonstream(a);
+		if (!t_first)
+			t_first = a->t_up_start_us;
+		a->t_up_start_us = t_first;    /* the attempt's upstream span covers every slice */
+		if (res == ATTEMPT_ANSWERED &&
+		    embed_parse_reply(&a->x, r, a->call->body, a->body.p ? a->body.p : "", a->body.len,
+				      from, count, &items, &a->usage, &a->err) < 0) {
+			/* An unusable reply may be worth a retry; one too large to hold is not. */
+			a->malformed = a->err.status == 502;
+			res = a->malformed ? ATTEMPT_FAILED : ATTEMPT_REFUSED;
+		}
+	}
+	if (res == ATTEMPT_ANSWERED) {
+		embed_response_text(&a->x, &items, &a->usage, &a->embed_text);
+		a->response = json_object();    /* answered; the reply is a->embed_text */
+	}
+	buf_free(&items);
+	return res;
 }
 
 /* A non-streaming reply that the provider cut short for lack of capacity (DeepSeek's
@@ -320,7 +368,10 @@ void attempt_send_reply(struct attempt *a)
 	a->overhead_ms = attempt_overhead_ms(a);
 	set_common_headers(a);
 	resp_header(&a->rc->resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
-	resp_json(&a->rc->resp, 200, a->response);
+	if (a->call->embed)
+		resp_json_text(&a->rc->resp, 200, a->embed_text.p, a->embed_text.len);
+	else
+		resp_json(&a->rc->resp, 200, a->response);
 }
 
 static enum attempt_result run_stream(struct attempt *a)
@@ -402,6 +453,7 @@ void attempt_init(struct attempt *a, struct attempt_shared *s, size_t model, int
 	usage_init(&a->usage);
 	buf_init(&a->dropped, 4096);
 	buf_init(&a->body, (size_t)cfg->max_response_bytes);
+	buf_init(&a->embed_text, BUF_UNLIMITED);
 	a->model = &cfg->models[model];
 	/* The routed model keeps the id the client used (a pass-through route's full id). */
 	const char *upstream_model = routed ? call->upstream_model : a->model->upstream;
@@ -418,6 +470,7 @@ void attempt_init(struct attempt *a, struct attempt_shared *s, size_t model, int
 		.created = rc->t0_wall_ms / 1000,
 		.stream = call->req.stream,
 		.include_usage = call->req.include_usage,
+		.embed = call->embed != NULL,
 	};
 	a->ops = provider_ops_for(p->api);
 	a->ts_start_ms = clock_wall_ms();
@@ -430,6 +483,7 @@ void attempt_free(struct attempt *a)
 	a->relay_ready = 0;
 	json_decref(a->response);
 	a->response = NULL;
+	buf_free(&a->embed_text);
 	json_decref(a->tool_state);
 	a->tool_state = NULL;
 	usage_clear(&a->usage);
@@ -475,11 +529,19 @@ enum attempt_result attempt_run(struct attempt *a)
 	}
 	/* A refusal of the gauge of call memory from here on is this attempt's (blame_call_memory). */
 	memgauge_clear();
-	/* A client that dropped the extension fields of an earlier tool-call turn gets them back. */
-	json_t *restored = toolstate_restore(a->call->body, p, lookup_state, rc);
-	int built = a->ops->build_request(&a->x, restored ? restored : a->call->body, &a->ureq,
-					  &a->dropped, &a->err);
-	json_decref(restored);
+	int built;
+	if (a->call->embed) {
+		built = embed_build_request(&a->x, a->call->body, a->call->embed, 0,
+					    embed_chunk(&a->x, a->call->embed->n), &a->ureq, &a->dropped,
+					    &a->err);
+	} else {
+		/* A client that dropped the extension fields of an earlier tool-call turn gets
+		 * them back. */
+		json_t *restored = toolstate_restore(a->call->body, p, lookup_state, rc);
+		built = a->ops->build_request(&a->x, restored ? restored : a->call->body, &a->ureq,
+					      &a->dropped, &a->err);
+		json_decref(restored);
+	}
 	/* No database connection is held through the upstream call. */
 	reqctx_reader_release(rc);
 	if (built < 0)
@@ -488,6 +550,8 @@ enum attempt_result attempt_run(struct attempt *a)
 	if (s->tried.len)
 		buf_puts(&s->tried, ", ");
 	buf_puts(&s->tried, a->public_model);
+	if (a->call->embed)
+		return run_embed(a);
 	if (a->x.stream) {
 		struct relay_sink sink = { stream_sink, a };
 		relay_init(&a->relay, a->ops, &a->x, &sink);

@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "chatreq.h"
+#include "embedreq.h"
 #include "fallback.h"
 #include "providers/provider.h"
 #include "relay.h"
@@ -30,6 +31,7 @@ struct chat_call {
 	const char *upstream_model;      /* upstream id to send */
 	const char *public_model;        /* id shown to the client */
 	const struct chain *chain;       /* models to try, routed model first */
+	const struct embedreq *embed;    /* an embeddings request (POST /v1/embeddings), else NULL */
 	int64_t max_cost_nusd;           /* the budget estimate when it is an upper bound (every
 					  * request carries an output bound): the charge is capped
 					  * at it; 0 = no cap */
@@ -76,6 +78,7 @@ struct attempt {
 	struct relay relay;
 	int relay_ready;
 	json_t *response;          /* non-streaming reply sent to the client */
+	struct buf embed_text;     /* an embeddings reply: its JSON text (response is then {}) */
 	json_t *tool_state;        /* state of this turn's tool calls to keep (toolstate.h) */
 	int relaying;              /* stream with a 2xx head: body goes to the relay */
 	long status;

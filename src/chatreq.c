@@ -427,13 +427,11 @@ int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err)
 	return 0;
 }
 
-int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *out,
-		  struct rerr *err)
+int chatreq_load(const char *data, size_t len, const char *empty, json_t **out, struct rerr *err)
 {
-	*body = NULL;
+	*out = NULL;
 	if (len == 0)
-		return rerr_invalid(err, NULL,
-				    "The request body is empty; send a JSON object with 'model' and 'messages'.");
+		return rerr_invalid(err, NULL, "%s", empty);
 	json_error_t jerr;
 	unsigned long refused = jsonx_refusals();
 	json_t *j = jsonx_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -448,6 +446,18 @@ int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *o
 		return rerr_invalid(err, NULL,
 				    "We could not parse the JSON body of your request: %s (line %d, column %d).",
 				    jerr.text, jerr.line, jerr.column);
+	*out = j;
+	return 0;
+}
+
+int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *out,
+		  struct rerr *err)
+{
+	*body = NULL;
+	json_t *j;
+	if (chatreq_load(data, len, "The request body is empty; send a JSON object with 'model' and "
+			 "'messages'.", &j, err) < 0)
+		return -1;
 	if (chatreq_validate(j, out, err) < 0) {
 		json_decref(j);
 		return -1;

@@ -76,6 +76,8 @@ struct model_conf {
 	size_t *fallback;              /* model indexes of the fallback chain, in order */
 	size_t n_fallback;
 	int64_t created;               /* unix seconds shown in /v1/models */
+	int embedding;                 /* kind = "embedding": serves /v1/embeddings only */
+	int64_t dimensions;            /* an embedding model's vector length (0: not stated) */
 };
 
 struct downgrade {

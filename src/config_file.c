@@ -20,6 +20,7 @@
 #include "util.h"
 
 static const char *const dev_roles[] = { "developer", "system", NULL };
+static const char *const model_kinds[] = { "chat", "embedding", NULL };
 
 #define P(field) offsetof(struct provider_conf, field)
 
@@ -54,6 +55,8 @@ struct model_raw {
 	struct strv fallback;
 	struct strv unsupported_params;
 	int64_t created;
+	char *kind;
+	int64_t dimensions;
 };
 
 #define M(field) offsetof(struct model_raw, field)
@@ -64,7 +67,7 @@ static const struct field model_fields[] = {
 	{ "upstream", F_STR, M(upstream), "", 0, 0, NULL },
 	{ "passthrough", F_BOOL, M(passthrough), "false", 0, 0, NULL },
 	{ "input_usd_per_mtok", F_DOUBLE, M(in), REQUIRED, 0, 100000, NULL },
-	{ "output_usd_per_mtok", F_DOUBLE, M(out), REQUIRED, 0, 100000, NULL },
+	{ "output_usd_per_mtok", F_DOUBLE, M(out), "-1", -1, 100000, NULL },
 	{ "cached_input_usd_per_mtok", F_DOUBLE, M(cached_in), "-1", -1, 100000, NULL },
 	{ "cache_write_usd_per_mtok", F_DOUBLE, M(cache_write), "-1", -1, 100000, NULL },
 	{ "reasoning", F_BOOL, M(reasoning), "auto", 0, 0, NULL },
@@ -72,6 +75,8 @@ static const struct field model_fields[] = {
 	{ "fallback", F_STRV, M(fallback), "", 0, 0, NULL },
 	{ "unsupported_params", F_STRV, M(unsupported_params), "", 0, 0, NULL },
 	{ "created", F_INT, M(created), "0", 0, 4102444800.0, NULL },
+	{ "kind", F_STR, M(kind), "chat", 1, 0, model_kinds },
+	{ "dimensions", F_INT, M(dimensions), "0", 0, 65536, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -247,8 +252,34 @@ static void convert_model(struct loader *ld, config_setting_t *ms, int i, struct
 			config_schema_error(ld, ms, "model \"%s\": '*' is only allowed in pass-through ids", r->id);
 		m->upstream = xstrdup(r->upstream && r->upstream[0] ? r->upstream : r->id);
 	}
+	m->embedding = r->kind && strcmp(r->kind, "embedding") == 0;
+	m->dimensions = r->dimensions;
+	if (m->embedding) {
+		/* Vectors are only comparable with vectors of the same model: no pattern, no chain. */
+		if (r->passthrough)
+			config_schema_error(ld, ms, "embedding model \"%s\" cannot be a pass-through route",
+				  r->id);
+		if (r->fallback.n)
+			config_schema_error(ld, ms,
+				  "embedding model \"%s\" cannot have a fallback: another model's vectors are "
+				  "not comparable with its own (its calls are retried on the same model)", r->id);
+		if (pi >= 0 && cfg->providers[pi].api == API_ANTHROPIC)
+			config_schema_error(ld, ms,
+				  "embedding model \"%s\": provider \"%s\" speaks the Anthropic API, which has "
+				  "no embeddings", r->id, r->provider);
+		if (r->out > 0)
+			config_schema_error(ld, ms,
+				  "embedding model \"%s\": an embedding has no output tokens; leave "
+				  "output_usd_per_mtok out", r->id);
+	} else {
+		if (r->out < 0)
+			config_schema_error(ld, ms, "model \"%s\": output_usd_per_mtok is required", r->id);
+		if (r->dimensions)
+			config_schema_error(ld, ms, "model \"%s\": 'dimensions' is for kind = \"embedding\"",
+				  r->id);
+	}
 	m->in_nusd = price_nusd(r->in);
-	m->out_nusd = price_nusd(r->out);
+	m->out_nusd = r->out < 0 ? 0 : price_nusd(r->out);
 	m->cached_in_nusd = r->cached_in < 0 ? m->in_nusd : price_nusd(r->cached_in);
 	m->cache_write_nusd = r->cache_write < 0 ? m->in_nusd : price_nusd(r->cache_write);
 	m->reasoning = r->reasoning >= 0 ? r->reasoning
@@ -287,6 +318,12 @@ static void resolve_fallbacks(struct loader *ld, config_setting_t *ms, int i,
 				  m->id, fid);
 			continue;
 		}
+		if (cfg->models[fi].embedding) {
+			config_schema_error(ld, ms,
+				  "model \"%s\": fallback \"%s\" is an embedding model, not a chat model",
+				  m->id, fid);
+			continue;
+		}
 		int dup = 0;
 		for (size_t d = 0; d < m->n_fallback; d++)
 			dup |= m->fallback[d] == (size_t)fi;
@@ -305,6 +342,7 @@ static void model_raw_free(struct model_raw *r)
 	free(r->id);
 	free(r->provider);
 	free(r->upstream);
+	free(r->kind);
 	config_strv_free(&r->fallback);
 	config_strv_free(&r->unsupported_params);
 }
@@ -388,6 +426,10 @@ static void tier_downgrade(struct loader *ld, config_setting_t *ds, struct tier_
 				config_schema_error(ld, ds,
 					  "tier %s: downgrade target \"%s\" is not among the tier's models",
 					  t->id, pr.to);
+			if (cfg->models[fi].embedding != cfg->models[ti].embedding)
+				config_schema_error(ld, ds,
+					  "tier %s: downgrade from \"%s\" to \"%s\" crosses between a chat and "
+					  "an embedding model", t->id, pr.from, pr.to);
 			for (size_t d = 0; d < t->n_downgrades; d++) {
 				if (t->downgrades[d].from == (size_t)fi)
 					config_schema_error(ld, ds, "tier %s: two downgrades for \"%s\"", t->id,
@@ -484,6 +526,9 @@ static void load_tasks(struct loader *ld, config_setting_t *g)
 			if (mi < 0)
 				config_schema_error(ld, ts, "task %s: model \"%s\" is not a configured model", t->name,
 					  r.model);
+			else if (cfg->models[mi].embedding)
+				config_schema_error(ld, ts, "task %s: model \"%s\" is an embedding model", t->name,
+					  r.model);
 			t->model = mi < 0 ? 0 : (size_t)mi;
 		}
 		if (r.fallback && r.fallback[0]) {
@@ -491,6 +536,9 @@ static void load_tasks(struct loader *ld, config_setting_t *g)
 			if (fi < 0)
 				config_schema_error(ld, ts, "task %s: fallback \"%s\" is not a configured model", t->name,
 					  r.fallback);
+			else if (cfg->models[fi].embedding)
+				config_schema_error(ld, ts, "task %s: fallback \"%s\" is an embedding model",
+					  t->name, r.fallback);
 			else if (r.model && strcmp(r.model, r.fallback) == 0)
 				config_schema_error(ld, ts, "task %s: fallback is the preferred model itself (a cycle)",
 					  t->name);
@@ -544,7 +592,7 @@ static void resolve_routing(struct loader *ld, config_setting_t *root)
 	if (cfg->auto_model_name && cfg->auto_model_name[0] && cfg->n_models) {
 		int ai = config_model_index(cfg, cfg->auto_model_name);
 		config_setting_t *routing = config_setting_get_member(root, "routing");
-		if (ai < 0 || cfg->models[ai].prefix)
+		if (ai < 0 || cfg->models[ai].prefix || cfg->models[ai].embedding)
 			config_schema_error(ld, routing, "routing.auto_model \"%s\" is not a configured model",
 				  cfg->auto_model_name);
 		cfg->auto_model = ai < 0 ? 0 : (size_t)ai;

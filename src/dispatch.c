@@ -139,6 +139,8 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 		l->reasoning_tokens = u->reasoning;
 	}
 	l->cost_nusd = usage_cost_nusd(u, a->model, &l->cost_source);
+	if (u->estimated && !u->have_cost)
+		l->cost_source = "estimate";   /* the upstream gave no token counts (Gemini embeddings) */
 	int64_t seen_tokens = (a->relay_ready ? a->relay.out_chars + 3 : 0) / 4;
 	if (a->relay_ready && relay_started(&a->relay) && a->relay.state != RELAY_DONE &&
 	    !u->have_cost && (!u->have || u->completion < seen_tokens)) {

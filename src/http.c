@@ -202,6 +202,17 @@ int resp_json(struct response *resp, int status, const json_t *body)
 	return rc;
 }
 
+int resp_json_text(struct response *resp, int status, const char *text, size_t len)
+{
+	resp_header(resp, "Content-Length", "%zu", len + 1);
+	int rc = resp_begin(resp, status, "application/json");
+	if (rc == 0)
+		rc = resp_write(resp, text ? text : "", len);
+	if (rc == 0)
+		rc = resp_write(resp, "\n", 1);
+	return rc;
+}
+
 int resp_error(struct response *resp, const struct rerr *e)
 {
 	if (e->retry_after > 0)

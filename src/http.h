@@ -83,6 +83,8 @@ int resp_write(struct response *resp, const char *p, size_t n);
 int resp_flush(struct response *resp);
 /* Sends a whole JSON response with Content-Length. Does not steal body. */
 int resp_json(struct response *resp, int status, const json_t *body);
+/* The same for a body already serialised (len bytes of JSON text). */
+int resp_json_text(struct response *resp, int status, const char *text, size_t len);
 /* Sends the OpenAI error envelope for e, with Retry-After when e->retry_after > 0. */
 int resp_error(struct response *resp, const struct rerr *e);
 

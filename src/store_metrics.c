@@ -158,8 +158,9 @@ static const char *col_text(sqlite3_stmt *s, int i)
 /* The endpoint label of a row: its path when that is one the router serves, else "other". */
 static const char *endpoint_of(const char *path)
 {
-	static const char *const known[] = { "/v1/chat/completions", "/v1/models", "/v1/router/budget",
-					     "/v1/router/budgets", "/v1/router/stats", "/metrics" };
+	static const char *const known[] = { "/v1/chat/completions", "/v1/embeddings", "/v1/models",
+					     "/v1/router/budget", "/v1/router/budgets", "/v1/router/stats",
+					     "/metrics" };
 	if (!path)
 		return "/v1/chat/completions";   /* rows written before paths were recorded */
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)

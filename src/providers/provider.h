@@ -50,6 +50,7 @@
 struct usage {
 	int have;
 	int64_t prompt, completion, total, cached, cache_write, reasoning;
+	int estimated;        /* the counts are the router's estimate (the upstream gave none) */
 	int have_cost;        /* the provider reported the cost itself (OpenRouter) */
 	int64_t cost_nusd;
 	json_t *json;         /* the normalised usage object for the client (owned), or NULL */
@@ -88,6 +89,7 @@ struct xlate_ctx {
 	int64_t created;           /* unix seconds */
 	int stream;
 	int include_usage;         /* the client asked for a usage chunk */
+	int embed;                 /* an embeddings request (embed_*), not a chat completion */
 };
 
 enum stream_status { STREAM_MORE = 0, STREAM_DONE = 1, STREAM_ERROR = -1 };
@@ -140,6 +142,29 @@ int64_t client_max_tokens(const json_t *client);
 extern const struct provider_ops provider_openai;
 extern const struct provider_ops provider_anthropic;
 extern const struct provider_ops provider_gemini;
+
+/* ---- embeddings (embed.c) ---- */
+
+struct embedreq;
+/* How many of the n inputs one upstream call takes (Gemini: 100 at most). */
+size_t embed_chunk(const struct xlate_ctx *x, size_t n);
+/* The upstream request for inputs [from, from + count) of a validated embeddings request.
+ * Returns 0 or -1 with err set (400 for what the provider cannot take). */
+int embed_build_request(const struct xlate_ctx *x, const json_t *client, const struct embedreq *r,
+			size_t from, size_t count, struct upstream_req *out, struct buf *dropped,
+			struct rerr *err);
+/* Appends the items of a 2xx reply for inputs [from, from + count) to items, as the text of the
+ * client's data array (comma-separated objects, in input order, in the client's encoding_format),
+ * and adds its token count to u (estimated when the upstream gives none). Returns 0, or -1 with
+ * err set: 502 for a reply it cannot use, 413 when items would pass its limit (503 server_busy
+ * when the gauge of call memory refused); items then holds what it held before. */
+int embed_parse_reply(const struct xlate_ctx *x, const struct embedreq *r, const json_t *client,
+		      const char *body, size_t len, size_t from, size_t count, struct buf *items,
+		      struct usage *u, struct rerr *err);
+/* The client's reply as JSON text: {"object":"list","data":[items],"model","usage"}. Returns 0
+ * or -1 (out's limit). */
+int embed_response_text(const struct xlate_ctx *x, const struct buf *items, const struct usage *u,
+			struct buf *out);
 
 /* ---- helpers shared by the translators (provider.c) ---- */
 

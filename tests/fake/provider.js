@@ -6,6 +6,8 @@
 //   OpenAI-compatible  POST /<p>/.../chat/completions            (openai, deepseek, groq, openrouter, demo)
 //   Anthropic          POST /<p>/v1/messages
 //   Gemini             POST /<p>/.../models/<model>:generateContent | :streamGenerateContent?alt=sse
+//   OpenAI embeddings  POST /<p>/.../embeddings                    (any OpenAI-compatible provider)
+//   Gemini embeddings  POST /<p>/.../models/<model>:batchEmbedContents | :embedContent
 // Each speaks that provider's real wire format (see ../../../shared/provider-protocols.md): usage
 // fields and stream shapes differ per provider (DeepSeek cache counters, Groq x_groq.usage,
 // OpenRouter cost and comments, Anthropic events, Gemini usageMetadata).
@@ -30,6 +32,25 @@
 // Without a script the default generator answers "Hello from the fake <provider> (<model>)." and
 // streams it word by word; the request header X-Fake-Chunk-Delay-Ms (forwarded by tests via
 // the body field "fake_chunk_delay_ms") slows the stream down.
+//
+// Embeddings (the same scripting applies: status/body/delay_ms/hang/close...; without a script):
+//   Vectors are deterministic from the input text: embedVector(text, n) below (FNV-1a of the UTF-8
+//   bytes seeds a PRNG, components uniform in [-1, 1), L2-normalised over n, each rounded to
+//   float32 so the JSON numbers and the base64 floats are the same values).
+//   OpenAI: {model, input, dimensions?, encoding_format?, user?}; input string | string[] | int[] |
+//     int[][] (a token array embeds the text "tokens:" + ids joined by ","). Length: `dimensions`
+//     if given, else 3072 for a model whose name contains "large", else 1536; the vector is
+//     embedVector(text, length) (shortened vectors at unit length, as OpenAI's). encoding_format
+//     "base64" answers each embedding as base64 of little-endian float32. usage.prompt_tokens =
+//     the sum of embedTokens(item): max(1, ceil(UTF-8 bytes / 4)) for a string, the array length
+//     for a token array. OpenRouter adds an "id" (embd-...) and usage.cost ($0.02 per 1M tokens).
+//   Gemini: batchEmbedContents {"requests":[{model:"models/<m>", content:{parts:[{text}]},
+//     outputDimensionality?, taskType?}]} -> {"embeddings":[{"values":[...]}]} in request order, no
+//     usage; embedContent {model?, content, outputDimensionality?} -> {"embedding":{"values"}}.
+//     The values are geminiVector(text, dims): embedVector(text, 3072), and with
+//     outputDimensionality below 3072 its first N values, NOT normalised (as Google: only 3072-dim
+//     output is). 400 INVALID_ARGUMENT (Google's envelope) for more than 100 requests in a batch,
+//     a request's model other than the URL's, no text, or outputDimensionality outside 1..3072.
 'use strict';
 const http = require('http');
 const { serveHostile } = require('./hostile');
@@ -180,6 +201,155 @@ function geminiResponse(body, text, model) {
   };
 }
 
+// ---- embeddings ----
+
+const GEMINI_EMBED_DIMS = 3072;
+
+// 32-bit FNV-1a of the UTF-8 bytes of text.
+function fnv1a(text) {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(String(text), 'utf8')) { h ^= b; h = Math.imul(h, 0x01000193) >>> 0; }
+  return h >>> 0;
+}
+
+// mulberry32: a small deterministic PRNG, values in [0, 1).
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// The deterministic unit vector of n components for text (float32 values).
+function embedVector(text, n) {
+  const next = prng(fnv1a(text));
+  const v = new Array(n);
+  let sq = 0;
+  for (let i = 0; i < n; i++) { v[i] = next() * 2 - 1; sq += v[i] * v[i]; }
+  const norm = Math.sqrt(sq) || 1;
+  for (let i = 0; i < n; i++) v[i] = Math.fround(v[i] / norm);
+  return v;
+}
+
+// What Gemini answers for text with outputDimensionality n (default 3072): the first n values of
+// the normalised 3072-dim vector, not normalised again.
+function geminiVector(text, n) {
+  const full = embedVector(text, GEMINI_EMBED_DIMS);
+  return n && n < GEMINI_EMBED_DIMS ? full.slice(0, n) : full;
+}
+
+const isTokenArray = (x) => Array.isArray(x) && x.every((t) => Number.isInteger(t));
+
+// Tokens of one input item: max(1, ceil(UTF-8 bytes / 4)) for a string, the length of a token array.
+function embedTokens(item) {
+  if (Array.isArray(item)) return item.length;
+  return Math.max(1, Math.ceil(Buffer.byteLength(String(item), 'utf8') / 4));
+}
+
+// The text a token array embeds as.
+function embedText(item) { return Array.isArray(item) ? 'tokens:' + item.join(',') : String(item); }
+
+// The input as a list of items (a string, a token array, or an array of those).
+function embedItems(input) {
+  if (typeof input === 'string' || isTokenArray(input)) return [input];
+  return input;
+}
+
+function float32Base64(values) { return Buffer.from(new Float32Array(values).buffer).toString('base64'); }
+
+function openaiEmbedDims(model) { return /large/.test(String(model)) ? 3072 : 1536; }
+
+function openaiEmbedError(res, message, param) {
+  res.writeHead(400, { 'Content-Type': 'application/json', 'x-request-id': 'req_fake_upstream' });
+  res.end(JSON.stringify({ error: { message, type: 'invalid_request_error', param: param || null, code: null } }));
+}
+
+function openaiEmbeddings(res, provider, body) {
+  const input = body.input;
+  const validItem = (x) => (typeof x === 'string' && x.length > 0) || (isTokenArray(x) && x.length > 0);
+  if (typeof body.model !== 'string' || !body.model) return openaiEmbedError(res, 'you must provide a model parameter', 'model');
+  if (input === undefined || input === null) return openaiEmbedError(res, "'input' is a required property", 'input');
+  const items = (typeof input === 'string' || isTokenArray(input)) ? [input] : input;
+  if (!Array.isArray(items) || items.length === 0 || items.length > 2048 || !items.every(validItem)) {
+    return openaiEmbedError(res, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", 'input');
+  }
+  const native = openaiEmbedDims(body.model);
+  let n = native;
+  if (body.dimensions !== undefined && body.dimensions !== null) {
+    if (!Number.isInteger(body.dimensions) || body.dimensions < 1 || body.dimensions > native) {
+      return openaiEmbedError(res, `Invalid value for 'dimensions' = ${body.dimensions}. Must be between 1 and ${native}.`, 'dimensions');
+    }
+    n = body.dimensions;
+  }
+  const fmt = body.encoding_format === undefined ? 'float' : body.encoding_format;
+  if (fmt !== 'float' && fmt !== 'base64') return openaiEmbedError(res, `Invalid value for 'encoding_format': '${fmt}'. Supported values are: 'float' and 'base64'.`, 'encoding_format');
+  let tokens = 0;
+  const data = items.map((item, index) => {
+    tokens += embedTokens(item);
+    const v = embedVector(embedText(item), n);
+    return { object: 'embedding', index, embedding: fmt === 'base64' ? float32Base64(v) : v };
+  });
+  const reply = { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } };
+  if (provider === 'openrouter') {
+    reply.id = 'embd-fake' + Math.random().toString(36).slice(2, 10);
+    reply.usage.cost = Number((tokens * 0.02 / 1e6).toFixed(12));
+  }
+  res.writeHead(200, { 'Content-Type': 'application/json', 'x-request-id': 'req_fake_upstream' });
+  res.end(JSON.stringify(reply));
+  return undefined;
+}
+
+function geminiEmbedError(res, message) {
+  res.writeHead(400, { 'Content-Type': 'application/json; charset=UTF-8' });
+  res.end(JSON.stringify({ error: { code: 400, message, status: 'INVALID_ARGUMENT' } }));
+}
+
+// One EmbedContentRequest: its values, or a string naming what is wrong.
+function geminiEmbedOne(r, urlModel, where) {
+  if (!r || typeof r !== 'object') return `* ${where}: must be an object`;
+  if (r.model !== undefined && r.model !== `models/${urlModel}`) {
+    return `* ${where}.model: model "${r.model}" does not match the model of the request URL (models/${urlModel})`;
+  }
+  const parts = r.content && Array.isArray(r.content.parts) ? r.content.parts : null;
+  if (!parts || parts.length === 0) return `* ${where}.content.parts: contents.parts must not be empty.`;
+  const text = parts.map((p) => (p && typeof p.text === 'string' ? p.text : '')).join('');
+  if (!text) return `* ${where}.content.parts[0].data: required oneof field 'data' must have one initialized field`;
+  const n = r.outputDimensionality;
+  if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > GEMINI_EMBED_DIMS)) {
+    return `* ${where}.output_dimensionality: must be between 1 and ${GEMINI_EMBED_DIMS}`;
+  }
+  return geminiVector(text, n);
+}
+
+function geminiEmbeddings(res, info, body) {
+  let reply;
+  if (info.method === 'batchEmbedContents') {
+    const reqs = body.requests;
+    if (!Array.isArray(reqs) || reqs.length === 0) return geminiEmbedError(res, '* BatchEmbedContentsRequest.requests: requests must not be empty');
+    if (reqs.length > 100) return geminiEmbedError(res, '* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch');
+    const embeddings = [];
+    for (let i = 0; i < reqs.length; i++) {
+      const r = reqs[i];
+      if (!r || r.model === undefined) return geminiEmbedError(res, `* BatchEmbedContentsRequest.requests[${i}].model: model is required`);
+      const v = geminiEmbedOne(r, info.model, `BatchEmbedContentsRequest.requests[${i}]`);
+      if (typeof v === 'string') return geminiEmbedError(res, v);
+      embeddings.push({ values: v });
+    }
+    reply = { embeddings };
+  } else {
+    const v = geminiEmbedOne(body, info.model, 'EmbedContentRequest');
+    if (typeof v === 'string') return geminiEmbedError(res, v);
+    reply = { embedding: { values: v } };
+  }
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=UTF-8' });
+  res.end(JSON.stringify(reply));
+  return undefined;
+}
+
 // ---- serving ----
 
 function classify(url) {
@@ -187,9 +357,12 @@ function classify(url) {
   const seg = path.split('/').filter(Boolean);
   const provider = seg[0] || '';
   if (path.endsWith('/chat/completions')) return { provider, api: 'openai' };
+  if (path.endsWith('/embeddings')) return { provider, api: 'openai_embeddings' };
   if (path.endsWith('/v1/messages')) return { provider, api: 'anthropic' };
   const m = path.match(/\/models\/([^/:]+):(generateContent|streamGenerateContent)$/);
   if (m) return { provider, api: 'gemini', model: m[1], stream: m[2] === 'streamGenerateContent' };
+  const e = path.match(/\/models\/([^/:]+):(batchEmbedContents|embedContent)$/);
+  if (e) return { provider, api: 'gemini_embeddings', model: e[1], method: e[2] };
   return { provider, api: null };
 }
 
@@ -236,7 +409,8 @@ async function handle(req, res, raw) {
   if (step.hang) return;                       // never answer
   if (step.delay_ms) await sleep(step.delay_ms);
   if (step.close) { info.destroyed = true; req.socket.destroy(); return; }
-  const stream = info.api === 'gemini' ? info.stream : body.stream === true;
+  const embeddings = info.api === 'openai_embeddings' || info.api === 'gemini_embeddings';
+  const stream = embeddings ? false : info.api === 'gemini' ? info.stream : body.stream === true;
   const model = info.model || body.model;
   const text = step.text || `Hello from the fake ${info.provider} (${model}).`;
   if (step.sse) { await sendStream(req, res, info, step.sse, step); return; }
@@ -248,6 +422,8 @@ async function handle(req, res, raw) {
     res.end(payload);
     return;
   }
+  if (info.api === 'openai_embeddings') { openaiEmbeddings(res, info.provider, body); return; }
+  if (info.api === 'gemini_embeddings') { geminiEmbeddings(res, info, body); return; }
   const chunkDelay = step.chunk_delay_ms !== undefined ? step.chunk_delay_ms : Number(req.headers['x-fake-chunk-delay-ms'] || body.fake_chunk_delay_ms || 0);
   const s = Object.assign({}, step, { chunk_delay_ms: chunkDelay });
   if (stream) {
@@ -306,9 +482,14 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 65000;
 
-const port = Number(process.env.FAKE_PORT || process.argv[2] || 0);
-server.listen(port, '127.0.0.1', () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
-});
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
-process.on('SIGINT', () => server.close(() => process.exit(0)));
+// Run as a program it serves; required (tests), it only lends its deterministic embedding rules.
+if (require.main === module) {
+  const port = Number(process.env.FAKE_PORT || process.argv[2] || 0);
+  server.listen(port, '127.0.0.1', () => {
+    process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
+  });
+  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+  process.on('SIGINT', () => server.close(() => process.exit(0)));
+}
+
+module.exports = { embedVector, geminiVector, embedTokens, embedText, embedItems, float32Base64, openaiEmbedDims, GEMINI_EMBED_DIMS };

@@ -82,7 +82,7 @@ describe('plain CGI mode', () => {
     const r = cgi('GET', '/v1/models');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.head, /^Status: 200 OK\r\nContent-Type: application\/json/);
-    assert.equal(JSON.parse(r.body).data.length, 13);
+    assert.equal(JSON.parse(r.body).data.length, 16);
   });
 
   it('answers a chat completion and a stream, and logs both', () => {

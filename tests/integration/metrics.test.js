@@ -277,7 +277,7 @@ describe('requests refused before routing are logged', () => {
     const stack = await startStack({ auth: true });
     try {
       const base = stack.router.baseURL;
-      const a = await fetch(base + '/embeddings', { method: 'POST', body: '{}' });
+      const a = await fetch(base + '/audio/speech', { method: 'POST', body: '{}' });
       const b = await fetch(base + '/chat/completions', { method: 'GET' });
       const c = await fetch(base + '/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'gpt-4o-mini', messages: MSG }) });
       const long = '/v1/' + 'x'.repeat(1000);
@@ -286,7 +286,7 @@ describe('requests refused before routing are logged', () => {
       assert.deepEqual([a.status, b.status, c.status, d.status], [404, 405, 401, 404]);
       const rows = await waitFor(() => { const x = stack.router.db('SELECT method, path, status, error_code FROM request_log ORDER BY id'); return x.length >= 4 && x; }, 5000 * SLOW, 'the rows');
       assert.deepEqual(rows.slice(0, 3), [
-        { method: 'POST', path: '/v1/embeddings', status: 404, error_code: 'unknown_url' },
+        { method: 'POST', path: '/v1/audio/speech', status: 404, error_code: 'unknown_url' },
         { method: 'GET', path: '/v1/chat/completions', status: 405, error_code: 'method_not_allowed' },
         { method: 'POST', path: '/v1/chat/completions', status: 401, error_code: 'missing_api_key' },
       ]);

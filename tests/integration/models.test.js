@@ -11,6 +11,7 @@ const SPEC_MODELS = [
   'gpt-4-turbo', 'o1', 'o3-mini', 'gemini-2.5-pro', 'gemini-2.0-flash', 'deepseek-chat',
   'deepseek-reasoner', 'openrouter/*',
 ];
+const EMBEDDING_MODELS = ['text-embedding-3-small', 'text-embedding-3-large', 'gemini-embedding-001'];
 
 describe('GET /v1/models', () => {
   let stack;
@@ -21,10 +22,14 @@ describe('GET /v1/models', () => {
   });
   after(async () => { await stack.stop(); });
 
-  it('lists the 13 models of SPEC.md in OpenAI list shape', async () => {
+  it('lists the 13 models of SPEC.md and the 3 embedding models in OpenAI list shape, each with the endpoint that serves it', async () => {
     const page = await client.models.list();
     const ids = page.data.map((m) => m.id);
-    assert.deepEqual([...ids].sort(), [...SPEC_MODELS].sort());
+    assert.deepEqual([...ids].sort(), [...SPEC_MODELS, ...EMBEDDING_MODELS].sort());
+    for (const m of page.data) {
+      assert.deepEqual(m.endpoints, EMBEDDING_MODELS.includes(m.id) ? ['/v1/embeddings'] : ['/v1/chat/completions'], m.id);
+      assert.equal(typeof m.dimensions, EMBEDDING_MODELS.includes(m.id) ? 'number' : 'undefined', m.id);
+    }
     const raw = await (await fetch(stack.router.baseURL + '/models')).json();
     assertSchema('ListModelsResponse', raw);
     for (const m of raw.data) {
@@ -72,7 +77,7 @@ describe('GET /v1/models', () => {
     const s2 = await start({ keys: ['OPENAI'] });
     try {
       const raw = await (await fetch(s2.router.baseURL + '/models')).json();
-      assert.equal(raw.data.length, 13);
+      assert.equal(raw.data.length, 16);
       for (const m of raw.data) assert.equal(m.available, m.owned_by === 'openai', m.id);
     } finally { await s2.stop(); }
   });

@@ -47,7 +47,7 @@ TEST(config_shipped_file_loads)
 	REQUIRE_NOT_NULL(cfg);
 	CHECK_STR_EQ(buf_str(&errors), "");
 	CHECK_INT_EQ(cfg->n_providers, 6);
-	CHECK_INT_EQ(cfg->n_models, 13);
+	CHECK_INT_EQ(cfg->n_models, 16);
 	CHECK_INT_EQ(cfg->n_tiers, 4);
 	CHECK_INT_EQ(cfg->n_tasks, 7);
 	CHECK_INT_EQ(cfg->refs, 1);
@@ -192,6 +192,9 @@ TEST(config_shipped_model_prices_in_nano_usd_per_token)
 		{ "gemini-2.0-flash", "gemini", 100, 400, 0 },
 		{ "deepseek-chat", "deepseek", 270, 1100, 0 },
 		{ "deepseek-reasoner", "deepseek", 550, 2190, 0 },
+		{ "text-embedding-3-small", "openai", 20, 0, 0 },
+		{ "text-embedding-3-large", "openai", 130, 0, 0 },
+		{ "gemini-embedding-001", "gemini", 150, 0, 0 },
 		{ "openrouter/*", "openrouter", 15000, 75000, 0 },
 	};
 	REQUIRE_INT_EQ(cfg->n_models, sizeof(rows) / sizeof(rows[0]));
@@ -208,7 +211,8 @@ TEST(config_shipped_model_prices_in_nano_usd_per_token)
 		CHECK_INT_EQ(m->reasoning, rows[i].reasoning);
 		CHECK_INT_EQ(config_model_index(cfg, rows[i].id), (long long)i);
 		CHECK(m->created > 0);
-		if (i < 12) {
+		CHECK_INT_EQ(m->embedding, i >= 12 && i < 15);
+		if (i < 15) {
 			CHECK_NULL(m->prefix);
 			CHECK_STR_EQ(m->upstream, rows[i].id);
 		} else {
@@ -268,9 +272,9 @@ TEST(config_shipped_tiers)
 		size_t n_models, n_downgrades;
 	} rows[] = {
 		{ "T1", "Strategic", 50.0, 1, 1, 0, 0 },
-		{ "T2", "Operational", 15.0, 0, 0, 9, 4 },
-		{ "T3", "Execution", 5.0, 0, 0, 6, 7 },
-		{ "T4", "Automation", 10.0, 0, 0, 4, 9 },
+		{ "T2", "Operational", 15.0, 0, 0, 12, 4 },
+		{ "T3", "Execution", 5.0, 0, 0, 9, 7 },
+		{ "T4", "Automation", 10.0, 0, 0, 7, 9 },
 	};
 	for (size_t i = 0; i < 4; i++) {
 		test_case("tier %s", rows[i].id);
@@ -704,7 +708,14 @@ static const struct broken_row broken[] = {
 	{ "missing required key", 13, "",
 	  "%s:11: missing required key 'key_env' in providers.openai", 0 },
 	{ "missing required model price", 20, "  { id = \"m3\"; provider = \"openai\"; input_usd_per_mtok = 1.0; }",
-	  "%s:20: missing required key 'output_usd_per_mtok' in models[2]", 0 },
+	  "%s:20: model \"m3\": output_usd_per_mtok is required", 0 },
+	{ "an embedding model with a fallback", 20,
+	  "  { id = \"m3\"; provider = \"openai\"; kind = \"embedding\"; input_usd_per_mtok = 1.0; fallback = [ \"m1\" ]; }",
+	  "%s:20: embedding model \"m3\" cannot have a fallback: another model's vectors are not comparable with its own (its calls are retried on the same model)", 0 },
+	{ "a chat model falling back to an embedding model", 19,
+	  "  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m3\" ]; },\n"
+	  "  { id = \"m3\"; provider = \"openai\"; kind = \"embedding\"; input_usd_per_mtok = 1.0; }",
+	  "%s:19: model \"m2\": fallback \"m3\" is an embedding model, not a chat model", 2 },
 	{ "unknown provider of a model", 18,
 	  "  { id = \"m1\"; provider = \"nope\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; },",
 	  "%s:18: model \"m1\": unknown provider \"nope\"", 0 },
