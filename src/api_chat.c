@@ -206,8 +206,37 @@ static int step_tier_policy(struct request_ctx *rc, struct chat_plan *pl)
 	return 0;
 }
 
+/* 400 when no model of the chain can honour what the request needs (tools, images, structured
+ * outputs): naming the parameter, instead of a provider's 400 at the end of the chain. */
+static int chain_can_honour(struct request_ctx *rc, struct chat_plan *pl)
+{
+	const struct config *cfg = rc->cfg;
+	const struct chain *ch = &pl->chain;
+	unsigned needs = pl->call.needs;
+	for (size_t k = 0; k < ch->n; k++)
+		if (!chatreq_missing(needs, cfg->models[ch->model[k]].caps))
+			return 0;
+	const char *what;
+	const char *param = chatreq_need_param(chatreq_missing(needs, cfg->models[ch->model[0]].caps),
+					       &what);
+	struct buf others;
+	buf_init(&others, 4096);
+	for (size_t k = 1; k < ch->n; k++)
+		buf_printf(&others, "%s%s", k > 1 ? ", " : "", cfg->models[ch->model[k]].id);
+	struct rerr err;
+	rerr_clear(&err);
+	rerr_set(&err, 400, "invalid_request_error", "unsupported_parameter", param,
+		 "Model %s cannot honour %s%s%s%s. GET /v1/models lists each model's capabilities.",
+		 pl->call.public_model, what, ch->n > 1 ? ", and neither can its fallback models (" : "",
+		 buf_str(&others), ch->n > 1 ? ")" : "");
+	buf_free(&others);
+	rc->log.model = pl->call.public_model;
+	reqctx_refuse(rc, &err);
+	return -1;
+}
+
 /* The fallback chain, without the models the tier may not use (the routed model stays). */
-static void step_chain(struct request_ctx *rc, struct chat_plan *pl)
+static int step_chain(struct request_ctx *rc, struct chat_plan *pl)
 {
 	const struct config *cfg = rc->cfg;
 	struct chain *ch = &pl->chain;
@@ -220,6 +249,10 @@ static void step_chain(struct request_ctx *rc, struct chat_plan *pl)
 			ch->model[kept++] = ch->model[k];
 	ch->n = kept;
 	pl->call.chain = ch;
+	if (pl->embed)
+		return 0;
+	pl->call.needs = chatreq_needs(pl->body);
+	return chain_can_honour(rc, pl);
 }
 
 /* The request's estimated cost reserved against the tier's and the agent's daily budgets. */
@@ -271,8 +304,7 @@ static void serve(struct request_ctx *rc, int embed)
 	}
 	if (step_identify(rc, &pl) == 0 && step_read(rc, &pl) == 0 && step_route(rc, &pl) == 0 &&
 	    step_tier_policy(rc, &pl) == 0) {
-		step_chain(rc, &pl);
-		if (step_budget(rc, &pl) == 0) {
+		if (step_chain(rc, &pl) == 0 && step_budget(rc, &pl) == 0) {
 			dispatch_chat(rc, &pl.call);
 			if (pl.budget.reserved)
 				budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);

@@ -2,7 +2,8 @@
  *
  * Each model carries, beside OpenAI's fields, `available` (its provider has a key, or the demo
  * upstream serves it), `endpoints` (["/v1/chat/completions"] or ["/v1/embeddings"]), an embedding
- * model's `dimensions`, and, for the OpenRouter route, `passthrough`. The list also carries a
+ * model's `dimensions`, a chat model's `capabilities` (beyond text: tools, images, json_object,
+ * json_schema), and, for the OpenRouter route, `passthrough`. The list also carries a
  * `providers` array telling which providers are available and, if not, why; clients that only
  * know OpenAI's shape ignore both.
  */
@@ -26,6 +27,13 @@ static json_t *model_object(const struct config *cfg, const struct model_conf *m
 								    : "/v1/chat/completions"));
 	if (m->embedding && m->dimensions)
 		json_object_set_new(o, "dimensions", json_integer(m->dimensions));
+	if (!m->embedding) {
+		json_t *caps = json_array();
+		for (int k = 0; config_cap_names[k]; k++)
+			if (m->caps & (1u << k))
+				json_array_append_new(caps, json_string(config_cap_names[k]));
+		json_object_set_new(o, "capabilities", caps);
+	}
 	if (p->demo)
 		json_object_set_new(o, "served_by", json_string("demo"));
 	if (m->prefix)

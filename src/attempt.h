@@ -32,6 +32,8 @@ struct chat_call {
 	const char *public_model;        /* id shown to the client */
 	const struct chain *chain;       /* models to try, routed model first */
 	const struct embedreq *embed;    /* an embeddings request (POST /v1/embeddings), else NULL */
+	unsigned needs;                  /* chatreq_needs(): a chain model that cannot honour them
+					  * is passed over */
 	int64_t max_cost_nusd;           /* the budget estimate when it is an upper bound (every
 					  * request carries an output bound): the charge is capped
 					  * at it; 0 = no cap */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config.h"
 #include "jsonx.h"
 #include "memgauge.h"
 #include "util.h"
@@ -464,4 +465,60 @@ int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *o
 	}
 	*body = j;
 	return 0;
+}
+
+unsigned chatreq_needs(const json_t *body)
+{
+	unsigned needs = 0;
+	const json_t *tools = json_object_get(body, "tools");
+	const json_t *fns = json_object_get(body, "functions");
+	if (json_array_size(tools) > 0 || json_array_size(fns) > 0)
+		needs |= CAP_TOOLS;
+	size_t i, k;
+	const json_t *m, *part;
+	json_array_foreach(json_object_get(body, "messages"), i, m)
+	{
+		json_array_foreach(json_object_get(m, "content"), k, part)
+		{
+			const char *type = json_string_value(json_object_get(part, "type"));
+			if (type && strcmp(type, "image_url") == 0)
+				needs |= CAP_IMAGES;
+		}
+	}
+	const json_t *rf = json_object_get(body, "response_format");
+	const char *type = json_string_value(json_object_get(rf, "type"));
+	if (type && strcmp(type, "json_object") == 0)
+		needs |= CAP_JSON_OBJECT;
+	if (type && strcmp(type, "json_schema") == 0)
+		needs |= json_is_true(json_object_get(json_object_get(rf, "json_schema"), "strict"))
+				 ? CAP_JSON_SCHEMA : NEED_JSON_LOOSE;
+	return needs;
+}
+
+unsigned chatreq_missing(unsigned needs, unsigned caps)
+{
+	unsigned json = CAP_JSON_OBJECT | CAP_JSON_SCHEMA;
+	unsigned missing = needs & ~caps & (CAP_TOOLS | CAP_IMAGES | CAP_JSON_SCHEMA);
+	if ((needs & (CAP_JSON_OBJECT | NEED_JSON_LOOSE)) && !(caps & json))
+		missing |= needs & (CAP_JSON_OBJECT | NEED_JSON_LOOSE);
+	return missing;
+}
+
+const char *chatreq_need_param(unsigned missing, const char **what)
+{
+	if (missing & CAP_TOOLS) {
+		*what = "tools (function calling)";
+		return "tools";
+	}
+	if (missing & CAP_IMAGES) {
+		*what = "image input (image_url content parts)";
+		return "messages";
+	}
+	if (missing & CAP_JSON_SCHEMA) {
+		*what = "response_format json_schema with strict: true (structured outputs)";
+		return "response_format";
+	}
+	*what = missing & CAP_JSON_OBJECT ? "response_format json_object (JSON mode)"
+					  : "response_format json_schema (structured outputs)";
+	return "response_format";
 }

@@ -29,4 +29,17 @@ int chatreq_load(const char *data, size_t len, const char *empty, json_t **out, 
 /* Validates an already parsed body. */
 int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err);
 
+/* What a validated request needs of the model beyond plain text, as CAP_* bits (config.h):
+ * CAP_TOOLS for tools or functions, CAP_IMAGES for an image_url part, CAP_JSON_OBJECT for
+ * response_format json_object, CAP_JSON_SCHEMA for json_schema with strict true, and
+ * NEED_JSON_LOOSE for json_schema without it (a json_object model can take that, the schema in
+ * the prompt). */
+#define NEED_JSON_LOOSE 16u
+unsigned chatreq_needs(const json_t *body);
+/* The needs a model with capabilities caps cannot honour; 0 when it honours them all. */
+unsigned chatreq_missing(unsigned needs, unsigned caps);
+/* The request parameter behind the lowest missing need, and (what) how to name it in a
+ * message. */
+const char *chatreq_need_param(unsigned missing, const char **what);
+
 #endif

@@ -16,6 +16,7 @@
 #include "util.h"
 
 const char *const config_api_names[] = { "openai", "anthropic", "gemini", NULL };
+const char *const config_cap_names[] = { "tools", "images", "json_object", "json_schema", NULL };
 
 /* ---------------------------------------------------------------------------------------------- */
 /* String lists */
@@ -123,6 +124,7 @@ void config_free(struct config *cfg)
 		config_strv_free(&p->unsupported_params);
 		config_strv_free(&p->reject_params);
 		config_strv_free(&p->headers);
+		config_strv_free(&p->capabilities);
 		if (p->api_key) {
 			explicit_bzero(p->api_key, strlen(p->api_key));
 			free(p->api_key);

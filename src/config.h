@@ -23,6 +23,15 @@
 
 enum provider_api { API_OPENAI, API_ANTHROPIC, API_GEMINI };
 
+/* What a chat model can honour beyond plain text (`capabilities` of a provider or a model). */
+enum {
+	CAP_TOOLS = 1,           /* tools / tool_choice */
+	CAP_IMAGES = 2,          /* image_url content parts */
+	CAP_JSON_OBJECT = 4,     /* response_format json_object */
+	CAP_JSON_SCHEMA = 8,     /* response_format json_schema, strict included */
+	CAP_ALL = 15
+};
+
 struct strv {
 	char **v;
 	size_t n;
@@ -52,6 +61,8 @@ struct provider_conf {
 	struct strv reject_params;     /* client fields that change the result: refused with 400 */
 	int custom_tools;              /* accepts tools[].type "custom" (OpenAI only) */
 	int64_t max_n;                 /* largest `n` accepted; 0 = no limit */
+	struct strv capabilities;      /* as written; caps is what counts */
+	unsigned caps;                 /* CAP_*: the default of its models (all when not given) */
 	struct strv headers;           /* extra request headers "Name: value" (no secrets) */
 	/* Resolved at load time from the environment. */
 	char *api_key;                 /* NULL when unavailable */
@@ -77,6 +88,7 @@ struct model_conf {
 	size_t n_fallback;
 	int64_t created;               /* unix seconds shown in /v1/models */
 	int embedding;                 /* kind = "embedding": serves /v1/embeddings only */
+	unsigned caps;                 /* CAP_*: its own `capabilities`, else its provider's */
 	int64_t dimensions;            /* an embedding model's vector length (0: not stated) */
 };
 
@@ -232,5 +244,7 @@ const struct tier_conf *config_tier_for_agent(const struct config *cfg, const ch
 const char *provider_api_name(enum provider_api api);
 /* The configuration names of enum provider_api, in its order, NULL-terminated. */
 extern const char *const config_api_names[];
+/* The configuration names of the CAP_* bits, lowest bit first, NULL-terminated. */
+extern const char *const config_cap_names[];
 
 #endif

@@ -22,6 +22,27 @@
 static const char *const dev_roles[] = { "developer", "system", NULL };
 static const char *const model_kinds[] = { "chat", "embedding", NULL };
 
+/* A `capabilities` list (s: its owner's setting) as CAP_* bits; dflt when it is absent or empty.
+ * An unknown name is reported. */
+static unsigned caps_of(struct loader *ld, config_setting_t *s, const struct strv *names,
+			unsigned dflt)
+{
+	if (!names->n)
+		return dflt;
+	unsigned caps = 0;
+	for (size_t i = 0; i < names->n; i++) {
+		int k = 0;
+		while (config_cap_names[k] && strcmp(config_cap_names[k], names->v[i]) != 0)
+			k++;
+		if (config_cap_names[k])
+			caps |= 1u << k;
+		else
+			config_schema_error(ld, s, "unknown capability \"%s\" (known: tools, images, "
+					    "json_object, json_schema)", names->v[i]);
+	}
+	return caps;
+}
+
 #define P(field) offsetof(struct provider_conf, field)
 
 static const struct field provider_fields[] = {
@@ -38,6 +59,7 @@ static const struct field provider_fields[] = {
 	{ "custom_tools", F_BOOL, P(custom_tools), "false", 0, 0, NULL },
 	{ "max_n", F_INT, P(max_n), "0", 0, 128, NULL },
 	{ "headers", F_STRV, P(headers), "", 0, 0, NULL },
+	{ "capabilities", F_STRV, P(capabilities), "", 0, 0, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -57,6 +79,7 @@ struct model_raw {
 	int64_t created;
 	char *kind;
 	int64_t dimensions;
+	struct strv capabilities;
 };
 
 #define M(field) offsetof(struct model_raw, field)
@@ -77,6 +100,7 @@ static const struct field model_fields[] = {
 	{ "created", F_INT, M(created), "0", 0, 4102444800.0, NULL },
 	{ "kind", F_STR, M(kind), "chat", 1, 0, model_kinds },
 	{ "dimensions", F_INT, M(dimensions), "0", 0, 65536, NULL },
+	{ "capabilities", F_STRV, M(capabilities), "", 0, 0, NULL },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -151,6 +175,7 @@ static void load_providers(struct loader *ld, config_setting_t *g)
 		struct provider_conf *p = &cfg->providers[cfg->n_providers++];
 		p->name = xstrdup(config_setting_name(ps));
 		config_schema_parse(ld, ps, provider_fields, p);
+		p->caps = caps_of(ld, ps, &p->capabilities, CAP_ALL);
 		const char *api = NULL;
 		if (config_setting_is_group(ps) && config_setting_lookup_string(ps, "api", &api)) {
 			for (int k = 0; config_api_names[k]; k++) {
@@ -278,6 +303,11 @@ static void convert_model(struct loader *ld, config_setting_t *ms, int i, struct
 			config_schema_error(ld, ms, "model \"%s\": 'dimensions' is for kind = \"embedding\"",
 				  r->id);
 	}
+	m->caps = m->embedding ? 0 : caps_of(ld, ms, &r->capabilities,
+						 pi >= 0 ? cfg->providers[pi].caps : CAP_ALL);
+	if (m->embedding && r->capabilities.n)
+		config_schema_error(ld, ms, "embedding model \"%s\": 'capabilities' is for chat models",
+			  r->id);
 	m->in_nusd = price_nusd(r->in);
 	m->out_nusd = r->out < 0 ? 0 : price_nusd(r->out);
 	m->cached_in_nusd = r->cached_in < 0 ? m->in_nusd : price_nusd(r->cached_in);
@@ -343,6 +373,7 @@ static void model_raw_free(struct model_raw *r)
 	free(r->provider);
 	free(r->upstream);
 	free(r->kind);
+	config_strv_free(&r->capabilities);
 	config_strv_free(&r->fallback);
 	config_strv_free(&r->unsupported_params);
 }

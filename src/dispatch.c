@@ -270,6 +270,19 @@ static void state_gate(struct dispatch *d, struct fallback_step *st)
 			 (long long)cfg->deadline_ms);
 	if (st->action != FB_CALL)
 		return;
+	/* A model that cannot honour what the request needs (tools, images, structured outputs)
+	 * would only answer with its provider's 400: passed over, as a model without a key is. */
+	unsigned missing = chatreq_missing(d->s.call->needs, a->model->caps);
+	if (missing) {
+		const char *what;
+		const char *param = chatreq_need_param(missing, &what);
+		rerr_set(&a->err, 400, "invalid_request_error", "unsupported_parameter", param,
+			 "Model %s cannot honour %s: passed over.", a->public_model, what);
+		log_info(rc->id, "%s skipped: it cannot honour %s", a->public_model, what);
+		decision_input(d, FB_EV_UNAVAILABLE, &in);
+		fallback_decide(cfg, &in, st);
+		return;
+	}
 	int64_t until = 0;
 	if (health_check(cfg, a->public_model, &d->hs, &until) != HEALTH_COOLING)
 		return;

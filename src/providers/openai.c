@@ -87,6 +87,49 @@ static json_t *adapt_messages(const struct xlate_ctx *x, const json_t *messages)
 	return out;
 }
 
+/* response_format json_schema for a model without structured outputs (DeepSeek refuses it with
+ * 400 "This response_format type is unavailable now"): JSON mode plus the schema in a system
+ * message, named in the dropped parameters as response_format.json_schema (strict_params: 400).
+ * With strict: true the schema cannot be guaranteed: 400 (a chain passes such a model over). */
+static int emulate_json_schema(const struct xlate_ctx *x, json_t *body, struct buf *dropped,
+			       struct rerr *err)
+{
+	const json_t *rf = json_object_get(body, "response_format");
+	const char *type = json_string_value(json_object_get(rf, "type"));
+	if (!type || strcmp(type, "json_schema") != 0 || (x->model->caps & CAP_JSON_SCHEMA))
+		return 0;
+	const json_t *js = json_object_get(rf, "json_schema");
+	if (json_is_true(json_object_get(js, "strict")) || !(x->model->caps & CAP_JSON_OBJECT))
+		return param_refused(x, "response_format", "response_format json_schema with "
+				     "strict: true (structured outputs)", err);
+	if (param_unsupported(x, dropped, "response_format.json_schema", err) < 0)
+		return -1;
+	const json_t *schema = json_object_get(js, "schema");
+	char *text = schema ? json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	const char *name = json_string_value(json_object_get(js, "name"));
+	const char *desc = json_string_value(json_object_get(js, "description"));
+	char *prompt = xasprintf("Answer with one JSON object and nothing else. It must conform to "
+				 "this JSON Schema%s%s%s%s%s:\n%s", name ? " (\"" : "", name ? name : "",
+				 name ? "\")" : "", desc ? ", described as: " : "", desc ? desc : "",
+				 text ? text : "{}");
+	free(text);
+	/* After the leading system and developer messages, before the conversation. */
+	json_t *msgs = json_array(), *m;
+	size_t i, at = 0;
+	json_array_foreach(json_object_get(body, "messages"), i, m)
+	{
+		const char *role = json_string_value(json_object_get(m, "role"));
+		if (at == i && role && (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0))
+			at = i + 1;
+		json_array_append(msgs, m);
+	}
+	json_array_insert_new(msgs, at, json_pack("{s:s, s:s}", "role", "system", "content", prompt));
+	free(prompt);
+	json_object_set_new(body, "messages", msgs);
+	json_object_set_new(body, "response_format", json_pack("{s:s}", "type", "json_object"));
+	return 0;
+}
+
 static int openai_build(const struct xlate_ctx *x, const json_t *client, struct upstream_req *out,
 			struct buf *dropped, struct rerr *err)
 {
@@ -151,6 +194,8 @@ static int openai_build(const struct xlate_ctx *x, const json_t *client, struct 
 			 (long long)x->prov->max_n, x->public_model, x->prov->name);
 		goto out;
 	}
+	if (emulate_json_schema(x, body, dropped, err) < 0)
+		goto out;
 	json_t *msgs = adapt_messages(x, json_object_get(body, "messages"));
 	if (msgs)
 		json_object_set_new(body, "messages", msgs);

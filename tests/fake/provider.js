@@ -29,7 +29,9 @@
 // head), chunk_delay_ms, cut_after (events sent before the connection is destroyed), hang (never
 // answer), close (destroy the socket at once), text (reply text for the default generator),
 // hostile: {kind, ...} (an endless, silent, dripping, flooding or oversized reply: hostile.js)}.
-// Without a script the default generator answers "Hello from the fake <provider> (<model>)." and
+// Without a script, DeepSeek refuses response_format json_schema ("This response_format type is
+// unavailable now") and image_url parts with 400, as the real API does. Without a script the
+// default generator answers "Hello from the fake <provider> (<model>)." and
 // streams it word by word; the request header X-Fake-Chunk-Delay-Ms (forwarded by tests via
 // the body field "fake_chunk_delay_ms") slows the stream down.
 //
@@ -404,6 +406,18 @@ async function handle(req, res, raw) {
     res.writeHead(404, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify({ error: { message: 'fake provider: unknown path ' + req.url, type: 'invalid_request_error' } }));
     return;
+  }
+  // DeepSeek's own refusals (unscripted): no structured outputs, no image input.
+  if (info.provider === 'deepseek' && info.api === 'openai' && !state.scripts.some((x) => !x.provider || x.provider === 'deepseek')) {
+    const parts = (body.messages || []).flatMap((m) => (Array.isArray(m.content) ? m.content : []));
+    const refusal = body.response_format && body.response_format.type === 'json_schema' ? 'This response_format type is unavailable now'
+      : parts.some((p) => p && p.type === 'image_url') ? 'Failed to deserialize the JSON body into the target type: messages[0]: unknown variant `image_url`, expected `text`'
+        : null;
+    if (refusal) {
+      res.writeHead(400, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: refusal, type: 'invalid_request_error', param: null, code: 'invalid_request_error' } }));
+      return;
+    }
   }
   const step = takeScript(info.provider) || {};
   if (step.hang) return;                       // never answer

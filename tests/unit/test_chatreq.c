@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "chatreq.h"
+#include "config.h"
 #include "harness.h"
 
 #define MSG "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
@@ -325,4 +326,45 @@ TEST(chatreq_error_names_the_value_and_is_valid_utf8)
 	json_t *msg = json_object_get(json_object_get(env, "error"), "message");
 	CHECK(json_is_string(msg));
 	json_decref(env);
+}
+
+/* What a request needs of the model, and what a model's capabilities leave missing. */
+TEST(chatreq_needs_and_missing)
+{
+	static const struct {
+		const char *body;
+		unsigned needs;
+	} need_rows[] = {
+		{ "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 0 },
+		{ "{\"messages\":[],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", CAP_TOOLS },
+		{ "{\"messages\":[],\"tools\":[]}", 0 },
+		{ "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+		  "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}}]}]}", CAP_IMAGES },
+		{ "{\"messages\":[],\"response_format\":{\"type\":\"json_object\"}}", CAP_JSON_OBJECT },
+		{ "{\"messages\":[],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\"}}}",
+		  NEED_JSON_LOOSE },
+		{ "{\"messages\":[],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\","
+		  "\"strict\":true}}}", CAP_JSON_SCHEMA },
+		{ "{\"messages\":[],\"response_format\":{\"type\":\"text\"}}", 0 },
+	};
+	for (size_t i = 0; i < sizeof(need_rows) / sizeof(need_rows[0]); i++) {
+		test_case("row %zu", i);
+		json_error_t je;
+		json_t *b = json_loads(need_rows[i].body, 0, &je);
+		REQUIRE_NOT_NULL(b);
+		CHECK_INT_EQ(chatreq_needs(b), need_rows[i].needs);
+		json_decref(b);
+	}
+	test_case(NULL);
+	unsigned deepseek = CAP_TOOLS | CAP_JSON_OBJECT;
+	CHECK_INT_EQ(chatreq_missing(NEED_JSON_LOOSE, deepseek), 0);          /* emulated */
+	CHECK_INT_EQ(chatreq_missing(CAP_JSON_SCHEMA, deepseek), CAP_JSON_SCHEMA);
+	CHECK_INT_EQ(chatreq_missing(CAP_IMAGES | CAP_TOOLS, deepseek), CAP_IMAGES);
+	CHECK_INT_EQ(chatreq_missing(CAP_JSON_OBJECT, CAP_TOOLS), CAP_JSON_OBJECT);
+	CHECK_INT_EQ(chatreq_missing(CAP_ALL | NEED_JSON_LOOSE, CAP_ALL), 0);
+	const char *what;
+	CHECK_STR_EQ(chatreq_need_param(CAP_IMAGES, &what), "messages");
+	CHECK(strstr(what, "image") != NULL);
+	CHECK_STR_EQ(chatreq_need_param(CAP_JSON_SCHEMA, &what), "response_format");
+	CHECK(strstr(what, "strict") != NULL);
 }

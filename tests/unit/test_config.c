@@ -212,6 +212,12 @@ TEST(config_shipped_model_prices_in_nano_usd_per_token)
 		CHECK_INT_EQ(config_model_index(cfg, rows[i].id), (long long)i);
 		CHECK(m->created > 0);
 		CHECK_INT_EQ(m->embedding, i >= 12 && i < 15);
+		/* DeepSeek takes no images and emulates json_schema; o3-mini takes no images. */
+		unsigned caps = i >= 12 && i < 15 ? 0
+				: strcmp(rows[i].provider, "deepseek") == 0 ? (unsigned)(CAP_TOOLS | CAP_JSON_OBJECT)
+				: strcmp(rows[i].id, "o3-mini") == 0 ? (unsigned)(CAP_ALL & ~CAP_IMAGES)
+								    : (unsigned)CAP_ALL;
+		CHECK_INT_EQ(m->caps, caps);
 		if (i < 15) {
 			CHECK_NULL(m->prefix);
 			CHECK_STR_EQ(m->upstream, rows[i].id);
@@ -712,6 +718,9 @@ static const struct broken_row broken[] = {
 	{ "an embedding model with a fallback", 20,
 	  "  { id = \"m3\"; provider = \"openai\"; kind = \"embedding\"; input_usd_per_mtok = 1.0; fallback = [ \"m1\" ]; }",
 	  "%s:20: embedding model \"m3\" cannot have a fallback: another model's vectors are not comparable with its own (its calls are retried on the same model)", 0 },
+	{ "an unknown capability", 20,
+	  "  { id = \"m3\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; capabilities = [ \"tools\", \"vision\" ]; }",
+	  "%s:20: unknown capability \"vision\" (known: tools, images, json_object, json_schema)", 0 },
 	{ "a chat model falling back to an embedding model", 19,
 	  "  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m3\" ]; },\n"
 	  "  { id = \"m3\"; provider = \"openai\"; kind = \"embedding\"; input_usd_per_mtok = 1.0; }",
