@@ -11,7 +11,7 @@ const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
-const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, killGroup, startFake, waitFor, sleep, within } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, TEST_KEYS, SLOW, killGroup, freePort, startFake, waitFor, sleep, within } = require('./lib/harness');
 const { get, assertEnvelope, assertOwnErrors } = require('./lib/rawhttp');
 
 const BUILD = path.relative(ROOT, path.dirname(ROUTER_BIN));
@@ -88,7 +88,8 @@ describe('make install and the container start command', () => {
     make(['install', `PREFIX=${prefix}`]);
     fs.mkdirSync(volume, { mode: 0o700 });
     const d = dockerfile();
-    const port = String(20000 + Math.floor(Math.random() * 20000));
+    // A port nobody holds now (a random one may be an ephemeral port of a live connection).
+    const port = String(await freePort());
     const moved = (s) => s.split('/usr/local').join(prefix).split('/var/lib/llm-router').join(volume).split('8080').join(port);
     const env = { PATH: process.env.PATH };
     for (const [k, v] of Object.entries(d.env)) env[k] = moved(v);
