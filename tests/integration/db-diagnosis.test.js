@@ -9,7 +9,7 @@ const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { ROUTER_BIN, FRONT, SLOW, startStack, waitFor } = require('./lib/harness');
+const { ROUTER_BIN, FRONT, SLOW, startStack, waitFor, within } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 const ROOT_USER = process.getuid() === 0;
@@ -25,11 +25,19 @@ async function chat(router) {
 
 // A sqlite3 shell that keeps the database open (so its -shm stays) until release().
 async function holdOpen(db) {
-  const p = spawn('sqlite3', [db], { stdio: ['pipe', 'pipe', 'ignore'] });
-  // Answered: it has opened the database (and, as root, given the -shm its owner back).
-  const answered = new Promise((r) => p.stdout.once('data', r));
-  p.stdin.write('SELECT count(*) FROM request_log;\n');
-  await answered;
+  const p = spawn('sqlite3', [db], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  p.stderr.on('data', (d) => { stderr += d; });
+  // Answered: it has opened the database (and, as root, given the -shm its owner back). A
+  // router process closing the database at that moment (the last connection checkpoints under
+  // an exclusive lock) would make a shell without a busy timeout fail, and never answer.
+  const answered = new Promise((resolve, reject) => {
+    p.stdout.once('data', resolve);
+    p.once('exit', (code) => reject(new Error(`sqlite3 exited (${code}): ${stderr}`)));
+  });
+  p.stdin.write('.timeout 10000\nSELECT count(*) FROM request_log;\n');
+  await within(answered, 15000 * SLOW);
+  if (stderr) throw new Error(`sqlite3: ${stderr}`);
   await waitFor(() => fs.existsSync(db + '-shm'), 5000, 'the -shm file');
   return { release: () => new Promise((r) => { p.once('exit', r); p.stdin.end(); }) };
 }
