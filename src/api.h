@@ -16,6 +16,13 @@ void api_models_get(struct request_ctx *rc);
 void api_chat_completions(struct request_ctx *rc);
 /* POST /v1/embeddings: the same steps (api_chat.c) with an embedding model and no fallback. */
 void api_embeddings(struct request_ctx *rc);
+/* POST /v1/responses: translated to a chat request (api_responses.c), then as chat (api_chat.c). */
+void api_responses(struct request_ctx *rc);
+/* GET /v1/responses/{id}[/input_items], DELETE /v1/responses/{id}, POST .../cancel
+ * (api_responses.c). */
+void api_responses_get(struct request_ctx *rc);
+void api_responses_delete(struct request_ctx *rc);
+void api_responses_cancel(struct request_ctx *rc);
 /* GET /v1/router/budget, GET /v1/router/budgets (api_budget.c). */
 void api_budget_get(struct request_ctx *rc);
 void api_budgets_admin(struct request_ctx *rc);

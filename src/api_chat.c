@@ -1,7 +1,9 @@
-/* api_chat.c - POST /v1/chat/completions: who is calling, read and validate the request, route it
- * (task, tier policy, fallback chain), reserve its budget, hand over to dispatch (and, once the
- * row settled the reservation, raise the warn alert the settlement crossed). Every call,
- * refused or not, leaves one row in the request log.
+/* api_chat.c - POST /v1/chat/completions, and the same steps for POST /v1/embeddings (an embedding
+ * model, no fallback) and POST /v1/responses (its request translated to a chat request first,
+ * api_responses.c, and the reply back as it is sent, attempt.c): who is calling, read and validate
+ * the request, route it (task, tier policy, fallback chain), reserve its budget, hand over to
+ * dispatch (and, once the row settled the reservation, raise the warn alert the settlement
+ * crossed). Every call, refused or not, leaves one row in the request log.
  *
  * api_chat_completions runs the steps in that order; a step that refuses the request answers it
  * and commits the row itself (reqctx_refuse) and returns -1, which ends the call. A request that
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_responses.h"
 #include "auth.h"
 #include "budget.h"
 #include "chatreq.h"
@@ -39,7 +42,32 @@ struct chat_plan {
 	struct budget_state budget;      /* the reservation, settled by the row (budget_settled) */
 	int embed;                       /* POST /v1/embeddings */
 	struct embedreq embedreq;
+	int responses;                   /* POST /v1/responses: body is its chat translation */
+	json_t *resp_body;               /* the Responses request (owned) */
+	struct resp_req resp_req;
+	struct responses_state resp_state;
 };
+
+/* POST /v1/responses: the Responses request read and validated, then translated to the chat
+ * request the other steps work on (the conversation it continues included). */
+static int read_responses(struct request_ctx *rc, struct chat_plan *pl, struct rerr *err)
+{
+	if (chatreq_load(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
+			 "The request body is empty; send a JSON object with 'model' and 'input'.",
+			 &pl->resp_body, err) < 0 ||
+	    respx_validate(pl->resp_body, &pl->resp_req, err) < 0 ||
+	    responses_prepare(rc, pl->agent, pl->resp_body, &pl->resp_req, &pl->resp_state, &pl->body,
+			      err) < 0)
+		return -1;
+	pl->call.responses = &pl->resp_state.call;
+	if (chatreq_validate(pl->body, &pl->call.req, err) < 0) {
+		/* A translation the chat validator refuses: the router's fault, said plainly. */
+		log_error(rc->id, "a Responses request translated to an invalid chat request: %s",
+			  err->message);
+		return -1;
+	}
+	return 0;
+}
 
 static int tier_allows(const struct tier_conf *t, const struct config *cfg, size_t m)
 {
@@ -101,7 +129,8 @@ static int step_read(struct request_ctx *rc, struct chat_plan *pl)
 	/* A slow client's body is not read with a database connection held. */
 	reqctx_reader_release(rc);
 	if (request_read_body(&rc->req, (size_t)rc->cfg->max_body_bytes, &err) < 0 ||
-	    (pl->embed ? embedreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
+	    (pl->responses ? read_responses(rc, pl, &err)
+	     : pl->embed ? embedreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
 					&pl->body, &pl->embedreq, &err)
 		       : chatreq_parse(rc->req.body.p ? rc->req.body.p : "", rc->req.body.len,
 				       &pl->body, &call->req, &err)) < 0) {
@@ -285,11 +314,14 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	return 0;
 }
 
-static void serve(struct request_ctx *rc, int embed)
+enum call_kind { KIND_CHAT, KIND_EMBEDDINGS, KIND_RESPONSES };
+
+static void serve(struct request_ctx *rc, enum call_kind kind)
 {
 	struct chat_plan pl;
 	memset(&pl, 0, sizeof(pl));
-	pl.embed = embed;
+	pl.embed = kind == KIND_EMBEDDINGS;
+	pl.responses = kind == KIND_RESPONSES;
 	if (!reqctx_can_record(rc) && strcmp(rc->cfg->when_unrecorded, "serve") != 0) {
 		/* Nothing could record this call: refused rather than served unrecorded. */
 		struct rerr err;
@@ -311,14 +343,21 @@ static void serve(struct request_ctx *rc, int embed)
 		}
 	}
 	json_decref(pl.body);
+	json_decref(pl.resp_body);
+	responses_state_free(&pl.resp_state);
 }
 
 void api_chat_completions(struct request_ctx *rc)
 {
-	serve(rc, 0);
+	serve(rc, KIND_CHAT);
 }
 
 void api_embeddings(struct request_ctx *rc)
 {
-	serve(rc, 1);
+	serve(rc, KIND_EMBEDDINGS);
+}
+
+void api_responses(struct request_ctx *rc)
+{
+	serve(rc, KIND_RESPONSES);
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonx.h"
 #include "memgauge.h"
 #include "store.h"
 #include "toolstate.h"
@@ -220,19 +221,30 @@ static int client_fd(const struct attempt_shared *s)
 	return io->peer_fd ? io->peer_fd(io->ctx) : -1;
 }
 
+/* The head of a stream, once: the router's headers and the event-stream type. */
+static int stream_begin(struct attempt *a)
+{
+	struct response *resp = &a->rc->resp;
+	if (resp->started)
+		return 0;
+	a->overhead_ms = attempt_overhead_ms(a);
+	set_common_headers(a);
+	resp_header(resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
+	resp_header(resp, "Cache-Control", "no-cache");
+	resp_header(resp, "X-Accel-Buffering", "no");
+	return resp_begin(resp, 200, "text/event-stream");
+}
+
+static int responses_write(struct attempt *a, const char *p, size_t n);
+
 static int stream_sink(void *ud, const char *p, size_t n)
 {
 	struct attempt *a = ud;
 	struct response *resp = &a->rc->resp;
-	if (!resp->started) {
-		a->overhead_ms = attempt_overhead_ms(a);
-		set_common_headers(a);
-		resp_header(resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
-		resp_header(resp, "Cache-Control", "no-cache");
-		resp_header(resp, "X-Accel-Buffering", "no");
-		if (resp_begin(resp, 200, "text/event-stream") < 0)
-			return -1;
-	}
+	if (a->call->responses)
+		return responses_write(a, p, n);
+	if (stream_begin(a) < 0)
+		return -1;
 	if (resp_write(resp, p, n) < 0)
 		return -1;
 	a->t_last_write_us = clock_mono_us();
@@ -241,6 +253,36 @@ static int stream_sink(void *ud, const char *p, size_t n)
 	static const char done[] = "data: [DONE]\n\n";
 	a->final_pending = n >= sizeof(done) - 1 &&
 			   memcmp(p + n - (sizeof(done) - 1), done, sizeof(done) - 1) == 0;
+	return 0;
+}
+
+/* ---- POST /v1/responses: the relay's chat frames as the Responses API's events ---- */
+
+/* The sink of a Responses stream (respx_frames). Once the terminal event is made, the final
+ * response is kept (rs->keep) before it is written; it is the final frame (held until the log row
+ * commits). */
+static int responses_write(struct attempt *a, const char *p, size_t n)
+{
+	struct response *resp = &a->rc->resp;
+	const struct resp_call *rs = a->call->responses;
+	struct buf out;
+	buf_init(&out, BUF_UNLIMITED);
+	if (!a->resp_stream)
+		a->resp_stream = respx_stream_new(rs->body, rs->id, rs->created_at);
+	if (respx_frames(a->resp_stream, p, n, &a->resp_done, &out) && rs->keep) {
+		json_t *final = respx_stream_response(a->resp_stream);
+		rs->keep(rs->ud, final);
+		json_decref(final);
+	}
+	int rc = stream_begin(a);
+	if (rc == 0 && out.len)
+		rc = resp_write(resp, out.p, out.len);
+	buf_free(&out);
+	if (rc < 0)
+		return -1;
+	a->t_last_write_us = clock_mono_us();
+	a->unflushed = 1;
+	a->final_pending = a->resp_done;
 	return 0;
 }
 
@@ -368,10 +410,18 @@ void attempt_send_reply(struct attempt *a)
 	a->overhead_ms = attempt_overhead_ms(a);
 	set_common_headers(a);
 	resp_header(&a->rc->resp, "X-Router-Overhead-Ms", "%.3f", a->overhead_ms);
-	if (a->call->embed)
+	const struct resp_call *rs = a->call->responses;
+	if (a->call->embed) {
 		resp_json_text(&a->rc->resp, 200, a->embed_text.p, a->embed_text.len);
-	else
+	} else if (rs) {
+		json_t *r = respx_from_chat(rs->body, a->response, rs->id, rs->created_at);
+		if (rs->keep)
+			rs->keep(rs->ud, r);
+		resp_json(&a->rc->resp, 200, r);
+		json_decref(r);
+	} else {
 		resp_json(&a->rc->resp, 200, a->response);
+	}
 }
 
 static enum attempt_result run_stream(struct attempt *a)
@@ -484,6 +534,9 @@ void attempt_free(struct attempt *a)
 	json_decref(a->response);
 	a->response = NULL;
 	buf_free(&a->embed_text);
+	if (a->resp_stream)
+		respx_stream_free(a->resp_stream);
+	a->resp_stream = NULL;
 	json_decref(a->tool_state);
 	a->tool_state = NULL;
 	usage_clear(&a->usage);

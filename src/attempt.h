@@ -20,8 +20,20 @@
 #include "fallback.h"
 #include "providers/provider.h"
 #include "relay.h"
+#include "respx.h"
 #include "reqctx.h"
 #include "upstream.h"
+
+/* A POST /v1/responses call: its chat request goes the same way, and the reply is translated back
+ * (respx.h) as it is sent. keep() gets the final Response object before its last bytes are
+ * flushed (stored responses: a client that asks for it at once finds it). */
+struct resp_call {
+	const json_t *body;              /* the Responses request (borrowed) */
+	char id[64];                     /* "resp_..." */
+	int64_t created_at;              /* unix seconds */
+	void (*keep)(void *ud, const json_t *response);
+	void *ud;
+};
 
 /* A validated request on its way to the upstream (api_chat.c fills it, dispatch walks it). */
 struct chat_call {
@@ -32,6 +44,7 @@ struct chat_call {
 	const char *public_model;        /* id shown to the client */
 	const struct chain *chain;       /* models to try, routed model first */
 	const struct embedreq *embed;    /* an embeddings request (POST /v1/embeddings), else NULL */
+	struct resp_call *responses;     /* POST /v1/responses, else NULL */
 	unsigned needs;                  /* chatreq_needs(): a chain model that cannot honour them
 					  * is passed over */
 	int64_t max_cost_nusd;           /* the budget estimate when it is an upper bound (every
@@ -81,6 +94,8 @@ struct attempt {
 	int relay_ready;
 	json_t *response;          /* non-streaming reply sent to the client */
 	struct buf embed_text;     /* an embeddings reply: its JSON text (response is then {}) */
+	struct respx_stream *resp_stream;   /* a Responses stream: its events (respx.h) */
+	int resp_done;             /* its terminal event is written */
 	json_t *tool_state;        /* state of this turn's tool calls to keep (toolstate.h) */
 	int relaying;              /* stream with a 2xx head: body goes to the relay */
 	long status;

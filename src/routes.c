@@ -23,6 +23,10 @@ static const struct route routes[] = {
 	{ "GET", "/v1/models/", 1, api_models_get },
 	{ "POST", "/v1/chat/completions", 0, api_chat_completions },
 	{ "POST", "/v1/embeddings", 0, api_embeddings },
+	{ "POST", "/v1/responses", 0, api_responses },
+	{ "GET", "/v1/responses/", 1, api_responses_get },
+	{ "DELETE", "/v1/responses/", 1, api_responses_delete },
+	{ "POST", "/v1/responses/", 1, api_responses_cancel },
 	{ "GET", "/v1/router/budget", 0, api_budget_get },
 	{ "GET", "/v1/router/budgets", 0, api_budgets_admin },
 	{ "GET", "/v1/router/stats", 0, api_router_stats },
@@ -60,7 +64,7 @@ void routes_dispatch(struct request_ctx *rc)
 	} else {
 		rerr_set(&e, 404, "invalid_request_error", "unknown_url", NULL,
 			 "Unknown request URL: %s %s. Endpoints: GET /v1/models, POST /v1/chat/completions, "
-			 "POST /v1/embeddings, GET /v1/router/budget.",
+			 "POST /v1/embeddings, POST /v1/responses, GET /v1/router/budget.",
 			 rc->req.method, path);
 	}
 	/* Logged like any refusal: a client calling what the router lacks shows on its side. */

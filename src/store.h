@@ -194,6 +194,24 @@ struct report_row {
 int store_report(struct store *st, int64_t from_ms, int64_t to_ms, const char *by,
 		 void (*cb)(void *ud, const struct report_row *row), void *ud);
 
+/* ---- stored responses of POST /v1/responses (store_responses.c) ---- */
+
+struct stored_response {
+	char *previous_id;      /* NULL when none */
+	char *input_items;      /* JSON array */
+	char *response;         /* JSON object */
+};
+/* Inserts (or replaces) response id of agent ('' for none). Returns 0 or -1. */
+int store_response_put(struct store *st, const char *id, const char *agent, int64_t ts_ms,
+		       const char *previous_id, const char *input_items, const char *response);
+/* Reads response id of agent: 0 found (out filled, free with store_response_free), 1 not found
+ * (another agent's is not found either), -1 on a database error. */
+int store_response_get(struct store *st, const char *id, const char *agent,
+		       struct stored_response *out);
+void store_response_free(struct stored_response *r);
+/* Deletes response id of agent: 1 deleted, 0 not found, -1 on a database error. */
+int store_response_delete(struct store *st, const char *id, const char *agent);
+
 /* ---- the operators' figures (store_metrics.c) ---- */
 
 /* Inside a write transaction: sums up to max_rows request-log rows not yet counted into the

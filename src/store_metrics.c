@@ -158,7 +158,8 @@ static const char *col_text(sqlite3_stmt *s, int i)
 /* The endpoint label of a row: its path when that is one the router serves, else "other". */
 static const char *endpoint_of(const char *path)
 {
-	static const char *const known[] = { "/v1/chat/completions", "/v1/embeddings", "/v1/models",
+	static const char *const known[] = { "/v1/chat/completions", "/v1/embeddings", "/v1/responses",
+					     "/v1/models",
 					     "/v1/router/budget", "/v1/router/budgets", "/v1/router/stats",
 					     "/metrics" };
 	if (!path)
@@ -168,6 +169,8 @@ static const char *endpoint_of(const char *path)
 			return known[i];
 	if (str_has_prefix(path, "/v1/models/"))
 		return "/v1/models";
+	if (str_has_prefix(path, "/v1/responses/"))
+		return "/v1/responses/{id}";
 	return "other";
 }
 

@@ -248,6 +248,8 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 		"DELETE FROM budget_alerts WHERE day < ?2 AND ?1 IS NOT NULL",
 		"DELETE FROM metrics_hourly WHERE hour_ms < ?1 AND ?2 IS NOT NULL",
 		"DELETE FROM metrics_daily WHERE day < ?2 AND ?1 IS NOT NULL",
+		"DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE ts_ms < ?1"
+		" ORDER BY ts_ms LIMIT ?3) AND ?2 IS NOT NULL",
 	};
 	struct store_pace pace, vacuum;
 	store_pace_init(&pace, stop, 64, 1000);

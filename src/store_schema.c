@@ -217,6 +217,18 @@ static const char *const migrations[] = {
 	"  rolls INTEGER NOT NULL DEFAULT 0"
 	");"
 	"INSERT INTO metrics_state (id, rolled_id) VALUES (1, 0);",
+	/* 8 -> 9: stored responses of POST /v1/responses (store true): the Response object as last
+	 * sent and the request's input items, what previous_response_id continues; visible to the
+	 * agent that made them ('' for anonymous callers); retention deletes them with the log. */
+	"CREATE TABLE responses ("
+	"  id TEXT PRIMARY KEY,"
+	"  agent TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  previous_id TEXT,"
+	"  input_items TEXT NOT NULL,"
+	"  response TEXT NOT NULL"
+	");"
+	"CREATE INDEX responses_ts ON responses(ts_ms);",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == STORE_SCHEMA_VERSION,

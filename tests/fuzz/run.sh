@@ -24,7 +24,7 @@ CC=${CC:-clang}
 case "$CC" in *clang*) ;; *) CC=clang ;; esac
 JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-ALL_TARGETS="fuzz_chatreq fuzz_sse fuzz_config fuzz_envfile fuzz_openai_response fuzz_openai_stream fuzz_openai_request fuzz_map_error fuzz_anthropic_response fuzz_anthropic_stream fuzz_anthropic_request fuzz_gemini_response fuzz_gemini_stream fuzz_gemini_request fuzz_auth fuzz_keysnap fuzz_embeddings"
+ALL_TARGETS="fuzz_chatreq fuzz_sse fuzz_config fuzz_envfile fuzz_openai_response fuzz_openai_stream fuzz_openai_request fuzz_map_error fuzz_anthropic_response fuzz_anthropic_stream fuzz_anthropic_request fuzz_gemini_response fuzz_gemini_stream fuzz_gemini_request fuzz_auth fuzz_keysnap fuzz_embeddings fuzz_respx_request fuzz_respx_stream"
 TARGETS=${*:-$ALL_TARGETS}
 
 # -max_len per target: large enough for the biggest seed (the shipped configuration is ~11 KB,
@@ -34,9 +34,10 @@ max_len() {
 	fuzz_config) echo 16384 ;;
 	fuzz_openai_stream | fuzz_gemini_stream) echo 16384 ;;
 	fuzz_sse) echo 8192 ;;
-	fuzz_chatreq | fuzz_openai_request | fuzz_gemini_request) echo 8192 ;;
+	fuzz_chatreq | fuzz_openai_request | fuzz_gemini_request | fuzz_respx_request) echo 8192 ;;
 	fuzz_openai_response | fuzz_gemini_response) echo 8192 ;;
 	fuzz_map_error) echo 4096 ;;
+	fuzz_respx_stream) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
 }

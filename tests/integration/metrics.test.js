@@ -102,7 +102,7 @@ describe('GET /metrics', () => {
     calls.push(chat(stack.router, { model: 'no-such-model', messages: MSG }));
     const answers = await Promise.all(calls);
     assert.ok(answers.filter((a) => a.status === 200).length >= 24, JSON.stringify(answers.map((a) => a.status)));
-    const unknown = await fetch(stack.router.baseURL + '/responses', { method: 'POST', body: '{}' });
+    const unknown = await fetch(stack.router.baseURL + '/audio/speech', { method: 'POST', body: '{}' });
     assert.equal(unknown.status, 404);
     await unknown.text();
     const total = await waitFor(() => { const n = stack.router.db('SELECT count(*) AS n FROM request_log')[0].n; return n >= 27 && n; }, 5000 * SLOW, 'the rows');

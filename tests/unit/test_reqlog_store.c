@@ -935,14 +935,15 @@ TEST(store_migrates_version_6_alerts_as_not_for_the_outbox)
 {
 	char *old = test_path("v6.db");
 	char err[512] = "";
-	/* A new database taken back to version 6: what migrations 6 -> 7 and 7 -> 8 added is
-	 * removed. */
+	/* A new database taken back to version 6: what migrations 6 -> 7, 7 -> 8 and 8 -> 9 added
+	 * is removed. */
 	struct store *st = open_store(old, err, sizeof(err));
 	REQUIRE_NOT_NULL(st);
 	store_close(st);
 	sqlite3 *db = open_raw(old);
 	REQUIRE_NOT_NULL(db);
 	REQUIRE_INT_EQ(sqlite3_exec(db,
+		"DROP TABLE responses;"
 		"DROP TABLE metrics_counters; DROP TABLE metrics_hourly; DROP TABLE metrics_daily;"
 		"DROP TABLE metrics_state;"
 		"ALTER TABLE request_log DROP COLUMN method;"
@@ -1080,6 +1081,39 @@ TEST(store_metrics_batch_not_added_twice_when_a_prune_came_between)
 	CHECK(counter(db, "llm_router_requests_total", lab) == 5);
 	sqlite3_close(db);
 	store_close(between_other);
+	store_close(st);
+	free(path);
+}
+
+/* Stored responses (POST /v1/responses): put, get and delete are scoped to the agent; retention
+ * deletes them with the request log. */
+TEST(store_responses_scoped_to_their_agent_and_pruned)
+{
+	char *path = test_path("responses.db");
+	char err[512] = "";
+	struct store *st = open_store(path, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	int64_t old = 1767225600123LL;                       /* 2026-01-01 */
+	REQUIRE_INT_EQ(store_response_put(st, "resp_a", "kb_manager", old, NULL, "[]", "{\"id\":\"resp_a\"}"), 0);
+	REQUIRE_INT_EQ(store_response_put(st, "resp_b", "kb_manager", old + 10 * 86400000LL, "resp_a",
+					  "[{\"id\":\"msg_b_in0\"}]", "{\"id\":\"resp_b\"}"), 0);
+	struct stored_response r;
+	CHECK_INT_EQ(store_response_get(st, "resp_b", "kb_manager", &r), 0);
+	CHECK_STR_EQ(r.previous_id, "resp_a");
+	CHECK_STR_EQ(r.input_items, "[{\"id\":\"msg_b_in0\"}]");
+	CHECK_STR_EQ(r.response, "{\"id\":\"resp_b\"}");
+	store_response_free(&r);
+	CHECK_INT_EQ(store_response_get(st, "resp_b", "docops_agent", &r), 1);   /* another agent */
+	CHECK_INT_EQ(store_response_get(st, "resp_b", "", &r), 1);
+	CHECK_INT_EQ(store_response_delete(st, "resp_b", "docops_agent"), 0);
+	CHECK_INT_EQ(store_response_get(st, "resp_a", "kb_manager", &r), 0);
+	CHECK_NULL(r.previous_id);
+	store_response_free(&r);
+	/* Retention: resp_a is older than the cutoff, resp_b is not. */
+	CHECK_INT_GE(store_prune(st, old + 86400000LL, NULL), 0);
+	CHECK_INT_EQ(store_response_get(st, "resp_a", "kb_manager", &r), 1);
+	CHECK_INT_EQ(store_response_delete(st, "resp_b", "kb_manager"), 1);
+	CHECK_INT_EQ(store_response_get(st, "resp_b", "kb_manager", &r), 1);
 	store_close(st);
 	free(path);
 }
