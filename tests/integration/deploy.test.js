@@ -93,6 +93,26 @@ describe(`deployment behind ${FRONT}`, () => {
     assert.ok(events[events.length - 1].t - events[0].t >= 3 * 150, `events ${events.map((e) => e.t).join(',')}`);
   });
 
+  it('streams Responses API events as they are produced', async () => {
+    const chunk = (delta, finish = null) => 'data: ' + JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] });
+    const words = ['one ', 'two ', 'three ', 'four ', 'five'];
+    await stack.fake.script('openai', [{ chunk_delay_ms: 150, sse: [chunk({ role: 'assistant', content: '' }), ...words.map((w) => chunk({ content: w })), chunk({}, 'stop'), 'data: [DONE]'] }]);
+    const r = await fetch(stack.router.baseURL + '/responses', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, input: 'hi' }),
+    });
+    assert.equal(r.status, 200);
+    const events = (await readSSE(r)).filter((e) => e.data);
+    for (const e of events) assert.equal(e.raw.split('\n')[0], `event: ${JSON.parse(e.data).type}`, e.raw);
+    const types = events.map((e) => JSON.parse(e.data).type);
+    assert.deepEqual([types[0], types[types.length - 1]], ['response.created', 'response.completed']);
+    const deltas = events.filter((e) => JSON.parse(e.data).type === 'response.output_text.delta');
+    assert.equal(deltas.map((e) => JSON.parse(e.data).delta).join(''), words.join(''));
+    // Each delta as its chunk came, not in one lump at the end.
+    assert.ok(deltas[deltas.length - 1].t - deltas[0].t >= 3 * 150, `deltas ${deltas.map((e) => e.t).join(',')}`);
+  });
+
   it('is not cut by the web server during a long non-streaming call', async () => {
     await stack.fake.script('openai', [{ delay_ms: CALL_MS }]);
     const t0 = Date.now();

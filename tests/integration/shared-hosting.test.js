@@ -121,6 +121,14 @@ describe('README: shared hosting, step by step', () => {
     fs.writeFileSync(ht, text.replace('AddHandler fcgid-script .fcgi', 'AddHandler cgi-script .fcgi'));
     base = await serve(false);
     assert.ok(await spread() >= 3 * 150, 'CGI streams event by event');
+    // The Responses API's events too.
+    const chunk = (delta, finish = null) => 'data: ' + JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta, finish_reason: finish }] });
+    await fake.script('openai', [{ chunk_delay_ms: 150, sse: [chunk({ role: 'assistant', content: '' }), ...['a ', 'b ', 'c ', 'd ', 'e'].map((w) => chunk({ content: w })), chunk({}, 'stop'), 'data: [DONE]'] }]);
+    const rr = await fetch(base + '/v1/responses', { method: 'POST', headers: { authorization: `Bearer ${agentKey}` }, body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, input: 'hi' }) });
+    assert.equal(rr.status, 200);
+    const deltas = (await readSSE(rr)).filter((e) => e.data && JSON.parse(e.data).type === 'response.output_text.delta');
+    assert.equal(deltas.length, 5);
+    assert.ok(deltas[4].t - deltas[0].t >= 3 * 150, `CGI streams Responses events one by one: ${deltas.map((e) => e.t).join(',')}`);
     const c2 = await new OpenAI({ apiKey: agentKey, baseURL: base + '/v1', maxRetries: 0 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     assert.match(c2.choices[0].message.content, /Hello from the fake/);
     await stop();
@@ -133,6 +141,6 @@ describe('README: shared hosting, step by step', () => {
       assert.equal(r.status, 0, `${job}: ${r.stderr}`);
     }
     const rows = spawnSync('sqlite3', [path.join(site, 'data/llm_logs.db'), "SELECT count(*) FROM request_log WHERE agent = 'my_agent' AND status = 200"], { encoding: 'utf8' });
-    assert.equal(rows.stdout.trim(), '4');
+    assert.equal(rows.stdout.trim(), '5');
   });
 });
