@@ -320,6 +320,16 @@ void api_responses_get(struct request_ctx *rc)
 		return;
 	struct rerr err;
 	rerr_clear(&err);
+	char flag[16];
+	if (!items && query_param(rc, "stream", flag, sizeof(flag)) && strcmp(flag, "false") != 0) {
+		/* openai-node's responses.stream({response_id}) replays a stored stream: not kept. */
+		rerr_set(&err, 400, "invalid_request_error", "unsupported_parameter", "stream",
+			 "Streaming a stored response again is not supported: GET it without "
+			 "stream=true.");
+		resp_error(&rc->resp, &err);
+		store_response_free(&r);
+		return;
+	}
 	json_t *o = items ? items_page(rc, r.input_items, &err) : load_json(r.response);
 	if (o)
 		resp_json(&rc->resp, 200, o);

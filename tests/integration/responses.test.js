@@ -568,6 +568,10 @@ describe('POST /v1/responses', () => {
     const gotRaw = assertResponse(lastRaw, { model: 'gpt-4o-mini', what: 'retrieved' });
     for (const k of ['id', 'object', 'created_at', 'status', 'model', 'output', 'usage', 'metadata', 'instructions']) assert.deepEqual(gotRaw[k], raw[k], `retrieved ${k} = created ${k}`);
     assert.equal(got.output_text, created.output_text, 'the SDK\'s output_text of the retrieved response');
+    // Replaying a stored stream (?stream=true) is refused, naming the parameter, not ignored.
+    const replay = await req('GET', `/responses/${created.id}?stream=true`);
+    assert.equal(replay.status, 400, replay.text);
+    assert.equal(replay.json.error.param, 'stream');
 
     // GET /v1/responses/{id}/input_items: the request's items, newest first by default.
     const listed = await req('GET', `/responses/${created.id}/input_items`);
