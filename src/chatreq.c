@@ -17,37 +17,15 @@
 #include "memgauge.h"
 #include "util.h"
 
-static const char *jtype(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "a boolean";
-	case JSON_NULL: return "null";
-	}
-	return "an unknown type";
-}
-
 static int bad_type(struct rerr *err, const char *param, const char *want, const json_t *v)
 {
 	return rerr_invalid(err, param, "Invalid type for '%s': expected %s, but got %s instead.",
-			    param, want, jtype(v));
-}
-
-/* Member lookup that treats null as absent. */
-static const json_t *opt(const json_t *obj, const char *key)
-{
-	const json_t *v = json_object_get(obj, key);
-	return json_is_null(v) ? NULL : v;
+			    param, want, jsonx_type_name(v));
 }
 
 static int check_number(const json_t *body, const char *key, double lo, double hi, struct rerr *err)
 {
-	const json_t *v = opt(body, key);
+	const json_t *v = jsonx_opt(body, key);
 	if (!v)
 		return 0;
 	if (!json_is_number(v))
@@ -62,7 +40,7 @@ static int check_number(const json_t *body, const char *key, double lo, double h
 static int check_int(const json_t *body, const char *key, long long lo, long long hi,
 		     struct rerr *err)
 {
-	const json_t *v = opt(body, key);
+	const json_t *v = jsonx_opt(body, key);
 	if (!v)
 		return 0;
 	if (!json_is_integer(v))
@@ -77,7 +55,7 @@ static int check_int(const json_t *body, const char *key, long long lo, long lon
 static int check_kind(const json_t *body, const char *key, json_type t, const char *want,
 		      struct rerr *err)
 {
-	const json_t *v = opt(body, key);
+	const json_t *v = jsonx_opt(body, key);
 	if (!v)
 		return 0;
 	if (t == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != t)
@@ -178,9 +156,9 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 	if (!json_is_string(rolev))
 		return bad_type(err, p, "a string", rolev);
 	const char *role = json_string_value(rolev);
-	const json_t *content = opt(m, "content");
+	const json_t *content = jsonx_opt(m, "content");
 	snprintf(p, sizeof(p), "%s.content", where);
-	const json_t *name = opt(m, "name");
+	const json_t *name = jsonx_opt(m, "name");
 	if (name && !json_is_string(name)) {
 		snprintf(p, sizeof(p), "%s.name", where);
 		return bad_type(err, p, "a string", name);
@@ -213,7 +191,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 		return 0;
 	}
 	if (strcmp(role, "assistant") == 0) {
-		const json_t *tcs = opt(m, "tool_calls");
+		const json_t *tcs = jsonx_opt(m, "tool_calls");
 		if (tcs && check_tool_calls(tcs, where, err) < 0)
 			return -1;
 		if (content) {
@@ -221,7 +199,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 				return check_parts(content, p, PARTS_ASSISTANT, err);
 			if (!json_is_string(content))
 				return bad_type(err, p, "a string, an array of parts or null", content);
-		} else if (!tcs && !opt(m, "function_call") && !opt(m, "refusal") && !opt(m, "audio")) {
+		} else if (!tcs && !jsonx_opt(m, "function_call") && !jsonx_opt(m, "refusal") && !jsonx_opt(m, "audio")) {
 			return rerr_invalid(err, p,
 					    "Missing required parameter: '%s' (an assistant message needs content or tool_calls).",
 					    p);
@@ -241,7 +219,7 @@ static int check_message(const json_t *m, size_t idx, struct rerr *err)
 			    p, role);
 }
 
-static int valid_function_name(const char *s)
+int chatreq_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 64)
@@ -257,7 +235,7 @@ static int valid_function_name(const char *s)
 
 static int check_tools(const json_t *body, struct rerr *err)
 {
-	const json_t *tools = opt(body, "tools");
+	const json_t *tools = jsonx_opt(body, "tools");
 	char p[96];
 	if (tools) {
 		if (!json_is_array(tools))
@@ -280,16 +258,16 @@ static int check_tools(const json_t *body, struct rerr *err)
 			if (!json_is_object(fn))
 				return rerr_invalid(err, p, "Missing required parameter: '%s.function'.", p);
 			const char *fname = json_string_value(json_object_get(fn, "name"));
-			if (!fname || !valid_function_name(fname))
+			if (!fname || !chatreq_valid_name(fname))
 				return rerr_invalid(err, p,
 						    "Invalid '%s.function.name': must match ^[a-zA-Z0-9_-]{1,64}$.",
 						    p);
-			const json_t *params = opt(fn, "parameters");
+			const json_t *params = jsonx_opt(fn, "parameters");
 			if (params && !json_is_object(params))
 				return rerr_invalid(err, p, "'%s.function.parameters' must be an object.", p);
 		}
 	}
-	const json_t *tc = opt(body, "tool_choice");
+	const json_t *tc = jsonx_opt(body, "tool_choice");
 	if (tc) {
 		if (json_is_string(tc)) {
 			const char *s = json_string_value(tc);
@@ -310,7 +288,7 @@ static int check_tools(const json_t *body, struct rerr *err)
 
 static int check_response_format(const json_t *body, struct rerr *err)
 {
-	const json_t *rf = opt(body, "response_format");
+	const json_t *rf = jsonx_opt(body, "response_format");
 	if (!rf)
 		return 0;
 	if (!json_is_object(rf))
@@ -324,7 +302,7 @@ static int check_response_format(const json_t *body, struct rerr *err)
 		if (!json_is_object(js) || !json_is_string(json_object_get(js, "name")))
 			return rerr_invalid(err, "response_format",
 					    "'response_format.json_schema' needs a string 'name'.");
-		const json_t *schema = opt(js, "schema");
+		const json_t *schema = jsonx_opt(js, "schema");
 		if (schema && !json_is_object(schema))
 			return rerr_invalid(err, "response_format",
 					    "'response_format.json_schema.schema' must be an object.");
@@ -338,7 +316,7 @@ static int check_response_format(const json_t *body, struct rerr *err)
 
 static int check_stop(const json_t *body, struct rerr *err)
 {
-	const json_t *stop = opt(body, "stop");
+	const json_t *stop = jsonx_opt(body, "stop");
 	if (!stop || json_is_string(stop))
 		return 0;
 	if (!json_is_array(stop))
@@ -408,17 +386,17 @@ int chatreq_validate(const json_t *body, struct chatreq *out, struct rerr *err)
 		return -1;
 	out->model = json_string_value(model);
 	out->stream = json_is_true(json_object_get(body, "stream"));
-	const json_t *so = opt(body, "stream_options");
+	const json_t *so = jsonx_opt(body, "stream_options");
 	if (so) {
 		if (!out->stream)
 			return rerr_invalid(err, "stream_options",
 					    "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
-		const json_t *iu = opt(so, "include_usage");
+		const json_t *iu = jsonx_opt(so, "include_usage");
 		if (iu && !json_is_boolean(iu))
 			return bad_type(err, "stream_options.include_usage", "a boolean", iu);
 		out->include_usage = json_is_true(iu);
 	}
-	const json_t *md = opt(body, "metadata");
+	const json_t *md = jsonx_opt(body, "metadata");
 	const json_t *task = md ? json_object_get(md, "task_type") : NULL;
 	if (json_is_string(task) && json_string_length(task) > CHATREQ_MAX_NAME_BYTES)
 		return rerr_invalid(err, "metadata.task_type",

@@ -24,6 +24,8 @@ struct chatreq {
  * much memory, 503 server_busy when the process's calls in flight hold server.call_memory_mb). */
 int chatreq_parse(const char *data, size_t len, json_t **body, struct chatreq *out,
 		  struct rerr *err);
+/* A function (or schema) name as OpenAI takes it: 1 to 64 of [A-Za-z0-9_-]. */
+int chatreq_valid_name(const char *s);
 /* The JSON parse alone, bounded as chatreq_parse's (400 with `empty` for an empty body). */
 int chatreq_load(const char *data, size_t len, const char *empty, json_t **out, struct rerr *err);
 /* Validates an already parsed body. */

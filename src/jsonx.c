@@ -62,6 +62,27 @@ const char *json_str(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
+const json_t *jsonx_opt(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	return json_is_null(v) ? NULL : v;
+}
+
+const char *jsonx_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "an unknown type";
+}
+
 /* ---- jansson's heap in the gauge of call memory ----
  *
  * Each block is allocated one byte longer than jansson asks, and its last usable byte (which

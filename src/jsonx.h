@@ -19,6 +19,10 @@ char *jsonx_dumps(const json_t *j, size_t flags);
 void jsonx_count_memory(void);
 /* The string member `key` of obj, or NULL if absent or not a string. */
 const char *json_str(const json_t *obj, const char *key);
+/* Member lookup that treats null as absent (OpenAI's rule for optional fields). */
+const json_t *jsonx_opt(const json_t *obj, const char *key);
+/* "an object", "a string", ... for messages that say what was sent instead. */
+const char *jsonx_type_name(const json_t *v);
 
 /* Parsing untrusted JSON under a memory bound. jansson spends ~45 bytes of heap on a 2-byte value
  * ("0,"), so a 60 MiB reply of [0,0,...] would take 1.35 GB. jsonx_loadb is json_loadb, except that

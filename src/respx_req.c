@@ -23,33 +23,12 @@
 #include <string.h>
 
 #include "chatreq.h"
+#include "jsonx.h"
 #include "util.h"
 
 /* The largest max_output_tokens: chat's max_completion_tokens takes no more (chatreq.c). */
 #define RESPX_MAX_OUTPUT_TOKENS 100000000
 #define PATH_LEN 128
-
-static const char *jtype(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "a boolean";
-	case JSON_NULL: return "null";
-	}
-	return "an unknown type";
-}
-
-/* Member lookup that treats null as absent. */
-static const json_t *opt(const json_t *obj, const char *key)
-{
-	const json_t *v = json_object_get(obj, key);
-	return json_is_null(v) ? NULL : v;
-}
 
 /* "base.key", or "key" when base is empty. */
 static const char *join_path(char p[PATH_LEN], const char *base, const char *key)
@@ -67,7 +46,7 @@ static int bad_type(struct rerr *err, const char *base, const char *key, const c
 	char p[PATH_LEN];
 	join_path(p, base, key);
 	return rerr_invalid(err, p, "Invalid type for '%s': expected %s, but got %s instead.", p, want,
-			    jtype(v));
+			    jsonx_type_name(v));
 }
 
 static int missing(struct rerr *err, const char *base, const char *key)
@@ -81,7 +60,7 @@ static int missing(struct rerr *err, const char *base, const char *key)
 static int need_string(const json_t *obj, const char *base, const char *key, const char **out,
 		       struct rerr *err)
 {
-	const json_t *v = opt(obj, key);
+	const json_t *v = jsonx_opt(obj, key);
 	if (!v)
 		return missing(err, base, key);
 	if (!json_is_string(v))
@@ -99,7 +78,7 @@ static int need_string(const json_t *obj, const char *base, const char *key, con
 static int check_kind(const json_t *obj, const char *base, const char *key, json_type t,
 		      const char *want, struct rerr *err)
 {
-	const json_t *v = opt(obj, key);
+	const json_t *v = jsonx_opt(obj, key);
 	if (v && (t == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != t))
 		return bad_type(err, base, key, want, v);
 	return 0;
@@ -109,7 +88,7 @@ static int check_kind(const json_t *obj, const char *base, const char *key, json
 static int check_enum(const json_t *obj, const char *base, const char *key,
 		      const char *const *vals, struct rerr *err)
 {
-	const json_t *v = opt(obj, key);
+	const json_t *v = jsonx_opt(obj, key);
 	if (!v)
 		return 0;
 	if (!json_is_string(v))
@@ -127,29 +106,15 @@ static int check_enum(const json_t *obj, const char *base, const char *key,
 			    json_string_value(v), list);
 }
 
-static int valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 64)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
 /* A required name matching ^[a-zA-Z0-9_-]{1,64}$. */
 static int need_name(const json_t *obj, const char *base, const char **out, struct rerr *err)
 {
-	const json_t *v = opt(obj, "name");
+	const json_t *v = jsonx_opt(obj, "name");
 	if (!v)
 		return missing(err, base, "name");
 	if (!json_is_string(v))
 		return bad_type(err, base, "name", "a string", v);
-	if (!valid_name(json_string_value(v))) {
+	if (!chatreq_valid_name(json_string_value(v))) {
 		char p[PATH_LEN];
 		join_path(p, base, "name");
 		return rerr_invalid(err, p, "Invalid '%s': must match ^[a-zA-Z0-9_-]{1,64}$.", p);
@@ -238,19 +203,19 @@ static int map_image(const json_t *part, const char *p, json_t **out, struct rer
 	static const char *const details[] = { "low", "high", "auto", "original", NULL };
 	if (check_enum(part, p, "detail", details, err) < 0)
 		return -1;
-	const json_t *url = opt(part, "image_url");
+	const json_t *url = jsonx_opt(part, "image_url");
 	char q[PATH_LEN];
 	if (url && !json_is_string(url))
 		return bad_type(err, p, "image_url", "a string", url);
 	if (!url && check_kind(part, p, "file_id", JSON_STRING, "a string", err) < 0)
 		return -1;
-	if (!url && opt(part, "file_id"))
+	if (!url && jsonx_opt(part, "file_id"))
 		return unsupported(err, join_path(q, p, "file_id"),
 				   "An input_image given by file_id (send image_url)");
 	if (!url)
 		return missing(err, p, "image_url");
 	json_t *iu = json_pack("{s:O}", "url", url);
-	const char *detail = json_string_value(opt(part, "detail"));
+	const char *detail = json_string_value(jsonx_opt(part, "detail"));
 	if (detail)
 		json_object_set_new(iu, "detail",
 				    json_string(strcmp(detail, "original") == 0 ? "high" : detail));
@@ -266,12 +231,12 @@ static int map_file(const json_t *part, const char *p, json_t **out, struct rerr
 		if (check_kind(part, p, keys[i], JSON_STRING, "a string", err) < 0)
 			return -1;
 	}
-	const json_t *data = opt(part, "file_data"), *id = opt(part, "file_id");
-	const json_t *name = opt(part, "filename");
+	const json_t *data = jsonx_opt(part, "file_data"), *id = jsonx_opt(part, "file_id");
+	const json_t *name = jsonx_opt(part, "filename");
 	char q[PATH_LEN];
 	if (!name)
-		name = opt(part, "file_name");   /* n8n's spelling */
-	if (!data && !id && opt(part, "file_url"))
+		name = jsonx_opt(part, "file_name");   /* n8n's spelling */
+	if (!data && !id && jsonx_opt(part, "file_url"))
 		return unsupported(err, join_path(q, p, "file_url"),
 				   "An input_file given by file_url (send file_data or file_id)");
 	if (!data && !id)
@@ -299,7 +264,7 @@ static int map_part(const json_t *part, const char *p, enum role role, json_t **
 	char q[PATH_LEN];
 	if (is_text_part(type) || (role == ROLE_ASSISTANT && strcmp(type, "refusal") == 0)) {
 		const char *key = type[0] == 'r' ? "refusal" : "text";
-		text = opt(part, key);
+		text = jsonx_opt(part, key);
 		if (!text)
 			return missing(err, p, key);
 		if (!json_is_string(text))
@@ -372,7 +337,7 @@ static int map_message(struct walk *w, const json_t *item, const char *where, st
 	enum role r = ROLE_USER;
 	while (strcmp(role_names[r], role) != 0)
 		r++;
-	const json_t *content = opt(item, "content");
+	const json_t *content = jsonx_opt(item, "content");
 	if (!content)
 		return missing(err, where, "content");
 	json_t *c = NULL;
@@ -396,7 +361,7 @@ static int map_function_call(struct walk *w, const json_t *item, const char *whe
 	if (need_string(item, where, "call_id", &call_id, err) < 0 ||
 	    need_string(item, where, "name", &name, err) < 0)
 		return -1;
-	const json_t *args = opt(item, "arguments");
+	const json_t *args = jsonx_opt(item, "arguments");
 	if (!args)
 		return missing(err, where, "arguments");
 	if (!json_is_string(args))
@@ -424,7 +389,7 @@ static int map_call_output(struct walk *w, const json_t *item, const char *where
 	const char *call_id = NULL;
 	if (need_string(item, where, "call_id", &call_id, err) < 0)
 		return -1;
-	const json_t *output = opt(item, "output");
+	const json_t *output = jsonx_opt(item, "output");
 	if (!output)
 		return missing(err, where, "output");
 	json_t *c = NULL;
@@ -458,7 +423,7 @@ static int part_texts(const json_t *arr, const char *base, const char *key, json
 		snprintf(p, sizeof(p), "%.80s[%zu]", where, i);
 		if (!json_is_object(part))
 			return bad_type(err, NULL, p, "an object", part);
-		const json_t *text = opt(part, "text");
+		const json_t *text = jsonx_opt(part, "text");
 		if (!text)
 			return missing(err, p, "text");
 		if (!json_is_string(text))
@@ -474,9 +439,9 @@ static int part_texts(const json_t *arr, const char *base, const char *key, json
 static int map_reasoning(struct walk *w, const json_t *item, const char *where, struct rerr *err)
 {
 	json_t *texts = json_array();
-	int rc = part_texts(opt(item, "summary"), where, "summary", texts, err);
+	int rc = part_texts(jsonx_opt(item, "summary"), where, "summary", texts, err);
 	if (rc == 0 && json_array_size(texts) == 0)
-		rc = part_texts(opt(item, "content"), where, "content", texts, err);
+		rc = part_texts(jsonx_opt(item, "content"), where, "content", texts, err);
 	if (rc == 0)
 		rc = check_kind(item, where, "encrypted_content", JSON_STRING, "a string", err);
 	if (rc == 0)
@@ -489,10 +454,10 @@ static int map_item(struct walk *w, const json_t *item, const char *where, struc
 {
 	if (!json_is_object(item))
 		return bad_type(err, NULL, where, "an object", item);
-	const json_t *tv = opt(item, "type");
+	const json_t *tv = jsonx_opt(item, "type");
 	if (tv && !json_is_string(tv))
 		return bad_type(err, where, "type", "a string", tv);
-	if (!tv && !opt(item, "role"))
+	if (!tv && !jsonx_opt(item, "role"))
 		return missing(err, where, "type");
 	const char *type = tv ? json_string_value(tv) : "message";
 	if (strcmp(type, "message") == 0)
@@ -543,7 +508,7 @@ static int walk_items(struct walk *w, const json_t *items, const char *name, str
 
 static int map_tools(const json_t *body, json_t *chat, struct rerr *err)
 {
-	const json_t *tools = opt(body, "tools");
+	const json_t *tools = jsonx_opt(body, "tools");
 	if (!tools)
 		return 0;
 	if (!json_is_array(tools))
@@ -574,7 +539,7 @@ static int map_tools(const json_t *body, json_t *chat, struct rerr *err)
 		json_t *fn = json_pack("{s:s}", "name", name);
 		static const char *const keys[] = { "description", "parameters", "strict", NULL };
 		for (size_t k = 0; keys[k]; k++) {
-			const json_t *v = opt(t, keys[k]);
+			const json_t *v = jsonx_opt(t, keys[k]);
 			if (v)
 				json_object_set_new(fn, keys[k], json_deep_copy(v));
 		}
@@ -591,7 +556,7 @@ static int map_allowed_tools(const json_t *tc, json_t **out, struct rerr *err)
 	if (need_string(tc, "tool_choice", "mode", &mode, err) < 0 ||
 	    check_enum(tc, "tool_choice", "mode", modes, err) < 0)
 		return -1;
-	const json_t *tools = opt(tc, "tools");
+	const json_t *tools = jsonx_opt(tc, "tools");
 	if (!tools)
 		return missing(err, "tool_choice", "tools");
 	if (!json_is_array(tools))
@@ -625,7 +590,7 @@ static int map_allowed_tools(const json_t *tc, json_t **out, struct rerr *err)
 static int map_tool_choice(const json_t *body, json_t *chat, struct rerr *err)
 {
 	static const char *const modes[] = { "none", "auto", "required", NULL };
-	const json_t *tc = opt(body, "tool_choice");
+	const json_t *tc = jsonx_opt(body, "tool_choice");
 	if (!tc)
 		return 0;
 	if (json_is_string(tc)) {
@@ -663,17 +628,17 @@ static int map_text(const json_t *body, json_t *chat, struct rerr *err)
 {
 	static const char *const types[] = { "text", "json_object", "json_schema", NULL };
 	static const char *const verbosities[] = { "low", "medium", "high", NULL };
-	const json_t *text = opt(body, "text");
+	const json_t *text = jsonx_opt(body, "text");
 	if (!text)
 		return 0;
 	if (!json_is_object(text))
 		return bad_type(err, NULL, "text", "an object", text);
 	if (check_enum(text, "text", "verbosity", verbosities, err) < 0)
 		return -1;
-	const json_t *verbosity = opt(text, "verbosity");
+	const json_t *verbosity = jsonx_opt(text, "verbosity");
 	if (verbosity)
 		json_object_set_new(chat, "verbosity", json_deep_copy(verbosity));
-	const json_t *f = opt(text, "format");
+	const json_t *f = jsonx_opt(text, "format");
 	if (!f)
 		return 0;
 	if (!json_is_object(f))
@@ -688,7 +653,7 @@ static int map_text(const json_t *body, json_t *chat, struct rerr *err)
 		return 0;
 	if (need_name(f, "text.format", &name, err) < 0)
 		return -1;
-	if (!opt(f, "schema"))
+	if (!jsonx_opt(f, "schema"))
 		return missing(err, "text.format", "schema");
 	if (check_kind(f, "text.format", "schema", JSON_OBJECT, "an object", err) < 0 ||
 	    check_kind(f, "text.format", "strict", JSON_TRUE, "a boolean", err) < 0 ||
@@ -697,7 +662,7 @@ static int map_text(const json_t *body, json_t *chat, struct rerr *err)
 	json_t *js = json_pack("{s:s}", "name", name);
 	static const char *const keys[] = { "schema", "strict", "description", NULL };
 	for (size_t k = 0; keys[k]; k++) {
-		const json_t *v = opt(f, keys[k]);
+		const json_t *v = jsonx_opt(f, keys[k]);
 		if (v)
 			json_object_set_new(js, keys[k], json_deep_copy(v));
 	}
@@ -713,7 +678,7 @@ static int map_reasoning_opts(const json_t *body, json_t *chat, struct rerr *err
 	static const char *const efforts[] = { "none", "minimal", "low", "medium", "high", "xhigh",
 					       "max", NULL };
 	static const char *const summaries[] = { "auto", "concise", "detailed", NULL };
-	const json_t *r = opt(body, "reasoning");
+	const json_t *r = jsonx_opt(body, "reasoning");
 	if (!r)
 		return 0;
 	if (!json_is_object(r))
@@ -721,7 +686,7 @@ static int map_reasoning_opts(const json_t *body, json_t *chat, struct rerr *err
 	if (check_enum(r, "reasoning", "effort", efforts, err) < 0 ||
 	    check_enum(r, "reasoning", "summary", summaries, err) < 0)
 		return -1;
-	const json_t *effort = opt(r, "effort");
+	const json_t *effort = jsonx_opt(r, "effort");
 	if (effort)
 		json_object_set_new(chat, "reasoning_effort", json_deep_copy(effort));
 	return 0;
@@ -758,7 +723,7 @@ static int check_field(const json_t *body, const struct field *f, struct rerr *e
 {
 	static const char *const want[] = { "a boolean", "a string", "a number", "an integer",
 					    "an object" };
-	const json_t *v = opt(body, f->key);
+	const json_t *v = jsonx_opt(body, f->key);
 	if (!v)
 		return 0;
 	int ok = f->kind == K_BOOL ? json_is_boolean(v) : f->kind == K_STRING ? json_is_string(v)
@@ -782,17 +747,17 @@ static int check_field(const json_t *body, const struct field *f, struct rerr *e
 static void map_scalars(const json_t *body, json_t *chat)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-		const json_t *v = opt(body, fields[i].key);
+		const json_t *v = jsonx_opt(body, fields[i].key);
 		if (v && fields[i].chat)
 			json_object_set_new(chat, fields[i].chat, json_deep_copy(v));
 	}
-	if (opt(body, "top_logprobs"))
+	if (jsonx_opt(body, "top_logprobs"))
 		json_object_set_new(chat, "logprobs", json_true());
 	/* Clients send parallel_tool_calls without tools (n8n always does), which OpenAI refuses
 	 * ("only allowed when 'tools' are specified"): without tools it means nothing. */
-	if (json_array_size(opt(body, "tools")) == 0)
+	if (json_array_size(jsonx_opt(body, "tools")) == 0)
 		json_object_del(chat, "parallel_tool_calls");
-	if (json_is_true(opt(body, "stream"))) {
+	if (json_is_true(jsonx_opt(body, "stream"))) {
 		json_object_set_new(chat, "stream", json_true());
 		json_object_set_new(chat, "stream_options", json_pack("{s:b}", "include_usage", 1));
 	}
@@ -803,7 +768,7 @@ static void map_scalars(const json_t *body, json_t *chat)
 /* instructions, then the context items, then the input, as chat messages into w. */
 static int walk_all(struct walk *w, const json_t *body, const json_t *context, struct rerr *err)
 {
-	const json_t *instr = opt(body, "instructions");
+	const json_t *instr = jsonx_opt(body, "instructions");
 	if (json_string_length(instr) > 0)
 		push_other(w, json_pack("{s:s, s:O}", "role", "system", "content", instr));
 	if (context && walk_items(w, context, "context", err) < 0) {
@@ -811,7 +776,7 @@ static int walk_all(struct walk *w, const json_t *body, const json_t *context, s
 		snprintf(err->param, sizeof(err->param), "previous_response_id");
 		return -1;
 	}
-	const json_t *input = opt(body, "input");
+	const json_t *input = jsonx_opt(body, "input");
 	if (input && walk_items(w, input, "input", err) < 0)
 		return -1;
 	if (w->final && json_array_size(w->msgs) == 0)
@@ -872,7 +837,7 @@ static size_t utf8_chars(const char *s, size_t len)
 
 static int check_metadata(const json_t *body, struct rerr *err)
 {
-	const json_t *md = opt(body, "metadata");
+	const json_t *md = jsonx_opt(body, "metadata");
 	if (!md)
 		return 0;
 	if (!json_is_object(md))
@@ -890,7 +855,7 @@ static int check_metadata(const json_t *body, struct rerr *err)
 					    "keys have at most 64.", klen);
 		if (!json_is_string(v))
 			return rerr_invalid(err, "metadata", "Invalid 'metadata.%.64s': expected a string, "
-					    "but got %s instead.", key, jtype(v));
+					    "but got %s instead.", key, jsonx_type_name(v));
 		size_t vlen = utf8_chars(json_string_value(v), json_string_length(v));
 		if (vlen > 512)
 			return rerr_invalid(err, "metadata", "Invalid 'metadata.%.64s': %zu characters; "
@@ -904,7 +869,7 @@ static int check_unmapped(const json_t *body, struct rerr *err)
 	static const char *const truncations[] = { "auto", "disabled", NULL };
 	if (check_metadata(body, err) < 0 || check_enum(body, NULL, "truncation", truncations, err) < 0)
 		return -1;
-	const json_t *inc = opt(body, "include");
+	const json_t *inc = jsonx_opt(body, "include");
 	if (inc && !json_is_array(inc))
 		return bad_type(err, NULL, "include", "an array of strings", inc);
 	size_t i;
@@ -926,12 +891,12 @@ int respx_validate(const json_t *body, struct resp_req *out, struct rerr *err)
 		return rerr_invalid(err, NULL, "The request body must be a JSON object.");
 	static const char *const refused[] = { "conversation", "prompt" };
 	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
-		if (opt(body, refused[i]))
+		if (jsonx_opt(body, refused[i]))
 			return rerr_set(err, 400, "invalid_request_error", "unsupported_parameter",
 					refused[i], "The '%s' parameter is not supported by this router.",
 					refused[i]);
 	}
-	const json_t *model = opt(body, "model");
+	const json_t *model = jsonx_opt(body, "model");
 	if (!model)
 		return rerr_invalid(err, "model", "You must provide a model parameter.");
 	if (!json_is_string(model))
@@ -939,7 +904,7 @@ int respx_validate(const json_t *body, struct resp_req *out, struct rerr *err)
 	if (json_string_length(model) == 0 || json_string_length(model) > CHATREQ_MAX_NAME_BYTES)
 		return rerr_invalid(err, "model", "Invalid 'model': %zu bytes long; a model id has 1 to "
 				    "%d bytes.", json_string_length(model), CHATREQ_MAX_NAME_BYTES);
-	if (!opt(body, "input") && !opt(body, "previous_response_id"))
+	if (!jsonx_opt(body, "input") && !jsonx_opt(body, "previous_response_id"))
 		return missing(err, NULL, "input");
 	json_t *chat = build_chat(body, NULL, 0, err);
 	if (!chat)
@@ -948,10 +913,10 @@ int respx_validate(const json_t *body, struct resp_req *out, struct rerr *err)
 	if (check_unmapped(body, err) < 0)
 		return -1;
 	out->model = json_string_value(model);
-	out->stream = json_is_true(opt(body, "stream"));
-	out->store = !json_is_false(opt(body, "store"));
-	out->background = json_is_true(opt(body, "background"));
-	out->previous_response_id = json_string_value(opt(body, "previous_response_id"));
+	out->stream = json_is_true(jsonx_opt(body, "stream"));
+	out->store = !json_is_false(jsonx_opt(body, "store"));
+	out->background = json_is_true(jsonx_opt(body, "background"));
+	out->previous_response_id = json_string_value(jsonx_opt(body, "previous_response_id"));
 	if (out->background && out->stream)
 		return rerr_set(err, 400, "invalid_request_error", "unsupported_value", "background",
 				"'background' cannot be combined with 'stream' here: send one or the other.");
