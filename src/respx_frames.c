@@ -57,6 +57,8 @@ int respx_frames(struct respx_stream *s, const char *p, size_t n, int *done, str
 			buf_puts(out, "\n\n");           /* a comment (keep-alive) passes */
 		p = nl ? nl + 2 : end;
 	}
+	if (!*done && respx_stream_finished(s))
+		*done = 1;              /* a chunk it could not keep whole failed the stream */
 	size_t i;
 	json_t *ev;
 	json_array_foreach(events, i, ev)

@@ -18,9 +18,9 @@
  * fragments are never lost. Fragments for a call already closed are dropped.
  *
  * Limits: an item's text (a reasoning summary, a message part, a call's arguments) keeps at most
- * RESPX_MAX_ITEM_BYTES; a delta that would cross it is dropped whole (neither sent nor kept), so
- * the .done events and the stored response always equal the deltas sent. At most RESPX_MAX_CALLS
- * tool calls per stream; the fragments of any further call are dropped.
+ * RESPX_MAX_ITEM_BYTES, and a stream at most RESPX_MAX_CALLS tool calls; a delta that would cross
+ * either (or that the call-memory gauge refuses) ends the stream as failed (error and
+ * response.failed), so nothing is ever left out of what the client is told is the answer.
  *
  * Status: finish_reason length -> "incomplete" {reason:max_output_tokens}, content_filter ->
  * "incomplete" {reason:content_filter}, anything else (or none) -> "completed"; the items open when
@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "jsonx.h"
+#include "memgauge.h"
 #include "respx.h"
 #include "util.h"
 
@@ -482,6 +483,20 @@ static int take(struct buf *b, const json_t *str)
 	return buf_append(b, json_string_value(str), json_string_length(str));
 }
 
+/* What the stream cannot keep (an item's text past RESPX_MAX_ITEM_BYTES, the call-memory gauge
+ * full, a call past RESPX_MAX_CALLS) ends it as failed: never a delta or a call left out. */
+static void overflow(struct respx_stream *s, json_t *events, const char *what)
+{
+	struct rerr e;
+	rerr_clear(&e);
+	if (memgauge_refused())
+		rerr_server_busy(&e, memgauge_cap() >> 20);
+	else
+		rerr_set(&e, 502, "server_error", "bad_upstream_response", NULL,
+			 "The upstream's reply cannot be relayed whole: %s.", what);
+	respx_stream_fail(s, &e, events);
+}
+
 /* Opens an item of kind k; its id is "<prefix>_<hex>_<output_index>". */
 static void item_begin(struct respx_stream *s, enum kind k, const char *prefix)
 {
@@ -666,7 +681,11 @@ static void on_call(struct respx_stream *s, const json_t *tc, size_t pos, json_t
 {
 	const json_t *idx = json_object_get(tc, "index");
 	struct call *c = call_get(s, json_is_integer(idx) ? json_integer_value(idx) : (json_int_t)pos);
-	if (!c || c->state == CALL_DONE)
+	if (!c) {
+		overflow(s, events, "more than 128 tool calls in one reply");
+		return;
+	}
+	if (c->state == CALL_DONE)
 		return;
 	const json_t *fn = json_object_get(tc, "function");
 	const char *id = json_str(tc, "id"), *name = json_str(fn, "name");
@@ -679,8 +698,12 @@ static void on_call(struct respx_stream *s, const json_t *tc, size_t pos, json_t
 		call_open(s, c, events);
 	}
 	const json_t *args = json_object_get(fn, "arguments");
-	if (!json_is_string(args) || json_string_length(args) == 0 || take(&c->args, args) < 0)
+	if (!json_is_string(args) || json_string_length(args) == 0)
 		return;
+	if (take(&c->args, args) < 0) {
+		overflow(s, events, "a tool call's arguments over 64 MiB");
+		return;
+	}
 	if (c->state == CALL_OPEN) {
 		json_t *ev = ev_item(s, events, "response.function_call_arguments.delta");
 		json_object_set_new(ev, "delta", json_deep_copy(args));
@@ -693,8 +716,10 @@ static void on_reasoning(struct respx_stream *s, const json_t *str, json_t *even
 		close_open(s, "completed", events);
 		reasoning_open(s, events);
 	}
-	if (take(&s->text, str) < 0)
+	if (take(&s->text, str) < 0) {
+		overflow(s, events, "an item's text over 64 MiB");
 		return;
+	}
 	json_t *ev = ev_item(s, events, "response.reasoning_summary_text.delta");
 	json_object_set_new(ev, "summary_index", json_integer(0));
 	json_object_set_new(ev, "delta", json_deep_copy(str));
@@ -711,8 +736,10 @@ static void on_text(struct respx_stream *s, const json_t *str, enum part p, json
 			part_close(s, events);
 		part_open(s, p, events);
 	}
-	if (take(&s->text, str) < 0)
+	if (take(&s->text, str) < 0) {
+		overflow(s, events, "an item's text over 64 MiB");
 		return;
+	}
 	json_t *ev = ev_item(s, events, p == P_REFUSAL ? "response.refusal.delta" :
 							    "response.output_text.delta");
 	json_object_set_new(ev, "content_index", json_integer((json_int_t)json_array_size(s->parts)));
@@ -776,6 +803,8 @@ void respx_stream_chunk(struct respx_stream *s, const json_t *chunk, json_t *eve
 		if (json_is_integer(idx) && json_integer_value(idx) != 0)
 			continue;
 		on_delta(s, json_object_get(choice, "delta"), events);
+		if (s->finished)
+			return;             /* it could not be kept (overflow) */
 		const char *fr = json_str(choice, "finish_reason");
 		if (fr) {
 			s->fin = finish_of(fr);
@@ -898,4 +927,9 @@ void respx_stream_free(struct respx_stream *s)
 	free(s->item_id);
 	free(s->hex);
 	free(s);
+}
+
+int respx_stream_finished(const struct respx_stream *s)
+{
+	return s->finished;
 }

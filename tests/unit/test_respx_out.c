@@ -622,3 +622,30 @@ TEST(respx_stream_refusal_and_snapshot)
 	respx_stream_free(s);
 	free_chunks(chunks);
 }
+
+/* A reply with more tool calls than a stream keeps (128) fails the stream instead of losing the
+ * 129th: an error event naming the cause, then response.failed. */
+TEST(respx_stream_too_many_calls_fails_instead_of_dropping)
+{
+	json_t *body = J("{'model':'m','input':'hi'}");
+	struct respx_stream *s = respx_stream_new(body, "resp_ab12", 1767225600);
+	json_t *events = json_array();
+	for (int k = 0; k < 129 && !respx_stream_finished(s); k++) {
+		json_t *c = json_pack("{s:[{s:i, s:{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}}]}", "choices", "index", 0,
+				      "delta", "tool_calls", "index", k, "id", "call_x", "type", "function",
+				      "function", "name", "f", "arguments", "{}");
+		respx_stream_chunk(s, c, events);
+		json_decref(c);
+	}
+	CHECK(respx_stream_finished(s));
+	const json_t *last = json_array_get(events, json_array_size(events) - 1);
+	const json_t *err = json_array_get(events, json_array_size(events) - 2);
+	CHECK_STR_EQ(str_at(last, "type"), "response.failed");
+	CHECK_STR_EQ(str_at(err, "type"), "error");
+	CHECK(strstr(str_at(err, "message"), "more than 128 tool calls") != NULL);
+	CHECK_INT_EQ(json_array_size(json_object_get(json_object_get(last, "response"), "output")), 128);
+	check_consistent(events, s);
+	json_decref(events);
+	json_decref(body);
+	respx_stream_free(s);
+}
