@@ -60,6 +60,7 @@ static int read_responses(struct request_ctx *rc, struct chat_plan *pl, struct r
 			      err) < 0)
 		return -1;
 	pl->call.responses = &pl->resp_state.call;
+	pl->call.dropped = pl->resp_state.unused.len ? pl->resp_state.unused.p : NULL;
 	if (chatreq_validate(pl->body, &pl->call.req, err) < 0) {
 		/* A translation the chat validator refuses: the router's fault, said plainly. */
 		log_error(rc->id, "a Responses request translated to an invalid chat request: %s",

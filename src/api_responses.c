@@ -188,6 +188,15 @@ int responses_prepare(struct request_ctx *rc, const char *agent, json_t *body,
 {
 	memset(rs, 0, sizeof(*rs));
 	*chat = NULL;
+	buf_init(&rs->unused, 4096);
+	respx_unused_fields(body, &rs->unused);
+	if (rs->unused.len && rc->cfg->strict_params) {
+		char first[64];
+		snprintf(first, sizeof(first), "%.*s", (int)strcspn(rs->unused.p, ","), rs->unused.p);
+		return rerr_set(err, 400, "invalid_request_error", "unsupported_parameter", first,
+				"Unsupported parameter: '%s' is not supported by this router (params.strict "
+				"is on).", first);
+	}
 	rs->rc = rc;
 	rs->agent = agent;
 	rs->store = rq->store;
@@ -218,6 +227,7 @@ void responses_state_free(struct responses_state *rs)
 {
 	free(rs->previous_id);
 	json_decref(rs->items);
+	buf_free(&rs->unused);
 	memset(rs, 0, sizeof(*rs));
 }
 

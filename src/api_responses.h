@@ -18,6 +18,7 @@ struct responses_state {
 	int store;
 	char *previous_id;
 	json_t *items;                 /* the request's input items as stored */
+	struct buf unused;             /* fields it neither forwards nor honours (respx_unused_fields) */
 };
 
 /* The chat request for a validated Responses request of agent: the conversation

@@ -504,6 +504,8 @@ void attempt_init(struct attempt *a, struct attempt_shared *s, size_t model, int
 	buf_init(&a->dropped, 4096);
 	buf_init(&a->body, (size_t)cfg->max_response_bytes);
 	buf_init(&a->embed_text, BUF_UNLIMITED);
+	if (call->dropped && call->dropped[0])
+		buf_puts(&a->dropped, call->dropped);
 	a->model = &cfg->models[model];
 	/* The routed model keeps the id the client used (a pass-through route's full id). */
 	const char *upstream_model = routed ? call->upstream_model : a->model->upstream;

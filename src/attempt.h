@@ -45,6 +45,8 @@ struct chat_call {
 	const struct chain *chain;       /* models to try, routed model first */
 	const struct embedreq *embed;    /* an embeddings request (POST /v1/embeddings), else NULL */
 	struct resp_call *responses;     /* POST /v1/responses, else NULL */
+	const char *dropped;             /* request fields already left out before translation
+					  * (comma-separated; NULL for none): every attempt names them */
 	unsigned needs;                  /* chatreq_needs(): a chain model that cannot honour them
 					  * is passed over */
 	int64_t max_cost_nusd;           /* the budget estimate when it is an upper bound (every

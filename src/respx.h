@@ -60,6 +60,14 @@ json_t *respx_to_chat(const json_t *body, const json_t *context, struct rerr *er
  * also "status":"completed"). New reference (an array). */
 json_t *respx_input_items(const json_t *body, const char *resp_id);
 
+struct buf;
+/* The request's top-level fields the router neither forwards nor honours, comma-separated into
+ * out: unknown ones and OpenAI-only ones (max_tool_calls, context_management, moderation, ...),
+ * `include` (no encrypted reasoning or output logprobs are returned), `truncation: "auto"` (acts
+ * as "disabled"). They are named in X-Router-Dropped-Params and the row, or refused in strict
+ * mode (params.strict). */
+void respx_unused_fields(const json_t *body, struct buf *out);
+
 /* ---- response side (respx_out.c) ---- */
 
 /* The Response object for a chat.completion (the router's reply, choice 0): output items in the
@@ -102,7 +110,6 @@ int respx_stream_finished(const struct respx_stream *s);
 
 /* ---- the relay's frames (respx_frames.c) ---- */
 
-struct buf;
 /* Translates n bytes of complete SSE frames the chat relay writes ("data: <chunk>", "data:
  * [DONE]", its error frame "data: {"error": {...}}", comments) into Responses event frames
  * appended to out ("event: <type>\ndata: <event>\n\n"; comments pass as they are). *done (0 at

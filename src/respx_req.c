@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "chatreq.h"
 #include "jsonx.h"
 #include "util.h"
@@ -1011,4 +1012,32 @@ json_t *respx_input_items(const json_t *body, const char *resp_id)
 			json_array_append_new(items, stored_item(item, hex, i));
 	}
 	return items;
+}
+
+void respx_unused_fields(const json_t *body, struct buf *out)
+{
+	static const char *const known[] = {
+		"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
+		"reasoning", "max_output_tokens", "temperature", "top_p", "top_logprobs", "user",
+		"safety_identifier", "prompt_cache_key", "service_tier", "metadata", "store",
+		"previous_response_id", "stream", "stream_options", "background", "include", "truncation",
+		NULL
+	};
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)body, key, v)
+	{
+		size_t i = 0;
+		while (known[i] && strcmp(known[i], key) != 0)
+			i++;
+		int unused = !known[i] ||
+			     (strcmp(key, "include") == 0 && json_array_size(v) > 0) ||
+			     (strcmp(key, "truncation") == 0 &&
+			      strcmp(str_or_empty(json_string_value(v)), "auto") == 0);
+		if (unused && !json_is_null(v)) {
+			if (out->len)
+				buf_putc(out, ',');
+			buf_printf(out, "%.63s", key);
+		}
+	}
 }

@@ -951,6 +951,17 @@ describe('POST /v1/responses', () => {
     assert.equal(row.path, '/v1/responses');
   });
 
+  it('fields the router neither forwards nor honours are named in X-Router-Dropped-Params and the row', async () => {
+    await stack.fake.reset();
+    const r = await req('POST', '/responses', JSON.stringify({ model: 'gpt-4o-mini', input: 'hi', max_tool_calls: 3, include: ['reasoning.encrypted_content'], truncation: 'auto', store: false }));
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-router-dropped-params'), 'max_tool_calls,include,truncation');
+    const [up] = await upstream();
+    for (const f of ['max_tool_calls', 'include', 'truncation']) assert.equal(up.body[f], undefined, `${f} is not forwarded`);
+    const row = await rowOf(r.json.id, r.headers);
+    assert.equal(row.dropped_params, 'max_tool_calls,include,truncation');
+  });
+
   it('n8n\'s requests work unchanged', async () => {
     const k = keys[OTHER_AGENT];   // n8n_engineer, tier T4
     const bodies = [

@@ -7,6 +7,7 @@
 
 #include "chatreq.h"
 #include "harness.h"
+#include "buf.h"
 #include "respx.h"
 
 /* The two requests of n8n's OpenAI node v2 from the issue. */
@@ -614,4 +615,24 @@ TEST(respx_input_items_are_resolvable_context)
 	json_decref(next);
 	json_decref(items);
 	json_decref(body);
+}
+
+/* The fields a Responses request sends that the router neither forwards nor honours. */
+TEST(respx_unused_fields_named)
+{
+	json_t *body = load("{\"model\":\"m\",\"input\":\"hi\",\"max_tool_calls\":3,\"include\":[],"
+			    "\"truncation\":\"disabled\",\"context_management\":null,\"moderation\":{},"
+			    "\"store\":false}");
+	struct buf b;
+	buf_init(&b, 4096);
+	respx_unused_fields(body, &b);
+	CHECK_STR_EQ(buf_str(&b), "max_tool_calls,moderation");
+	json_decref(body);
+	body = load("{\"model\":\"m\",\"input\":\"hi\",\"include\":[\"reasoning.encrypted_content\"],"
+		    "\"truncation\":\"auto\"}");
+	buf_reset(&b);
+	respx_unused_fields(body, &b);
+	CHECK_STR_EQ(buf_str(&b), "include,truncation");
+	json_decref(body);
+	buf_free(&b);
 }
