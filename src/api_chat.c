@@ -304,7 +304,9 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 	}
 	/* A bounded call is never charged more than its worst case (dispatch.c). */
 	pl->call.max_cost_nusd = e.bounded ? estimate : 0;
-	if (budget_reserve(cfg->budget_enabled ? reqctx_reader(rc) : NULL, cfg, pl->tier, pl->agent,
+	struct store *st = cfg->budget_enabled && budget_wants_store(rc->t0_wall_ms) ? reqctx_reader(rc)
+										     : NULL;
+	if (budget_reserve(st, cfg, pl->tier, pl->agent,
 			   rc->id, rc->t0_wall_ms, estimate, e.floor_nusd, bs, &err) < 0) {
 		budget_headers(&rc->resp, bs);
 		rc->log.model = pl->call.public_model;

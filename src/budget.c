@@ -300,6 +300,12 @@ static void after_reserve(const struct config *cfg, struct budget_state *bs, con
 	}
 }
 
+int budget_wants_store(int64_t now_ms)
+{
+	return !logwriter_running() ||
+	       now_ms - __atomic_load_n(&last_reclaim_ms, __ATOMIC_RELAXED) >= RECLAIM_EVERY_MS;
+}
+
 int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
 		   const char *agent, const char *request_id, int64_t now_ms,
 		   int64_t amount_nusd, int64_t floor_nusd, struct budget_state *bs, struct rerr *err)
@@ -308,15 +314,16 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 	bs->limit_nusd = -1;
 	if (!cfg->budget_enabled || !tier)
 		return 0;
-	/* A database known to be down is not waited on (dbdown.h). */
-	if (!st || dbdown_is_down()) {
+	/* A database known to be down is not waited on (dbdown.h). With a writer thread the
+	 * reservation is its job: st (for the reclaim) is given only when budget_wants_store(). */
+	if ((!st && !logwriter_running()) || dbdown_is_down()) {
 		if (strcmp(cfg->budget_when_db_down, "refuse") == 0)
 			return rerr_set(err, 503, "server_error", "budget_unavailable", NULL,
 					"Budgets cannot be checked: the database is unavailable. Retry later.");
 		return 0;
 	}
 	int64_t last = __atomic_load_n(&last_reclaim_ms, __ATOMIC_RELAXED);
-	if (now_ms - last >= RECLAIM_EVERY_MS &&
+	if (st && now_ms - last >= RECLAIM_EVERY_MS &&
 	    __atomic_compare_exchange_n(&last_reclaim_ms, &last, now_ms, 0, __ATOMIC_RELAXED,
 					__ATOMIC_RELAXED)) {
 		int n = store_budget_reclaim(st, now_ms - cfg->reservation_timeout_s * 1000);

@@ -85,10 +85,17 @@ struct budget_estimate {
 int64_t budget_estimate_nusd(const struct config *cfg, const json_t *body, size_t body_len,
 			     const struct chain *ch, struct budget_estimate *e);
 
+/* Whether budget_reserve() needs a connection of the caller's now: without a writer thread (plain
+ * CGI) always; with one only when the reclaim of stale reservations is due (every 10 s), since the
+ * reservation itself is the writer's job. A worker that holds no connection while it waits for the
+ * writer's group commit leaves the process's read connections to those that read (measured: 64
+ * calls at once each holding one through the wait kept opening and closing connections, a third
+ * of the responder's time). */
+int budget_wants_store(int64_t now_ms);
 /* Reserves amount for the tier (and the agent, when known). Returns 0 when the call may go on
  * (admitted, budgets off, or the database is down and budget.when_database_down = "serve"), or -1
  * with err set: 429 when a budget is exhausted, 503 when the database is down and the policy is
- * "refuse". now_ms is the request's wall clock. */
+ * "refuse". now_ms is the request's wall clock. st may be NULL when budget_wants_store() is 0. */
 int budget_reserve(struct store *st, const struct config *cfg, const struct tier_conf *tier,
 		   const char *agent, const char *request_id, int64_t now_ms,
 		   int64_t amount_nusd, int64_t floor_nusd, struct budget_state *bs, struct rerr *err);
