@@ -82,7 +82,9 @@ int request_read_body(struct request *req, size_t max, struct rerr *err)
 				req->content_length, max);
 	/* Without CONTENT_LENGTH (plain CGI with a chunked body) read to the end, bounded. */
 	size_t want = req->content_length >= 0 ? (size_t)req->content_length : max + 1;
-	char chunk[16384];
+	/* Small: the deepest stack pages a worker ever touches stay its own for good (and a call in
+	 * flight is mostly its worker's stack), so no frame on a request's path is large. */
+	char chunk[4096];
 	while (req->body.len < want) {
 		size_t n = want - req->body.len < sizeof(chunk) ? want - req->body.len : sizeof(chunk);
 		long r = req->io->read(req->io->ctx, chunk, n);

@@ -26,7 +26,7 @@
 #                apache/llm-router-proxy-fcgi.conf (its ProxyPass), the MPM sizing
 #                apache/llm-router-mpm.conf, and the router as apache/llm-router.service runs it
 #                (`llm-router serve --listen SOCKET`, the unit's LimitNOFILE), both as www-data,
-#                Apache with systemd's default open-file limit (1,024); the HTTPS upstream
+#                Apache with the open-file limit Debian's apachectl gives it (8,192); the HTTPS upstream
 # Only what a benchmark needs is changed in the copies: paths (binary, socket, configuration, home,
 # logs, error pages), callers anonymous (routing.auth_mode = "none", as in bench.sh), daily budgets
 # raised so that budget accounting stays on but never refuses, upstream.ca_file, and the provider
@@ -162,6 +162,10 @@ NOFILE_NOW=$(ulimit -n)
 # stays high, 524,288): the web servers start with it as their soft limit, as they do from Debian's
 # units, and raise it themselves where they are configured to.
 SERVICE_NOFILE=1024
+# Debian's apache2.service starts Apache through apachectl, which raises the soft limit (as root) to
+# what APACHE_ULIMIT_MAX_FILES says in /etc/apache2/envvars, 8,192 when it is unset.
+APACHE_NOFILE=$(sed -n 's/.*APACHE_ULIMIT_MAX_FILES:-ulimit -n \([0-9]*\).*/\1/p' /usr/sbin/apache2ctl 2>/dev/null | head -n 1)
+APACHE_NOFILE=${APACHE_NOFILE:-8192}
 
 # The system under test sees only what the benchmark sets: no real provider keys, no demo URL.
 unset LLM_ROUTER_DEMO_URL LLM_ROUTER_CONFIG LLM_ROUTER_HOME OPENAI_BASE_URL ANTHROPIC_API_KEY \
@@ -569,7 +573,7 @@ start_apache_proxy() {
 		done
 		: >"$dir/error.log"
 		[ "$(id -u)" = 0 ] && chown -R www-data:www-data "$dir/apache" "$dir/error.log"
-		(ulimit -S -n "$SERVICE_NOFILE" && exec taskset -c "$SUT_CPU" "${as[@]}" "$APACHE" -f "$dir/apache/httpd.conf" -DFOREGROUND) \
+		(ulimit -S -n "$APACHE_NOFILE" && exec taskset -c "$SUT_CPU" "${as[@]}" "$APACHE" -f "$dir/apache/httpd.conf" -DFOREGROUND) \
 			>"$dir/apache.out" 2>&1 &
 		apid=$!
 		ROOTS+=("$apid")
@@ -577,7 +581,7 @@ start_apache_proxy() {
 			T_PID="$apid $rpid"
 			T_URL=http://127.0.0.1:$port/v1/chat/completions
 			T_DIR=$dir
-			T_NOTE="Apache started with an open-file limit of $SERVICE_NOFILE and apache/llm-router-mpm.conf ($(sed -n 's/^  MaxRequestWorkers *\([0-9]*\).*/MaxRequestWorkers \1/p' "$ROOT/apache/llm-router-mpm.conf")); the router with the unit's LimitNOFILE, $nofile"
+			T_NOTE="Apache started with the open-file limit apachectl gives it, $APACHE_NOFILE, and apache/llm-router-mpm.conf ($(sed -n 's/^  MaxRequestWorkers *\([0-9]*\).*/MaxRequestWorkers \1/p' "$ROOT/apache/llm-router-mpm.conf")); the router with the unit's LimitNOFILE, $nofile"
 			return
 		fi
 		stop_tree "$apid"
