@@ -314,6 +314,9 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 		return -1;
 	}
 	budget_headers(&rc->resp, bs);
+	/* The row's settlement reads the scopes' spend for budget_settled's warn check. */
+	if (bs->reserved)
+		rc->log.spent_after = &bs->spent_after;
 	return 0;
 }
 
@@ -341,7 +344,7 @@ static void serve(struct request_ctx *rc, enum call_kind kind)
 	    step_tier_policy(rc, &pl) == 0) {
 		if (step_chain(rc, &pl) == 0 && step_budget(rc, &pl) == 0) {
 			dispatch_chat(rc, &pl.call);
-			if (pl.budget.reserved)
+			if (budget_settle_wants_store(&pl.budget))
 				budget_settled(reqctx_reader(rc), rc->cfg, &pl.budget);
 		}
 	}

@@ -392,6 +392,33 @@ static int settled_in_tx(struct store *st, void *ud, char *errbuf, size_t errsz)
 	return 0;
 }
 
+/* The spend of scope i after the row's settlement: the one it read, else a read on st. */
+static int spent_now(struct store *st, const struct budget_state *bs, size_t i, int64_t *spent)
+{
+	int64_t reserved;
+	if (bs->spent_after.valid && i < 2) {
+		*spent = bs->spent_after.nusd[i];
+		return 0;
+	}
+	return st ? store_budget_spend(st, bs->ask.day, bs->ask.scopes[i].scope, spent, &reserved) : -1;
+}
+
+int budget_settle_wants_store(const struct budget_state *bs)
+{
+	if (!bs->reserved)
+		return 0;
+	if (!bs->spent_after.valid)
+		return 1;
+	for (size_t i = 0; i < bs->ask.n; i++) {
+		const struct budget_scope *sc = &bs->ask.scopes[i];
+		int64_t spent = 0;
+		if (sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
+		    spent_now(NULL, bs, i, &spent) == 0 && spent >= sc->warn_nusd)
+			return 1;
+	}
+	return 0;
+}
+
 void budget_settled(struct store *st, const struct config *cfg, struct budget_state *bs)
 {
 	struct budget_ask *ask = &bs->ask;
@@ -401,10 +428,9 @@ void budget_settled(struct store *st, const struct config *cfg, struct budget_st
 	for (size_t i = 0; i < ask->n; i++) {
 		struct budget_scope *sc = &ask->scopes[i];
 		/* A scope already past the threshold at admission recorded its alert then. */
-		int64_t spent = 0, reserved = 0;
+		int64_t spent = 0;
 		sc->warn_due = sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
-			       store_budget_spend(st, ask->day, sc->scope, &spent, &reserved) == 0 &&
-			       spent >= sc->warn_nusd;
+			       spent_now(st, bs, i, &spent) == 0 && spent >= sc->warn_nusd;
 		due |= sc->warn_due;
 	}
 	if (!due)

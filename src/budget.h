@@ -27,6 +27,7 @@
 #include "errors.h"
 #include "fallback.h"
 #include "http.h"
+#include "reqlog_row.h"
 #include "store.h"
 
 /* One scope of a reservation: its limits (budget_scope_init), and what the transaction read. */
@@ -69,6 +70,7 @@ struct budget_state {
 	char agent_scope[160];
 	int64_t limit_nusd;            /* the tightest scope's budget, -1 = none */
 	int64_t remaining_nusd;
+	struct reqlog_spent spent_after;   /* filled by the row's settlement (its spent_after) */
 };
 
 /* What budget_estimate_nusd works out besides the worst case. */
@@ -101,9 +103,14 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 		   int64_t amount_nusd, int64_t floor_nusd, struct budget_state *bs, struct rerr *err);
 
 /* After the request's row settled its reservation: a scope whose committed spend this settlement
- * (or one beside it) took past budget.warn_percent gets its warn alert now, once per day. A read
- * on st, and a write only at the crossing. */
+ * (or one beside it) took past budget.warn_percent gets its warn alert now, once per day. The
+ * spend is the one the row's settlement read in its own transaction (bs->spent_after), else a
+ * read on st; a write only at the crossing. */
 void budget_settled(struct store *st, const struct config *cfg, struct budget_state *bs);
+
+/* Whether budget_settled needs a connection: the row's settlement read no spend (its row went to
+ * the fallback file, or nothing was reserved), or a warn alert is due. */
+int budget_settle_wants_store(const struct budget_state *bs);
 
 /* A scope's limits from its daily budget in USD (0 or less: none) and budget.block_percent and
  * budget.warn_percent; the spend fields are zeroed. */

@@ -32,6 +32,7 @@ struct wjob {
 	int (*fn)(struct store *st, void *ud, char *errbuf, size_t errsz);
 	void *ud;
 	struct wjob *next;
+	pthread_cond_t done_cv;    /* its owner alone waits on it: a batch wakes its own jobs only */
 	int done;
 	int rc;
 	char err[256];
@@ -40,7 +41,6 @@ struct wjob {
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work;          /* jobs queued or stop requested */
-	pthread_cond_t done;          /* a batch finished */
 	struct wjob *head, *tail;
 	int stop;
 	int running;
@@ -48,8 +48,7 @@ static struct {
 	struct store_opts opts;
 	struct store *st;             /* writer thread only */
 	int64_t retry_us;             /* writer thread only */
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-	.done = PTHREAD_COND_INITIALIZER };
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER };
 
 /* A database file deleted or renamed under the writer (a removed directory, a restore) would
  * swallow the rows committed to it: drop the connection so that a new file is opened at once. */
@@ -71,6 +70,8 @@ static void writer_open(int say, char *err, size_t errsz)
 	if (W.st || clock_mono_us() < W.retry_us)
 		return;
 	W.st = store_open(&W.opts, err, errsz);
+	if (W.st)
+		store_statement_journal_in_memory(W.st);
 	if (!W.st) {
 		W.retry_us = clock_mono_us() + REOPEN_US;
 		if (say)
@@ -191,12 +192,13 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&W.mu);
 		commit_batch(batch);
 		pthread_mutex_lock(&W.mu);
+		/* Each job's owner, and no other waiter: jobs queued during this commit sleep on. */
 		for (struct wjob *j = batch; j;) {
 			struct wjob *next = j->next;
 			j->done = 1;
+			pthread_cond_signal(&j->done_cv);
 			j = next;
 		}
-		pthread_cond_broadcast(&W.done);
 		if (!W.head)
 			tick_unlocked();   /* nobody waits: a good moment */
 	}
@@ -267,6 +269,7 @@ int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t err
 		snprintf(errbuf, errsz, "the database writer has stopped");
 		return -1;
 	}
+	pthread_cond_init(&job.done_cv, NULL);
 	if (W.tail)
 		W.tail->next = &job;
 	else
@@ -274,8 +277,9 @@ int logwriter_run(int (*fn)(struct store *st, void *ud, char *errbuf, size_t err
 	W.tail = &job;
 	pthread_cond_signal(&W.work);
 	while (!job.done)
-		pthread_cond_wait(&W.done, &W.mu);
+		pthread_cond_wait(&job.done_cv, &W.mu);
 	pthread_mutex_unlock(&W.mu);
+	pthread_cond_destroy(&job.done_cv);
 	if (job.rc < 0)
 		snprintf(errbuf, errsz, "%s", job.err);
 	return job.rc;

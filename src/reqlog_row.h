@@ -38,6 +38,14 @@ struct attempt_log {
 /* A row keeps at most this many bytes of the request's path. */
 #define REQLOG_PATH_MAX 256
 
+/* The day's spend of a row's tier and agent scopes right after the row's own budget settlement,
+ * read in its transaction (budget_settled's warn check needs no read of its own then); valid = 0
+ * when the row settled nothing or did not reach the database. */
+struct reqlog_spent {
+	int valid;
+	int64_t nusd[2];               /* [0] the tier scope, [1] the agent scope (0: none) */
+};
+
 struct reqlog {
 	const char *request_id;
 	int64_t ts_start_ms;
@@ -81,6 +89,8 @@ struct reqlog {
 	 * tool_call_id -> state, NULL for none. Rows of tool_call_state (SQLite, written in the row's
 	 * transaction) or the "tool_state" object (JSONL). Borrowed. */
 	const json_t *tool_state;
+	/* Out, when not NULL: see struct reqlog_spent. Never part of the row itself. */
+	struct reqlog_spent *spent_after;
 };
 
 /* How a field is stored, and which value of it means "none" (SQL NULL, JSON null). */

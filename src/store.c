@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "keysnap.h"
+#include "log.h"
 #include "util.h"
 
 static const char *stmt_sql[ST_COUNT] = {
@@ -81,6 +82,13 @@ static const char *stmt_sql[ST_COUNT] = {
 			    " WHERE day = ?1 AND scope = ?2 AND level = ?3 AND sent_ms IS NULL",
 	[ST_ALERT_NEXT] = "SELECT min(next_try_ms) FROM budget_alerts WHERE sent_ms IS NULL"
 			  " AND next_try_ms IS NOT NULL AND ts_ms >= ?1",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	/* A row and what comes with it (store_reqlog.c), inside the caller's transaction. */
+	[ST_SAVEPOINT_ROW] = "SAVEPOINT reqlog",
+	[ST_RELEASE_ROW] = "RELEASE reqlog",
+	[ST_ROLLBACK_TO_ROW] = "ROLLBACK TO reqlog",
 	[ST_LIMIT_SET] = "INSERT INTO budget_limits (scope, limit_nusd) VALUES (?1, ?2)"
 			 " ON CONFLICT (scope) DO UPDATE SET limit_nusd = excluded.limit_nusd"
 			 " WHERE limit_nusd != excluded.limit_nusd",
@@ -280,6 +288,13 @@ void store_close(struct store *st)
 	free(st);
 }
 
+void store_statement_journal_in_memory(struct store *st)
+{
+	char err[256];
+	if (store_exec(st->db, "PRAGMA temp_store = MEMORY", err, sizeof(err)) < 0)
+		log_warn(NULL, "PRAGMA temp_store = MEMORY failed: %s", err);
+}
+
 int store_schema_version(struct store *st)
 {
 	return store_user_version(st->db);
@@ -353,32 +368,42 @@ void store_bind_val(sqlite3_stmt *s, int i, const struct reqlog_val *v)
 
 /* ---- transactions ---- */
 
+int store_tx_step(struct store *st, int which, char *errbuf, size_t errsz)
+{
+	sqlite3_stmt *s = st->stmt[which];
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		snprintf(errbuf, errsz, "%s", sqlite3_errmsg(st->db));
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int store_begin(struct store *st)
 {
 	char err[256];
-	return store_exec(st->db, "BEGIN IMMEDIATE", err, sizeof(err));
+	return store_tx_step(st, ST_BEGIN, err, sizeof(err));
 }
 
 int store_commit(struct store *st)
 {
 	char err[256];
-	return store_exec(st->db, "COMMIT", err, sizeof(err));
+	return store_tx_step(st, ST_COMMIT, err, sizeof(err));
 }
 
 void store_rollback(struct store *st)
 {
 	char err[256];
-	store_exec(st->db, "ROLLBACK", err, sizeof(err));
+	store_tx_step(st, ST_ROLLBACK, err, sizeof(err));
 }
 
 int store_begin_err(struct store *st, char *errbuf, size_t errsz)
 {
-	return store_exec(st->db, "BEGIN IMMEDIATE", errbuf, errsz);
+	return store_tx_step(st, ST_BEGIN, errbuf, errsz);
 }
 
 int store_commit_err(struct store *st, char *errbuf, size_t errsz)
 {
-	return store_exec(st->db, "COMMIT", errbuf, errsz);
+	return store_tx_step(st, ST_COMMIT, errbuf, errsz);
 }
 
 /* ---- paced maintenance transactions ---- */

@@ -49,6 +49,13 @@ enum {
 	ST_ALERT_SENT,
 	ST_ALERT_FAILED,
 	ST_ALERT_NEXT,
+	/* Transaction control, prepared once: every row of the writer's group commit runs them. */
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT_ROW,
+	ST_RELEASE_ROW,
+	ST_ROLLBACK_TO_ROW,
 	ST_COUNT
 };
 
@@ -57,6 +64,10 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_COUNT];
 };
+
+/* Steps one of the transaction-control statements (ST_BEGIN...ST_ROLLBACK_TO_ROW): 0, or -1 with
+ * SQLite's message in errbuf. */
+int store_tx_step(struct store *st, int which, char *errbuf, size_t errsz);
 
 /* ---- store_schema.c ---- */
 

@@ -92,6 +92,15 @@ static int settle_budget(struct store *st, const struct reqlog *r, char *errbuf,
 	if (store_spend_add(st, day, tier_scope, r->cost_nusd, 0, 1) < 0 ||
 	    (agent_scope[0] && store_spend_add(st, day, agent_scope, r->cost_nusd, 0, 1) < 0))
 		goto fail;
+	if (r->spent_after) {
+		struct reqlog_spent *a = r->spent_after;
+		int64_t reserved;
+		a->nusd[1] = 0;
+		if (store_budget_spend(st, day, tier_scope, &a->nusd[0], &reserved) < 0 ||
+		    (agent_scope[0] && store_budget_spend(st, day, agent_scope, &a->nusd[1], &reserved) < 0))
+			goto fail;
+		a->valid = 1;
+	}
 	return 0;
 fail:
 	snprintf(errbuf, errsz, "budget ledger update failed: %s", sqlite3_errmsg(st->db));
@@ -126,18 +135,18 @@ int store_insert_reqlog(struct store *st, const struct reqlog *r, char *errbuf, 
 int store_insert_reqlog_new(struct store *st, const struct reqlog *r, char *errbuf, size_t errsz)
 {
 	/* The row, its attempts, its tool state and its budget settlement commit together. */
-	if (store_exec(st->db, "SAVEPOINT reqlog", errbuf, errsz) < 0)
+	if (store_tx_step(st, ST_SAVEPOINT_ROW, errbuf, errsz) < 0)
 		return -1;
 	int rc = insert_reqlog_parts(st, r, errbuf, errsz);
 	char ignore[64];
 	if (rc < 0) {
-		store_exec(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
-		store_exec(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+		store_tx_step(st, ST_ROLLBACK_TO_ROW, ignore, sizeof(ignore));
+		store_tx_step(st, ST_RELEASE_ROW, ignore, sizeof(ignore));
 		return -1;
 	}
-	if (store_exec(st->db, "RELEASE reqlog", errbuf, errsz) < 0) {
-		store_exec(st->db, "ROLLBACK TO reqlog", ignore, sizeof(ignore));
-		store_exec(st->db, "RELEASE reqlog", ignore, sizeof(ignore));
+	if (store_tx_step(st, ST_RELEASE_ROW, errbuf, errsz) < 0) {
+		store_tx_step(st, ST_ROLLBACK_TO_ROW, ignore, sizeof(ignore));
+		store_tx_step(st, ST_RELEASE_ROW, ignore, sizeof(ignore));
 		return -1;
 	}
 	return rc;
