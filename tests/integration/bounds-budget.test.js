@@ -208,7 +208,7 @@ describe('absurd usage', () => {
       const results = await Promise.all(Array.from({ length: 40 }, (_, i) =>
         stream(stack.router, { model: 'gpt-4o-mini', max_tokens: 200, messages: MSG }, { 'x-agent-name': ['sales_agent', 'hr_agent', 'devops_agent'][i % 3] })));
       assert.ok(results.some((r) => r.status === 200));
-      await waitFor(() => stack.router.db('SELECT count(*) AS n FROM request_log')[0].n === 40, 15000, 'every row');
+      await waitFor(() => stack.router.db('SELECT count(*) AS n FROM request_log')[0].n === 40, 15000 * SLOW, 'every row');
       const logged = stack.router.db("SELECT sum(cost_nusd) AS s, min(cost_nusd) AS m FROM request_log WHERE tier = 'T2'")[0];
       const led = spend(stack.router, 'tier:T2');
       console.log(`# ${FRONT}: committed ${logged.s} nano-USD of ${limit * 1e9} (${results.filter((r) => r.status === 200).length} of 40 admitted)`);
@@ -251,7 +251,7 @@ describe('refusals say what happened', () => {
       // The settling request crossed 80 %: its alert is there before any other request.
       const alerts = stack.router.db("SELECT level FROM budget_alerts WHERE scope = 'tier:T3'");
       assert.deepEqual(alerts.map((a) => a.level), [80], 'the warn alert at the configured level, at once');
-      const hook = await waitFor(async () => (await stack.fake.hooks()).find((h) => h.body.scope === 'tier:T3'), 5000, 'the webhook');
+      const hook = await waitFor(async () => (await stack.fake.hooks()).find((h) => h.body.scope === 'tier:T3'), 5000 * SLOW, 'the webhook');
       assert.equal(hook.body.level_percent, 80);
       // 200,000 tokens of claude-haiku-4-5 ($4/M): $0.80 > the $0.60 left.
       const r = await post(stack.router, { model: 'claude-haiku-4-5', max_tokens: 200000, messages: MSG }, who);

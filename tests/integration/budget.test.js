@@ -257,7 +257,7 @@ describe('budgets under concurrency', () => {
           assert.equal(r.headers.get('x-budget-limit-usd'), '0.00');
         }
         const day = new Date().toISOString().slice(0, 10);
-        await waitFor(() => stack.router.db(`SELECT count(*) AS n FROM request_log`)[0].n === 100, 5000, 'every row');
+        await waitFor(() => stack.router.db(`SELECT count(*) AS n FROM request_log`)[0].n === 100, 5000 * SLOW, 'every row');
         const logged = stack.router.db(`SELECT sum(cost_nusd) AS s, count(*) AS n FROM request_log WHERE tier = 'T2' AND status = 200`)[0];
         assert.equal(logged.n, ok.length);
         const ledger = stack.router.db(`SELECT * FROM budget_spend WHERE day = '${day}' AND scope = 'tier:T2'`)[0];
@@ -314,7 +314,7 @@ describe('budget limits, alerts and the daily reset', () => {
       assert.deepEqual(alerts.map((x) => x.level), [90, 100]);
       const lines = stack.router.errorLog().split('\n').filter((l) => /budget alert: tier:T2 reached/.test(l));
       assert.equal(lines.length, 2, lines.join('\n'));
-      const hooks = await waitFor(async () => { const h = (await stack.fake.hooks()).filter((x) => x.body.scope === 'tier:T2'); return h.length === 2 ? h : null; }, 5000, 'two webhooks');
+      const hooks = await waitFor(async () => { const h = (await stack.fake.hooks()).filter((x) => x.body.scope === 'tier:T2'); return h.length === 2 ? h : null; }, 5000 * SLOW, 'two webhooks');
       assert.deepEqual(hooks.map((h) => h.body.level_percent).sort(), [100, 90]);
       assert.equal(hooks[0].body.type, 'budget_alert');
     } finally { await stack.stop(); }

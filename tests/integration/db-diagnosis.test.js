@@ -38,7 +38,7 @@ async function holdOpen(db) {
   p.stdin.write('.timeout 10000\nSELECT count(*) FROM request_log;\n');
   await within(answered, 15000 * SLOW);
   if (stderr) throw new Error(`sqlite3: ${stderr}`);
-  await waitFor(() => fs.existsSync(db + '-shm'), 5000, 'the -shm file');
+  await waitFor(() => fs.existsSync(db + '-shm'), 5000 * SLOW, 'the -shm file');
   return { release: () => new Promise((r) => { p.once('exit', r); p.stdin.end(); }) };
 }
 

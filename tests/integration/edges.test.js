@@ -152,10 +152,10 @@ describe(`the web server's edges behind ${FRONT}`, () => {
       assert.equal((await r0.json()).error.code, 'provider_unavailable');
       // Added.
       fs.writeFileSync(envFile, groq('gsk-added-1'), { mode: 0o600 });
-      await waitFor(() => usesKey('gsk-added-1'), 8000, 'the added key in use');
+      await waitFor(() => usesKey('gsk-added-1'), 8000 * SLOW, 'the added key in use');
       // Changed (within the same second as the previous write: the change is still seen).
       fs.writeFileSync(envFile, groq('gsk-changed-22'), { mode: 0o600 });
-      await waitFor(() => usesKey('gsk-changed-22'), 8000, 'the changed key in use');
+      await waitFor(() => usesKey('gsk-changed-22'), 8000 * SLOW, 'the changed key in use');
       for (let i = 0; i < 5; i++) assert.ok(await usesKey('gsk-changed-22'), 'every new request uses the new key');
       if (FRONT === 'lighttpd') {
         const r = await chat(stack.router.baseURL, 'gpt-4o-mini');
@@ -164,7 +164,7 @@ describe(`the web server's edges behind ${FRONT}`, () => {
       }
       // Removed.
       fs.writeFileSync(envFile, original, { mode: 0o600 });
-      await waitFor(async () => (await chat(stack.router.baseURL, 'llama-3.3-70b')).status === 503, 8000, 'the removed key gone');
+      await waitFor(async () => (await chat(stack.router.baseURL, 'llama-3.3-70b')).status === 503, 8000 * SLOW, 'the removed key gone');
       if (CAPS.persistent) {
         const alive = pidsBefore.filter((p) => fs.existsSync(`/proc/${p}`));
         assert.deepEqual(alive, pidsBefore, 'the same responders, not restarted');
@@ -211,6 +211,6 @@ describe(`the web server's edges behind ${FRONT}`, () => {
     assert.ok(answered > 0, 'answers came back');
     assert.deepEqual(bad.slice(0, 5), [], `${bad.length} error answers not OpenAI's envelope`);
     // The web server keeps serving once the kills stop.
-    await waitFor(async () => (await fetch(stack.router.baseURL + '/models')).status === 200, 20000, 'service back');
+    await waitFor(async () => (await fetch(stack.router.baseURL + '/models')).status === 200, 20000 * SLOW, 'service back');
   });
 });

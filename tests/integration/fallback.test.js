@@ -143,7 +143,7 @@ describe('fallback chains', () => {
     const a = await attempts(stack.router, res.id);
     assert.deepEqual([a[0].outcome, a[0].upstream_status, a[0].status, a[0].error_type], ['failed', 401, 502, 'upstream_auth_error']);
     assert.ok(!a[0].error_message.includes('SECRET'), 'no key in the attempt row');
-    await waitFor(() => /error .*provider openai rejected the router's credentials for gpt-4o \(HTTP 401\): check OPENAI_API_KEY/.test(stack.router.errorLog()), 3000, 'the log line');
+    await waitFor(() => /error .*provider openai rejected the router's credentials for gpt-4o \(HTTP 401\): check OPENAI_API_KEY/.test(stack.router.errorLog()), 3000 * SLOW, 'the log line');
     assert.ok(!stack.router.errorLog().includes('SECRET'), 'no key in the log');
   });
 
@@ -370,7 +370,7 @@ describe('cooldown across responder processes', () => {
       assert.equal(r.status, 200);
       assert.equal(r.json.model, 'gemini-2.0-flash');
     }
-    await waitFor(() => /model gpt-4o-mini is skipped for 3 s \(cooldown\)/.test(stack.router.errorLog()), 3000, 'the cooldown log line');
+    await waitFor(() => /model gpt-4o-mini is skipped for 3 s \(cooldown\)/.test(stack.router.errorLog()), 3000 * SLOW, 'the cooldown log line');
     const health = stack.router.db("SELECT * FROM model_health WHERE model = 'gpt-4o-mini'")[0];
     assert.ok(health.cooldown_until_ms > Date.now(), 'the shared table holds the cooldown');
     // Each process re-reads the shared state at most every 250 ms (HEALTH_REFRESH_MS).
@@ -406,7 +406,7 @@ describe('cooldown across responder processes', () => {
     const probe = await post(stack.router, { model: 'gpt-4o-mini', messages: MSG });
     assert.equal(probe.status, 200);
     assert.equal(probe.json.model, 'gpt-4o-mini', `probe answered by ${probe.json.model}; attempts ${JSON.stringify(stack.router.db(`SELECT * FROM request_attempts WHERE request_id = '${probe.headers.get('x-request-id')}'`))}; health ${JSON.stringify(stack.router.db('SELECT * FROM model_health'))}; now ${Date.now()}\n${stack.router.errorLog().slice(-4000)}`);
-    await waitFor(() => stack.router.db("SELECT cooldown_until_ms FROM model_health WHERE model = 'gpt-4o-mini'")[0].cooldown_until_ms === 0, 3000, 'the cooldown to end');
+    await waitFor(() => stack.router.db("SELECT cooldown_until_ms FROM model_health WHERE model = 'gpt-4o-mini'")[0].cooldown_until_ms === 0, 3000 * SLOW, 'the cooldown to end');
     await sleep(300);
     const after = await Promise.all(Array.from({ length: 4 }, () => post(stack.router, { model: 'gpt-4o-mini', messages: MSG })));
     for (const r of after) assert.equal(r.json.model, 'gpt-4o-mini');

@@ -335,7 +335,7 @@ describe('every answered request has exactly one row through each database fault
       for (let i = 0; i < 5; i++) during.push(await call(router, 'kept'));
       assert.ok(during.every((r) => r.status === 200), during.map((r) => r.status).join(','));
       for (const pid of router.responderPids()) process.kill(pid, 'SIGTERM');
-      await waitFor(() => /request-log row\(s\) could be written neither to the database nor to the fallback file: they are in this error log only/.test(router.errorLog()), 10000, 'the line at exit');
+      await waitFor(() => /request-log row\(s\) could be written neither to the database nor to the fallback file: they are in this error log only/.test(router.errorLog()), 10000 * SLOW, 'the line at exit');
       execFileSync('umount', ['-l', dir]);
       mounted = false;
       const out = replayAll(router);

@@ -59,7 +59,7 @@ describe('the request log when the database fails', () => {
       await sleep(300);
       const during = await send(stack.router, 8, 'during');
       assert.equal(jsonlLines(stack.router), 8, 'every row of the outage is in the fallback file');
-      await waitFor(() => /request log row written to .*because the database failed/.test(stack.router.errorLog()), 3000, 'the log line');
+      await waitFor(() => /request log row written to .*because the database failed/.test(stack.router.errorLog()), 3000 * SLOW, 'the log line');
       holder.stdin.end('ROLLBACK;\n.quit\n');
       await new Promise((r) => holder.once('exit', r));
       // The maintenance thread imports the file on its own within a few seconds.

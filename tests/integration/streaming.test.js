@@ -68,7 +68,7 @@ describe('streaming', () => {
     const delay = ev.wall - tAbort;
     // The router sees the client gone at its next write (the next upstream event, <= 300 ms).
     assert.ok(delay < 2000 * SLOW, `upstream closed ${delay} ms after the client left`);
-    const rows = await waitFor(() => stack.router.db("SELECT * FROM request_log WHERE client_gone = 1"), 5000, 'the row of the cancelled call');
+    const rows = await waitFor(() => stack.router.db("SELECT * FROM request_log WHERE client_gone = 1"), 5000 * SLOW, 'the row of the cancelled call');
     assert.equal(rows[0].error_type, 'client_disconnected');
   });
 
