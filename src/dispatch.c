@@ -394,6 +394,7 @@ static void record_resends(struct dispatch *d, const struct attempt *a)
 {
 	for (int i = 0; i < a->ures.resends; i++) {
 		struct rerr e;
+		rerr_clear(&e);    /* rerr_set leaves retry_after and should_retry as they were */
 		rerr_set(&e, 502, "server_error", "connection_dropped", NULL,
 			 "The reused connection to provider %s closed before any reply; the request was "
 			 "sent again on a new connection", a->x.prov->name);
