@@ -390,10 +390,13 @@ int store_commit(struct store *st)
 	return store_tx_step(st, ST_COMMIT, err, sizeof(err));
 }
 
+/* A failed COMMIT (a full disk, an I/O error) has already rolled back on its own: a ROLLBACK then
+ * would only replace the connection's error message with "no transaction is active". */
 void store_rollback(struct store *st)
 {
 	char err[256];
-	store_tx_step(st, ST_ROLLBACK, err, sizeof(err));
+	if (!sqlite3_get_autocommit(st->db))
+		store_tx_step(st, ST_ROLLBACK, err, sizeof(err));
 }
 
 int store_begin_err(struct store *st, char *errbuf, size_t errsz)
