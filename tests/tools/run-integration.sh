@@ -23,7 +23,6 @@ conc=2
 # cannot reach (under /root, say) is mirrored into a temporary directory for the Apache set-ups.
 as_www="setpriv --reuid=www-data --regid=www-data --clear-groups"
 mirror=""
-trap '[ -z "$mirror" ] || rm -rf "$mirror"' EXIT
 # Sets apache_root (and makes the mirror once).
 apache_root=""
 find_apache_root() {
@@ -39,6 +38,10 @@ find_apache_root() {
   apache_root=$mirror
 }
 artifacts=${ROUTER_ARTIFACTS:-$ROOT/test-artifacts}
+# Each set-up's output is kept, so that the failures of every set-up can be printed again last,
+# where a CI log's tail shows them.
+logs=$(mktemp -d "${TMPDIR:-/tmp}/llm-router-test-logs.XXXXXX")
+trap '[ -z "$mirror" ] || rm -rf "$mirror"; rm -rf "$logs"' EXIT
 status=0
 for front in ${ROUTER_FRONTS:-lighttpd}; do
   echo "=== integration tests behind $front"
@@ -58,10 +61,22 @@ for front in ${ROUTER_FRONTS:-lighttpd}; do
       [ -n "$files" ] || files=$(ls integration/*.test.js | grep -Ev '/(cli|fastcgi|install|shared-hosting)\.test\.js$') ;;
   esac
   # shellcheck disable=SC2086
-  (cd "$root/tests" && ROUTER_FRONT=$front ROUTER_BIN=$bin ROUTER_ARTIFACTS=$kept HOME=$home $as \
-    node --test --test-concurrency="$conc" --test-reporter=spec ${files:-integration/}) || status=1
+  { rc=0
+    (cd "$root/tests" && ROUTER_FRONT=$front ROUTER_BIN=$bin ROUTER_ARTIFACTS=$kept HOME=$home $as \
+      node --test --test-concurrency="$conc" --test-reporter=spec ${files:-integration/}) 2>&1 || rc=$?
+    echo $rc > "$logs/rc"; } | tee "$logs/$front"
+  if [ "$(cat "$logs/rc")" != 0 ]; then
+    status=1
+    failed="${failed:-} $front"
+  fi
   kept_all="${kept_all:-}  $front: $kept
 "
 done
 printf 'files kept from this run (screenshots):\n%s' "${kept_all:-}"
+# The failing tests of each set-up, with their assertion messages (node's spec reporter lists
+# them after "failing tests:"), colour codes removed.
+for front in ${failed:-}; do
+  echo "=== failures behind $front"
+  sed -n '/failing tests:/,$p' "$logs/$front" | sed 's/\x1b\[[0-9;]*m//g' | grep -Ev '^\s*(at .*)?$' | head -n 60
+done
 exit $status
