@@ -74,9 +74,9 @@ for front in ${ROUTER_FRONTS:-lighttpd}; do
 done
 printf 'files kept from this run (screenshots):\n%s' "${kept_all:-}"
 # The failing tests of each set-up, with their assertion messages (node's spec reporter lists
-# them after "failing tests:"), colour codes removed.
+# them after "failing tests:"), colour codes and node's own stack frames removed.
 for front in ${failed:-}; do
   echo "=== failures behind $front"
-  sed -n '/failing tests:/,$p' "$logs/$front" | sed 's/\x1b\[[0-9;]*m//g' | grep -Ev '^\s*(at .*)?$' | head -n 60
+  sed -n '/failing tests:/,$p' "$logs/$front" | sed 's/\x1b\[[0-9;]*m//g' | grep -Ev '^\s*$|^\s*at .*(node:|node_modules)' | head -n 60
 done
 exit $status
