@@ -403,19 +403,25 @@ static int spent_now(struct store *st, const struct budget_state *bs, size_t i, 
 	return st ? store_budget_spend(st, bs->ask.day, bs->ask.scopes[i].scope, spent, &reserved) : -1;
 }
 
+/* Whether scope i crossed its warn threshold with this call: below it at admission (a scope
+ * already past it recorded its alert then), at or above it now. */
+static int warn_crossed(struct store *st, const struct budget_state *bs, size_t i)
+{
+	const struct budget_scope *sc = &bs->ask.scopes[i];
+	int64_t spent = 0;
+	return sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
+	       spent_now(st, bs, i, &spent) == 0 && spent >= sc->warn_nusd;
+}
+
 int budget_settle_wants_store(const struct budget_state *bs)
 {
 	if (!bs->reserved)
 		return 0;
 	if (!bs->spent_after.valid)
 		return 1;
-	for (size_t i = 0; i < bs->ask.n; i++) {
-		const struct budget_scope *sc = &bs->ask.scopes[i];
-		int64_t spent = 0;
-		if (sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
-		    spent_now(NULL, bs, i, &spent) == 0 && spent >= sc->warn_nusd)
+	for (size_t i = 0; i < bs->ask.n; i++)
+		if (warn_crossed(NULL, bs, i))
 			return 1;
-	}
 	return 0;
 }
 
@@ -426,12 +432,8 @@ void budget_settled(struct store *st, const struct config *cfg, struct budget_st
 		return;
 	int due = 0;
 	for (size_t i = 0; i < ask->n; i++) {
-		struct budget_scope *sc = &ask->scopes[i];
-		/* A scope already past the threshold at admission recorded its alert then. */
-		int64_t spent = 0;
-		sc->warn_due = sc->warn_nusd > 0 && sc->spent_nusd < sc->warn_nusd &&
-			       spent_now(st, bs, i, &spent) == 0 && spent >= sc->warn_nusd;
-		due |= sc->warn_due;
+		ask->scopes[i].warn_due = warn_crossed(st, bs, i);
+		due |= ask->scopes[i].warn_due;
 	}
 	if (!due)
 		return;
