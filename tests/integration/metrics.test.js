@@ -121,46 +121,53 @@ describe('GET /metrics', () => {
       const r = await scrape(stack.router);
       assert.equal(r.status, 200, r.text);
       assert.match(r.type, /^text\/plain; version=0\.0\.4/);
-      const { families, samples } = parseExposition(r.text);
       // A mismatch names the scrape and shows the log's figures and the scrape's own lines.
-      const ctx = (what) => `${what}, scrape ${i}: the log ${JSON.stringify(fromLog)}; the scrape: ${r.text.split('\n').filter((l) => /^llm_router_(requests_total|tokens_total|database_up|request_log_fallback_rows|fallbacks_total)/.test(l)).join(' | ')}`;
-      for (const [name, type] of [['llm_router_requests_total', 'counter'], ['llm_router_tokens_total', 'counter'],
-        ['llm_router_cost_usd_total', 'counter'], ['llm_router_budget_limit_usd', 'gauge'], ['llm_router_budget_spent_usd', 'gauge'],
-        ['llm_router_fallbacks_total', 'counter'], ['llm_router_upstream_errors_total', 'counter'],
-        ['llm_router_request_duration_seconds', 'histogram'], ['llm_router_time_to_first_token_seconds', 'histogram'],
-        ['llm_router_inflight_requests', 'gauge'], ['llm_router_model_cooling_down', 'gauge'],
-        ['llm_router_request_log_fallback_rows', 'gauge'], ['llm_router_database_up', 'gauge']]) {
-        assert.equal(families[name] && families[name].type, type, name);
-        assert.ok(families[name].help.length > 10, `${name} has a HELP text`);
-      }
-      const requests = sum(samples, 'llm_router_requests_total', (l) => l.endpoint !== '/metrics');
-      assert.equal(requests, fromLog.n, ctx('requests'));
-      assert.equal(sum(samples, 'llm_router_requests_total', (l) => Number(l.status) >= 400 && l.endpoint !== '/metrics'), fromLog.errors, ctx('errors'));
-      assert.equal(sum(samples, 'llm_router_requests_total', (l) => l.endpoint === 'other' && l.status === '404'), 1, ctx('the unknown path'));
-      assert.equal(sum(samples, 'llm_router_tokens_total', (l) => l.direction === 'input'), fromLog.input, ctx('input tokens'));
-      assert.equal(sum(samples, 'llm_router_tokens_total', (l) => l.direction === 'output'), fromLog.output, ctx('output tokens'));
-      assert.ok(Math.abs(sum(samples, 'llm_router_cost_usd_total') - fromLog.cost / 1e9) < 1e-9, ctx('cost'));
-      for (const m of byModel) {
-        assert.equal(sum(samples, 'llm_router_request_duration_seconds_count', (l) => l.model === m.model), m.n, ctx(`duration count of ${m.model}`));
-        const inf = samples.find((s) => s.name === 'llm_router_request_duration_seconds_bucket' && s.labels.model === m.model && s.labels.le === '+Inf');
-        assert.equal(inf && inf.value, m.n, ctx(`+Inf bucket of ${m.model}`));
-        // Buckets are cumulative and in increasing le.
-        const buckets = samples.filter((s) => s.name === 'llm_router_request_duration_seconds_bucket' && s.labels.model === m.model);
-        for (let k = 1; k < buckets.length; k++) {
-          assert.ok(Number(buckets[k].labels.le === '+Inf' ? Infinity : buckets[k].labels.le) > Number(buckets[k - 1].labels.le));
-          assert.ok(buckets[k].value >= buckets[k - 1].value);
+      try {
+        const { families, samples } = parseExposition(r.text);
+        for (const [name, type] of [['llm_router_requests_total', 'counter'], ['llm_router_tokens_total', 'counter'],
+          ['llm_router_cost_usd_total', 'counter'], ['llm_router_budget_limit_usd', 'gauge'], ['llm_router_budget_spent_usd', 'gauge'],
+          ['llm_router_fallbacks_total', 'counter'], ['llm_router_upstream_errors_total', 'counter'],
+          ['llm_router_request_duration_seconds', 'histogram'], ['llm_router_time_to_first_token_seconds', 'histogram'],
+          ['llm_router_inflight_requests', 'gauge'], ['llm_router_model_cooling_down', 'gauge'],
+          ['llm_router_request_log_fallback_rows', 'gauge'], ['llm_router_database_up', 'gauge']]) {
+          assert.equal(families[name] && families[name].type, type, name);
+          assert.ok(families[name].help.length > 10, `${name} has a HELP text`);
         }
+        const requests = sum(samples, 'llm_router_requests_total', (l) => l.endpoint !== '/metrics');
+        assert.equal(requests, fromLog.n);
+        assert.equal(sum(samples, 'llm_router_requests_total', (l) => Number(l.status) >= 400 && l.endpoint !== '/metrics'), fromLog.errors);
+        assert.equal(sum(samples, 'llm_router_requests_total', (l) => l.endpoint === 'other' && l.status === '404'), 1);
+        assert.equal(sum(samples, 'llm_router_tokens_total', (l) => l.direction === 'input'), fromLog.input);
+        assert.equal(sum(samples, 'llm_router_tokens_total', (l) => l.direction === 'output'), fromLog.output);
+        assert.ok(Math.abs(sum(samples, 'llm_router_cost_usd_total') - fromLog.cost / 1e9) < 1e-9);
+        for (const m of byModel) {
+          assert.equal(sum(samples, 'llm_router_request_duration_seconds_count', (l) => l.model === m.model), m.n);
+          const inf = samples.find((s) => s.name === 'llm_router_request_duration_seconds_bucket' && s.labels.model === m.model && s.labels.le === '+Inf');
+          assert.equal(inf && inf.value, m.n);
+          // Buckets are cumulative and in increasing le.
+          const buckets = samples.filter((s) => s.name === 'llm_router_request_duration_seconds_bucket' && s.labels.model === m.model);
+          for (let k = 1; k < buckets.length; k++) {
+            assert.ok(Number(buckets[k].labels.le === '+Inf' ? Infinity : buckets[k].labels.le) > Number(buckets[k - 1].labels.le));
+            assert.ok(buckets[k].value >= buckets[k - 1].value);
+          }
+        }
+        assert.ok(sum(samples, 'llm_router_time_to_first_token_seconds_count') >= 8, 'streamed calls have a time to first token');
+        assert.equal(sum(samples, 'llm_router_fallbacks_total', (l) => l.from === 'gpt-4o' && l.to === 'claude-sonnet-4-5'), 1);
+        assert.ok(sum(samples, 'llm_router_upstream_errors_total', (l) => l.provider === 'openai' && l.code === '500') >= 1);
+        assert.equal(sum(samples, 'llm_router_database_up'), 1);
+        assert.equal(sum(samples, 'llm_router_request_log_fallback_rows'), 0);
+        assert.equal(sum(samples, 'llm_router_budget_limit_usd', (l) => l.tier === 'T1'), 50);
+        const spentT1 = stack.router.db("SELECT spent_nusd FROM budget_spend WHERE scope = 'tier:T1' AND day = date('now')")[0].spent_nusd;
+        assert.ok(Math.abs(sum(samples, 'llm_router_budget_spent_usd', (l) => l.tier === 'T1') - spentT1 / 1e9) < 1e-9);
+        assert.ok(samples.some((s) => s.name === 'llm_router_model_cooling_down' && s.labels.model === 'gpt-4o-mini' && s.value === 0));
+        seen.push(requests);
+      } catch (e) {
+        // Node's reporter prints the stack, written when the error was made: both get the context.
+        const more = `\nscrape ${i}: the log ${JSON.stringify(fromLog)}, now ${JSON.stringify(stack.router.db("SELECT path, status, model, count(*) AS n FROM request_log GROUP BY 1, 2, 3"))}; the scrape: ${r.text.split('\n').filter((l) => /^llm_router_(requests_total|tokens_total|database_up|request_log_fallback_rows|fallbacks_total)/.test(l)).join(' | ')}`;
+        e.message += more;
+        e.stack += more;
+        throw e;
       }
-      assert.ok(sum(samples, 'llm_router_time_to_first_token_seconds_count') >= 8, 'streamed calls have a time to first token');
-      assert.equal(sum(samples, 'llm_router_fallbacks_total', (l) => l.from === 'gpt-4o' && l.to === 'claude-sonnet-4-5'), 1, ctx('fallbacks'));
-      assert.ok(sum(samples, 'llm_router_upstream_errors_total', (l) => l.provider === 'openai' && l.code === '500') >= 1, ctx('upstream errors'));
-      assert.equal(sum(samples, 'llm_router_database_up'), 1, ctx('database_up'));
-      assert.equal(sum(samples, 'llm_router_request_log_fallback_rows'), 0, ctx('fallback rows'));
-      assert.equal(sum(samples, 'llm_router_budget_limit_usd', (l) => l.tier === 'T1'), 50);
-      const spentT1 = stack.router.db("SELECT spent_nusd FROM budget_spend WHERE scope = 'tier:T1' AND day = date('now')")[0].spent_nusd;
-      assert.ok(Math.abs(sum(samples, 'llm_router_budget_spent_usd', (l) => l.tier === 'T1') - spentT1 / 1e9) < 1e-9);
-      assert.ok(samples.some((s) => s.name === 'llm_router_model_cooling_down' && s.labels.model === 'gpt-4o-mini' && s.value === 0));
-      seen.push(requests);
     }
     assert.deepEqual(seen, seen.map(() => total), `requests counted by each scrape, against the ${total} rows waited for`);
   });
