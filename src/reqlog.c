@@ -45,8 +45,6 @@ static void log_fallback(const struct reqlog *r, const char *jsonl_path, const c
 int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *r)
 {
 	char err[512] = "database not open";
-	if (r->spent_after)
-		r->spent_after->valid = 0;
 	if (dbdown_is_down()) {
 		snprintf(err, sizeof(err), "the database is down (tried again every %d ms)", DBDOWN_PROBE_MS);
 	} else if (st) {
@@ -61,7 +59,7 @@ int reqlog_write(struct store *st, const char *jsonl_path, const struct reqlog *
 			return 0;
 	}
 	if (r->spent_after)
-		r->spent_after->valid = 0;   /* what a failed transaction read is void */
+		r->spent_after->valid = 0;   /* its settlement never committed: what it read is void */
 	char err2[512];
 	if (reqlog_jsonl_append(jsonl_path, r, err2, sizeof(err2)) == 0) {
 		log_fallback(r, jsonl_path, err);
