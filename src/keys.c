@@ -123,7 +123,9 @@ struct key_cache {
 	int source;
 	int refreshing;
 	int db_down;                 /* the last refresh could not read the database */
-	int dirty;                   /* a key was added from the database: the snapshot lacks it */
+	int dirty;                   /* a key was added from the database, or the snapshot could
+				      * not be written: the snapshot may lack the table's keys */
+	int snap_failing;            /* the last snapshot write failed (said once) */
 	int64_t next_refresh_us;     /* 0: due at the next check */
 	struct snap_sig sig;         /* of the snapshot when last looked at */
 	struct snap_sig table_sig;   /* of the snapshot that held the table's keys */
@@ -210,15 +212,36 @@ static void put_row(void *ud, const char *id, const char *agent, const char *has
 	key_table_put(ud, id, hash, created_ms, revoked_ms, agent);
 }
 
-/* Rewrites the snapshot when it does not hold t. Returns 0, or -1 with a message in errbuf. */
-static int snapshot_sync(const char *snap_path, const char *db_path, const struct key_table *t,
-			 char *errbuf, size_t errsz)
+/* How long a writer waits for another's snapshot write (a read of the table and an fsync). */
+#define SNAPSHOT_LOCK_WAIT_MS 2000
+
+/* Rewrites the snapshot from the database's table when it does not hold it. The table is read
+ * inside the snapshot lock: a writer that read it earlier (before `keys create` stored a key)
+ * could otherwise rename its older table over the newer one the command wrote. On success *t is
+ * the table read. Returns 0, or -1 with a message in errbuf (the snapshot is unchanged). */
+static int snapshot_sync(struct store *st, const char *snap_path, const char *db_path,
+			 struct key_table *t, char *errbuf, size_t errsz)
 {
-	struct key_table disk = { 0 };
-	char ignore[256];
-	int same = keysnap_read(snap_path, &disk, ignore, sizeof(ignore)) == 0 && key_table_equal(&disk, t);
+	int lock = keysnap_lock(snap_path, SNAPSHOT_LOCK_WAIT_MS, errbuf, errsz);
+	if (lock == -2)
+		return -1;
+	struct key_table now = { 0 }, disk = { 0 };
+	int rc = -1;
+	if (store_key_load(st, put_row, &now) < 0) {
+		snprintf(errbuf, errsz, "cannot read the keys of %s", db_path);
+	} else {
+		char ignore[256];
+		int same = keysnap_read(snap_path, &disk, ignore, sizeof(ignore)) == 0 &&
+			   key_table_equal(&disk, &now);
+		rc = same ? 0 : keysnap_write(snap_path, &now, db_path, errbuf, errsz);
+		struct key_table old = *t;
+		*t = now;
+		now = old;
+	}
+	keysnap_unlock(lock);
+	key_table_free(&now);
 	key_table_free(&disk);
-	return same ? 0 : keysnap_write(snap_path, t, db_path, errbuf, errsz);
+	return rc;
 }
 
 /* One refresh (the caller won kc->refreshing): the database's table, else the snapshot's when
@@ -235,10 +258,13 @@ static int cache_refresh(struct key_cache *kc, struct store *st, char *snap_path
 		pthread_mutex_unlock(&kc->mu);
 		if (was_down)
 			log_info(NULL, "API keys: the database %s can be read again", db_path);
-		if (changed && snapshot_sync(snap_path, db_path, &fresh, err, sizeof(err)) < 0)
-			log_warn(NULL, "API keys: cannot update the key snapshot: %s", err);
+		int sync_failed = changed && snapshot_sync(st, snap_path, db_path, &fresh, err, sizeof(err)) < 0;
 		struct snap_sig sig = snap_sig_of(snap_path);
 		pthread_mutex_lock(&kc->mu);
+		/* A snapshot that could not be written is tried again at the next refresh; said once. */
+		int said = kc->snap_failing;
+		kc->snap_failing = sync_failed;
+		kc->dirty |= sync_failed;
 		struct key_table old = kc->t;
 		kc->t = fresh;
 		fresh = old;
@@ -248,6 +274,10 @@ static int cache_refresh(struct key_cache *kc, struct store *st, char *snap_path
 		kc->table_sig = sig;
 		pthread_mutex_unlock(&kc->mu);
 		key_table_free(&fresh);
+		if (sync_failed && !said)
+			log_warn(NULL, "API keys: cannot update the key snapshot: %s", err);
+		else if (!sync_failed && said)
+			log_info(NULL, "API keys: the key snapshot is up to date again");
 		return 0;
 	}
 	key_table_free(&fresh);
@@ -373,14 +403,9 @@ enum key_status key_cache_check(struct key_cache *kc, struct store *st, const ch
 int key_snapshot_save(struct store *st, const char *db_path, char *errbuf, size_t errsz)
 {
 	struct key_table t = { 0 };
-	int rc = -1;
-	if (store_key_load(st, put_row, &t) < 0) {
-		snprintf(errbuf, errsz, "cannot read the keys of %s", db_path);
-	} else {
-		char *snap = keysnap_path(db_path);
-		rc = keysnap_write(snap, &t, db_path, errbuf, errsz);
-		free(snap);
-	}
+	char *snap = keysnap_path(db_path);
+	int rc = snapshot_sync(st, snap, db_path, &t, errbuf, errsz);
+	free(snap);
 	key_table_free(&t);
 	return rc;
 }

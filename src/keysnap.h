@@ -9,7 +9,9 @@
  * is refused as a whole. It is written to a temporary file (mode 0600) in the same directory,
  * synced, then renamed over the old one: a reader sees the old table or the new, never a mix.
  * Its existence also marks a directory whose database has been created (store.h: the first-start
- * rule). A leaf: libc only.
+ * rule). Writers (the command line, every responder's refresh, a first start) take the snapshot
+ * lock and read what they write inside it, so that the last rename holds the newest table. A
+ * leaf: libc only.
  */
 #ifndef ROUTER_KEYSNAP_H
 #define ROUTER_KEYSNAP_H
@@ -51,5 +53,12 @@ int keysnap_read(const char *path, struct key_table *t, char *errbuf, size_t err
  * that names a file). Returns 0, or -1 with a message in errbuf (nothing is left behind). */
 int keysnap_write(const char *path, const struct key_table *t, const char *owner_of, char *errbuf,
 		  size_t errsz);
+
+/* The snapshot lock: an exclusive flock on the directory of path, waited for up to wait_ms. Returns
+ * a descriptor for keysnap_unlock; -1 when the directory cannot be opened or locked (a file
+ * system without flock: the write goes ahead unlocked); -2 when another writer held it all that
+ * time (message in errbuf: nothing should be written). */
+int keysnap_lock(const char *path, int wait_ms, char *errbuf, size_t errsz);
+void keysnap_unlock(int fd);
 
 #endif

@@ -221,15 +221,19 @@ out:
 	return rc;
 }
 
-/* A new database has no keys: its (empty) snapshot marks the directory as in use. */
+/* A new database has no keys: its (empty) snapshot marks the directory as in use. Under the
+ * snapshot lock: another process that opened the new file at the same time may have stored a
+ * key and written its snapshot already, which an empty table must not replace. */
 static void mark_created(const char *db_path)
 {
 	char *snap = keysnap_path(db_path);
-	if (!exists(snap)) {
+	char err[256];
+	int lock = keysnap_lock(snap, 2000, err, sizeof(err));
+	if (lock != -2 && !exists(snap)) {
 		struct key_table empty = { 0 };
-		char err[256];
 		keysnap_write(snap, &empty, db_path, err, sizeof(err));
 	}
+	keysnap_unlock(lock);
 	free(snap);
 }
 

@@ -336,7 +336,7 @@ describe('the key snapshot and the first start', () => {
       assert.equal((await post(router, key)).status, 200);
       const snap = fs.readFileSync(path.join(path.dirname(router.dbPath), 'llm_keys.snapshot'), 'utf8');
       assert.ok(!snap.includes(key.slice(17)), 'no secret in the snapshot');
-      assert.ok(snap.includes(key.slice(4, 16)), 'the id is in the snapshot');
+      assert.ok(snap.includes(key.slice(4, 16)), `the id ${key.slice(4, 16)} is in the snapshot; its ids: ${snap.split('\n').map((l) => l.split(' ')[0]).join(' ')}`);
       assert.equal(fs.statSync(path.join(path.dirname(router.dbPath), 'llm_keys.snapshot')).mode & 0o777, 0o600);
       assert.equal(cli(router, ['keys', 'revoke', key.slice(4, 16)]).status, 0);
       const r = await post(router, key);

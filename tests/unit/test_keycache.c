@@ -2,6 +2,7 @@
  * through database faults (keys.h), and the first-start rule of store_open (store.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,96 @@ TEST(key_snapshot_restore_fills_a_new_database)
 	char want[65];
 	sha256_hex(k1, KEY_LEN, want);
 	CHECK_STR_EQ(hash, want);
+	store_close(st);
+	free(db);
+}
+
+/* Snapshot writers race: a responder's refresh that read the table before `keys create` stored a
+ * key must not write its older table over the snapshot the command wrote after it. A refresher
+ * thread (a responder, its table always one change behind) runs beside a creator (the command
+ * line) and a reader that checks, at every moment, that the snapshot holds every key whose save
+ * has returned. */
+#define RACE_KEYS 150
+static struct {
+	const char *db;
+	char ids[RACE_KEYS][KEY_ID_LEN + 1];
+	int saved;                  /* keys whose snapshot save returned */
+	int stop;
+	int reads, stale, first_stale;
+} race;
+
+static void *race_refresher(void *arg)
+{
+	(void)arg;
+	char err[512];
+	struct store *st = open_db(race.db, STORE_CREATE_NONE, NULL, err, sizeof(err));
+	struct key_cache *kc = key_cache_new(race.db, 0);
+	while (st && !__atomic_load_n(&race.stop, __ATOMIC_ACQUIRE))
+		key_cache_refresh(kc, st);
+	key_cache_free(kc);
+	store_close(st);
+	return NULL;
+}
+
+static void *race_reader(void *arg)
+{
+	(void)arg;
+	char *snap = keysnap_path(race.db);
+	while (!__atomic_load_n(&race.stop, __ATOMIC_ACQUIRE)) {
+		int saved = __atomic_load_n(&race.saved, __ATOMIC_ACQUIRE);
+		struct key_table t = { 0 };
+		char err[256];
+		if (keysnap_read(snap, &t, err, sizeof(err)) == 0) {
+			race.reads++;
+			for (int i = 0; i < saved; i++)
+				if (!key_table_find(&t, race.ids[i])) {
+					if (!race.stale++)
+						race.first_stale = i;
+					break;
+				}
+		}
+		key_table_free(&t);
+	}
+	free(snap);
+	return NULL;
+}
+
+TEST(key_snapshot_never_goes_back_to_an_older_table)
+{
+	char err[512];
+	char *db = test_path("race/llm_logs.db");
+	struct store *st = open_db(db, STORE_CREATE_FIRST_DIR, NULL, err, sizeof(err));
+	REQUIRE_NOT_NULL(st);
+	memset(&race, 0, sizeof(race));
+	race.db = db;
+	pthread_t refresher, reader;
+	REQUIRE(pthread_create(&refresher, NULL, race_refresher, NULL) == 0);
+	REQUIRE(pthread_create(&reader, NULL, race_reader, NULL) == 0);
+	int failed = 0;
+	for (int i = 0; i < RACE_KEYS; i++) {
+		char key[KEY_LEN + 1];
+		failed += key_create(st, "devops_agent", key, race.ids[i]) < 0;
+		failed += key_snapshot_save(st, db, err, sizeof(err)) < 0;
+		__atomic_store_n(&race.saved, i + 1, __ATOMIC_RELEASE);
+		usleep(200);
+	}
+	usleep(20 * 1000);
+	__atomic_store_n(&race.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(refresher, NULL);
+	pthread_join(reader, NULL);
+	CHECK_INT_EQ(failed, 0);
+	CHECK(race.reads > 0);
+	if (race.stale)
+		fprintf(stderr, "  %d of %d reads lacked a saved key (the first: key %d)\n", race.stale,
+			race.reads, race.first_stale);
+	CHECK_INT_EQ(race.stale, 0);
+	/* The end state: every key. */
+	char *snap = keysnap_path(db);
+	struct key_table t = { 0 };
+	REQUIRE_INT_EQ(keysnap_read(snap, &t, err, sizeof(err)), 0);
+	CHECK_INT_EQ(t.n, RACE_KEYS);
+	key_table_free(&t);
+	free(snap);
 	store_close(st);
 	free(db);
 }
