@@ -212,9 +212,6 @@ static void put_row(void *ud, const char *id, const char *agent, const char *has
 	key_table_put(ud, id, hash, created_ms, revoked_ms, agent);
 }
 
-/* How long a writer waits for another's snapshot write (a read of the table and an fsync). */
-#define SNAPSHOT_LOCK_WAIT_MS 2000
-
 /* Rewrites the snapshot from the database's table when it does not hold it. The table is read
  * inside the snapshot lock: a writer that read it earlier (before `keys create` stored a key)
  * could otherwise rename its older table over the newer one the command wrote. On success *t is
@@ -222,7 +219,7 @@ static void put_row(void *ud, const char *id, const char *agent, const char *has
 static int snapshot_sync(struct store *st, const char *snap_path, const char *db_path,
 			 struct key_table *t, char *errbuf, size_t errsz)
 {
-	int lock = keysnap_lock(snap_path, SNAPSHOT_LOCK_WAIT_MS, errbuf, errsz);
+	int lock = keysnap_lock(snap_path, KEYSNAP_LOCK_WAIT_MS, errbuf, errsz);
 	if (lock == -2)
 		return -1;
 	struct key_table now = { 0 }, disk = { 0 };

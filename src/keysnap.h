@@ -59,6 +59,8 @@ int keysnap_write(const char *path, const struct key_table *t, const char *owner
  * system without flock: the write goes ahead unlocked); -2 when another writer held it all that
  * time (message in errbuf: nothing should be written). */
 int keysnap_lock(const char *path, int wait_ms, char *errbuf, size_t errsz);
+/* What every writer waits for another's snapshot write (a read of the table and an fsync). */
+#define KEYSNAP_LOCK_WAIT_MS 2000
 void keysnap_unlock(int fd);
 
 #endif
