@@ -47,7 +47,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
 	if (pages >= __atomic_load_n(&ck_threshold, __ATOMIC_RELAXED) &&
 	    !__atomic_load_n(&ck_wanted, __ATOMIC_RELAXED)) {
 		pthread_mutex_lock(&ck_mu);
-		ck_wanted = 1;
+		__atomic_store_n(&ck_wanted, 1, __ATOMIC_RELAXED);
 		pthread_cond_signal(&ck_cond);
 		pthread_mutex_unlock(&ck_mu);
 	}
@@ -93,13 +93,13 @@ static void *checkpointer_main(void *arg)
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += 5;
-		while (!ck_stop && !ck_wanted) {
+		while (!ck_stop && !__atomic_load_n(&ck_wanted, __ATOMIC_RELAXED)) {
 			if (pthread_cond_timedwait(&ck_cond, &ck_mu, &until) == ETIMEDOUT)
 				break;
 		}
 		if (ck_stop)
 			break;
-		ck_wanted = 0;
+		__atomic_store_n(&ck_wanted, 0, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&ck_mu);
 		if (!db)
 			db = store_db_open(o, errbuf, sizeof(errbuf));
