@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,7 @@
 struct upstream {
 	CURL *h;
 	int evfd;        /* signalled by the engine */
+	int wakes;       /* the engine's wakes under way (atomic): the eventfd stays open for them */
 };
 
 enum xfer_state { X_IDLE, X_ADD, X_ACTIVE, X_DONE };
@@ -96,7 +98,7 @@ struct call {
 	struct buf inbox;
 	CURLcode result;
 	CURL *h;
-	int evfd;
+	struct upstream *u;
 };
 
 /* The process's transfer engine. */
@@ -156,14 +158,26 @@ static void share_unlock(CURL *h, curl_lock_data d, void *ud)
 	pthread_mutex_unlock(&E.share_mu[d]);
 }
 
-/* Under E.mu: wakes the call's worker. */
-static void wake_worker(struct call *c)
+/* A worker is woken in two steps: wake_hold under E.mu, wake_send once E.mu is let go, so
+ * that the woken worker does not find the lock still held by the engine and sleep on it again
+ * (two more context switches a wake on a busy core). The hold keeps the worker's eventfd open
+ * until the send (upstream_free waits for it), though the call itself may be over by then. */
+static struct upstream *wake_hold(struct call *c)
 {
+	__atomic_add_fetch(&c->u->wakes, 1, __ATOMIC_RELAXED);
+	return c->u;
+}
+
+static void wake_send(struct upstream *u)
+{
+	if (!u)
+		return;
 	uint64_t one = 1;
 	ssize_t w;
 	do
-		w = write(c->evfd, &one, sizeof(one));
+		w = write(u->evfd, &one, sizeof(one));
 	while (w < 0 && errno == EINTR);
+	__atomic_sub_fetch(&u->wakes, 1, __ATOMIC_RELEASE);
 }
 
 /* Under E.mu: puts the call on the engine's list (once). The caller wakes the engine. */
@@ -178,8 +192,9 @@ static void enqueue(struct call *c)
 
 /* Under E.mu: the transfer is over and out of the multi handle. Once its worker sees that, it
  * returns and the call is gone, so the call leaves the pending list too (a request it made just
- * before the transfer ended is moot). */
-static void finish(struct call *c, CURLcode result)
+ * before the transfer ended is moot). Returns the wake for the caller to send (wake_send) once it
+ * has let go of E.mu. */
+static struct upstream *finish(struct call *c, CURLcode result)
 {
 	if (c->queued) {
 		for (struct call **pp = &E.pending; *pp; pp = &(*pp)->next) {
@@ -194,7 +209,7 @@ static void finish(struct call *c, CURLcode result)
 		c->state = X_DONE;
 		c->result = result;
 	}
-	wake_worker(c);
+	return wake_hold(c);
 }
 
 enum action { A_NONE, A_ADD, A_CANCEL_ACTIVE, A_UNPAUSE };
@@ -220,7 +235,7 @@ static void engine_take(void)
 		struct call *c = E.work[i];
 		c->queued = 0;
 		if (c->want_cancel && c->state == X_ADD) {
-			finish(c, CURLE_ABORTED_BY_CALLBACK);
+			wake_send(finish(c, CURLE_ABORTED_BY_CALLBACK));
 		} else if (c->want_cancel && c->state == X_ACTIVE) {
 			act[i] = A_CANCEL_ACTIVE;
 		} else if (c->state == X_ADD) {
@@ -237,15 +252,17 @@ static void engine_take(void)
 		switch (act[i]) {
 		case A_ADD: {
 			CURLMcode mc = curl_multi_add_handle(E.m, c->h);
+			struct upstream *wake = NULL;
 			pthread_mutex_lock(&E.mu);
 			if (mc == CURLM_OK) {
 				c->state = X_ACTIVE;
 				if (c->want_cancel)
 					enqueue(c);    /* asked while it was being added: next round */
 			} else {
-				finish(c, CURLE_FAILED_INIT);
+				wake = finish(c, CURLE_FAILED_INIT);
 			}
 			pthread_mutex_unlock(&E.mu);
+			wake_send(wake);
 			break;
 		}
 		case A_CANCEL_ACTIVE:
@@ -253,8 +270,9 @@ static void engine_take(void)
 			 * once. */
 			curl_multi_remove_handle(E.m, c->h);
 			pthread_mutex_lock(&E.mu);
-			finish(c, CURLE_ABORTED_BY_CALLBACK);
+			struct upstream *wake = finish(c, CURLE_ABORTED_BY_CALLBACK);
 			pthread_mutex_unlock(&E.mu);
+			wake_send(wake);
 			break;
 		case A_UNPAUSE:
 			curl_easy_pause(c->h, CURLPAUSE_CONT);
@@ -289,8 +307,9 @@ static void *engine_main(void *arg)
 			curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
 			curl_multi_remove_handle(E.m, h);
 			pthread_mutex_lock(&E.mu);
-			finish(c, result);
+			struct upstream *wake = finish(c, result);
 			pthread_mutex_unlock(&E.mu);
+			wake_send(wake);
 		}
 		curl_multi_poll(E.m, NULL, 0, ENGINE_IDLE_MS, NULL);
 	}
@@ -399,6 +418,8 @@ void upstream_free(struct upstream *u)
 	if (!u)
 		return;
 	curl_easy_cleanup(u->h);
+	while (__atomic_load_n(&u->wakes, __ATOMIC_ACQUIRE) > 0)
+		sched_yield();    /* a wake of the engine's, sent just after the call's end */
 	close(u->evfd);
 	free(u);
 }
@@ -443,7 +464,7 @@ static CURLcode perform(struct upstream *u, struct call *c)
 	struct buf work;
 	buf_init(&work, BUF_UNLIMITED);
 	c->h = u->h;
-	c->evfd = u->evfd;
+	c->u = u;
 	buf_init(&c->inbox, BUF_UNLIMITED);
 	uint64_t drained;
 	while (read(u->evfd, &drained, sizeof(drained)) > 0)
@@ -608,9 +629,9 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 			memcpy(c->head_ct, c->content_type, sizeof(c->head_ct));
 			memcpy(c->head_id, c->request_id, sizeof(c->head_id));
 			c->head_ready = 1;
-			if (!c->lazy)
-				wake_worker(c);
+			struct upstream *wake = c->lazy ? NULL : wake_hold(c);
 			pthread_mutex_unlock(&E.mu);
+			wake_send(wake);
 		}
 	}
 	return n;
@@ -628,9 +649,9 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	if (c->inbox.len > 0 && c->inbox.len + n > INBOX_MAX) {
 		c->paused = 1;
-		if (c->lazy)
-			wake_worker(c);
+		struct upstream *wake = c->lazy ? wake_hold(c) : NULL;
 		pthread_mutex_unlock(&E.mu);
+		wake_send(wake);
 		return CURL_WRITEFUNC_PAUSE;
 	}
 	size_t before = c->inbox.len;
@@ -638,9 +659,11 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 		pthread_mutex_unlock(&E.mu);
 		return CURL_WRITEFUNC_ERROR;
 	}
+	struct upstream *wake = NULL;
 	if (c->lazy ? before < INBOX_WAKE_LAZY && c->inbox.len >= INBOX_WAKE_LAZY : before == 0)
-		wake_worker(c);
+		wake = wake_hold(c);
 	pthread_mutex_unlock(&E.mu);
+	wake_send(wake);
 	return n;
 }
 
