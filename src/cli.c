@@ -327,10 +327,12 @@ static int replay_cmd(const char *log_file)
 	} else if (st) {
 		struct replay_stats rs;
 		rc = reqlog_replay_wait(st, cfg->fallback_jsonl, &rs) < 0;
-		if (rc)
+		if (rc) {
 			fprintf(stderr, "llm-router: the replay of %s stopped: the database failed (%s); "
 				"the rows not imported stay in their file, run it again\n",
-				cfg->fallback_jsonl, store_errmsg(st));
+				cfg->fallback_jsonl, rs.err[0] ? rs.err : store_errmsg(st));
+			store_diagnose(st, NULL);   /* a file it cannot write, a full disk: says the fix */
+		}
 		printf("%s: %lld row(s) imported, %lld already in the database, %lld unreadable line(s) "
 		       "skipped, %lld file(s) done\n", cfg->fallback_jsonl, rs.imported, rs.already,
 		       rs.malformed, rs.files);

@@ -216,12 +216,14 @@ static int import_file(struct store *st, int fd, const char *name, struct store_
 		} else if (!in_tx && store_pace_stopped(pace)) {
 			rc = 1;
 		} else if (!in_tx && store_pace_begin(st, pace) < 0) {
+			snprintf(stats->err, sizeof(stats->err), "%s", store_errmsg(st));
 			rc = -1;
 		} else {
 			in_tx = 1;
 			int inserted = store_insert_reqlog_new(st, &r, err, sizeof(err));
 			if (inserted < 0) {
 				log_error(r.request_id, "replay of %s failed: %s", name, err);
+				snprintf(stats->err, sizeof(stats->err), "%s", err);
 				rc = -1;
 			} else if (inserted) {
 				stats->imported++;
@@ -234,14 +236,17 @@ static int import_file(struct store *st, int fd, const char *name, struct store_
 		if (rc == 0 && in_tx && (++batch == REPLAY_BATCH || store_pace_due(pace))) {
 			in_tx = 0;
 			batch = 0;
-			if (store_pace_commit(st, pace) < 0)
+			if (store_pace_commit(st, pace) < 0) {
+				snprintf(stats->err, sizeof(stats->err), "%s", store_errmsg(st));
 				rc = -1;
+			}
 		}
 	}
 	if (in_tx) {
-		if (rc == 0 && store_pace_commit(st, pace) < 0)
+		if (rc == 0 && store_pace_commit(st, pace) < 0) {
+			snprintf(stats->err, sizeof(stats->err), "%s", store_errmsg(st));
 			rc = -1;
-		else if (rc != 0)
+		} else if (rc != 0)
 			store_rollback(st);
 	}
 	free(line);
@@ -378,6 +383,8 @@ int reqlog_replay_wait(struct store *st, const char *jsonl_path, struct replay_s
 		total.already += rs.already;
 		total.malformed += rs.malformed;
 		total.files += rs.files;
+		if (rs.err[0] && !total.err[0])
+			memcpy(total.err, rs.err, sizeof(total.err));
 		char **left = leftovers(jsonl_path);
 		int more = left[0] != NULL;
 		free_list(left);

@@ -20,6 +20,7 @@ int reqlog_jsonl_append_line(const char *path, const char *json, size_t len, cha
 
 struct replay_stats {
 	long long imported, already, malformed, files;
+	char err[512];    /* why the database failed, when it did ("" otherwise) */
 };
 /* Imports the JSONL fallback file into the database, exactly once: the file is moved aside under
  * the appenders' lock (new rows go to a new file), its rows are committed (a row whose request id

@@ -77,6 +77,11 @@ describe('the request log when the database fails', () => {
       execFileSync('chattr', ['+i', ...files()]);
       const during = await send(stack.router, 5, 'during');
       assert.ok(jsonlLines(stack.router) >= 1, 'rows went to the fallback file');
+      // An operator's replay meanwhile fails, and says why and what to do.
+      const early = spawnSync(ROUTER_BIN, ['replay'], { env: stack.router.env, encoding: 'utf8' });
+      assert.equal(early.status, 1, early.stdout + early.stderr);
+      assert.match(early.stderr, /the replay of .* stopped: the database failed \(.*readonly database/);
+      assert.match(early.stderr, /fix: .* has the immutable \(or append-only\) attribute: chattr -i -a /);
       execFileSync('chattr', ['-i', ...files()]);
       const after = await send(stack.router, 2, 'after');
       await assertExactlyOnce(stack.router, during.concat(after));
