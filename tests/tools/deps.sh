@@ -23,7 +23,7 @@ for target in "$@"; do
     test) want="$want $BUILD_PKGS $TEST_PKGS" ;;
     asan) want="$want $BUILD_PKGS $TEST_PKGS clang libclang-rt-dev" ;;
     fuzz) want="$want $BUILD_PKGS clang libclang-rt-dev" ;;
-    bench) want="$want $BUILD_PKGS $TEST_PKGS wrk util-linux nginx openssl ca-certificates" ;;
+    bench) want="$want $BUILD_PKGS $TEST_PKGS wrk util-linux nginx openssl ca-certificates linux-perf" ;;
     valgrind) want="$want $BUILD_PKGS $TEST_PKGS valgrind" ;;
     *) echo "deps.sh: unknown target $target" >&2; exit 2 ;;
   esac

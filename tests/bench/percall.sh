@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# percall.sh - what one call costs the router's responder process: CPU time, context switches and
+# chosen system calls per call, counted by perf(1) over a wrk run.
+#
+#   tests/bench/percall.sh [BIN]          (BIN: the router binary; default $BUILD/llm-router)
+#
+# lighttpd with one responder (BENCH_THREADS threads, "max-procs" => 1) runs on CPU
+# $BENCH_SUT_CPU; wrk and the fake upstream (tests/bench/fake_upstream.c) on CPU $BENCH_LOAD_CPU,
+# as in `make bench`. The configuration is the shipped one with budgets raised out of reach and
+# auth_mode "none"; request log and budgets stay on. After a warm-up, `perf stat -p <responder>`
+# counts while wrk -c$BENCH_CONNECTIONS runs for $BENCH_DURATION; the counts are divided by the
+# calls wrk saw answered. The report also gives how busy the SUT CPU was during the run: the
+# counts only say what a call costs when that CPU is the limit.
+#
+# Environment: BUILD (build), BENCH_THREADS=8 BENCH_CONNECTIONS=64 BENCH_DURATION=10s
+# BENCH_SUT_CPU=0 BENCH_LOAD_CPU=1, PERCALL_SYSCALLS="futex pwrite64 poll read write fcntl"
+# (system calls to count), PERCALL_STREAM=1 (streamed calls, with include_usage).
+# Needs perf (Debian: linux-perf), wrk and lighttpd; `make bench` installs the last two.
+set -euo pipefail
+
+die() { echo "percall: $*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+BIN=$(realpath "${1:-$ROOT/$BUILD/llm-router}")
+FAKE_BIN=$ROOT/$BUILD/fake_upstream
+THREADS=${BENCH_THREADS:-8}
+CONNS=${BENCH_CONNECTIONS:-64}
+DURATION=${BENCH_DURATION:-10s}
+SUT_CPU=${BENCH_SUT_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+SYSCALLS=${PERCALL_SYSCALLS:-futex pwrite64 poll read write fcntl}
+LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
+
+for tool in perf wrk taskset curl "$LIGHTTPD"; do
+	command -v "$tool" >/dev/null || die "$tool is missing (perf: apt-get install linux-perf)"
+done
+[ -x "$BIN" ] || die "no router binary at $BIN (make, or give its path)"
+[ -x "$FAKE_BIN" ] || die "no $FAKE_BIN (make $BUILD/fake_upstream)"
+
+# shellcheck source=tests/bench/common.sh
+. "$ROOT/tests/bench/common.sh"
+
+TMP=$(mktemp -d /tmp/llm-router-percall.XXXXXX)
+mkdir "$TMP/data"    # the router makes its database, not the directory (LLM_ROUTER_HOME/data)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+taskset -c "$LOAD_CPU" "$FAKE_BIN" --port 0 >"$TMP/fake.port" 2>"$TMP/fake.log" &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$TMP/fake.port" ] && break; sleep 0.05; done
+FPORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$TMP/fake.port")
+[ -n "$FPORT" ] || die "the fake upstream did not start: $(cat "$TMP/fake.log")"
+
+sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $THREADS;/" \
+	-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
+	-e 's/^\([[:space:]]*auth_mode[[:space:]]*=\).*;/\1 "none";/' \
+	"$ROOT/conf/llm-router.conf" >"$TMP/llm-router.conf"
+grep -q "^[[:space:]]*threads = $THREADS;" "$TMP/llm-router.conf" ||
+	die "could not set server.threads in the configuration copy"
+
+PORT=$(free_port)
+cat >"$TMP/lighttpd.conf" <<EOF
+server.document-root = "$TMP"
+server.bind = "127.0.0.1"
+server.port = $PORT
+server.errorlog = "$TMP/error.log"
+server.modules += ( "mod_fastcgi" )
+server.stream-response-body = 2
+fastcgi.server = ( "/v1" => ((
+  "bin-path" => "$BIN",
+  "socket" => "$TMP/fcgi.sock",
+  "max-procs" => 1,
+  "check-local" => "disable",
+  "bin-environment" => ( "LLM_ROUTER_CONFIG" => "$TMP/llm-router.conf", "LLM_ROUTER_HOME" => "$TMP",
+    "OPENAI_API_KEY" => "sk-fake-percall", "OPENAI_BASE_URL" => "http://127.0.0.1:$FPORT/openai/v1" ),
+  "read-timeout" => 180
+)) )
+EOF
+taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$TMP/lighttpd.conf" >"$TMP/lighttpd.out" 2>&1 &
+LPID=$!
+PIDS+=("$LPID")
+wait_up "$LPID" "http://127.0.0.1:$PORT/" || die "lighttpd did not start: $(tail -n 5 "$TMP/lighttpd.out" "$TMP/error.log")"
+
+STREAM=""
+[ "${PERCALL_STREAM:-0}" = 1 ] && STREAM=', "stream": true, "stream_options": {"include_usage": true}'
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]$STREAM}'
+EOF
+URL=http://127.0.0.1:$PORT/v1/chat/completions
+taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$TMP/post.lua" "$URL" >"$TMP/warm.out" 2>&1 ||
+	die "the warm-up failed: $(cat "$TMP/warm.out")"
+grep -q "Non-2xx\|Socket errors" "$TMP/warm.out" && die "the warm-up had errors: $(cat "$TMP/warm.out")"
+RPID=$(pgrep -n -f "^$BIN" || true)
+[ -n "$RPID" ] || die "no responder process running $BIN"
+
+EVENTS=task-clock,context-switches
+for s in $SYSCALLS; do EVENTS="$EVENTS,syscalls:sys_enter_$s"; done
+cpu_line() { grep "^cpu$SUT_CPU " /proc/stat; }
+before=$(cpu_line)
+perf stat -x, -e "$EVENTS" -p "$RPID" -o "$TMP/perf.csv" -- \
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$TMP/post.lua" "$URL" >"$TMP/wrk.out" 2>&1 ||
+	die "the run failed: $(cat "$TMP/wrk.out")"
+after=$(cpu_line)
+grep -q "Non-2xx\|Socket errors" "$TMP/wrk.out" &&
+	die "the run had errors: $(cat "$TMP/wrk.out"); one call: $(curl -s -H 'Content-Type: application/json' --data-binary "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$TMP/post.lua")" "$URL")"
+CALLS=$(awk '/requests in/ { print $1 }' "$TMP/wrk.out")
+[ -n "$CALLS" ] && [ "$CALLS" -gt 0 ] || die "wrk answered no calls: $(cat "$TMP/wrk.out")"
+BUSY=$(awk -v a="$before" -v b="$after" 'BEGIN { n = split(a, x); split(b, y); t = 0
+	for (i = 2; i <= n; i++) t += y[i] - x[i]
+	idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }')
+
+echo "percall: $BIN, $THREADS threads, wrk -c$CONNS for $DURATION${STREAM:+, streamed}: $CALLS calls, $(awk '/Requests\/sec/ { print $2 }' "$TMP/wrk.out") calls/s; CPU $SUT_CPU (lighttpd and the responder) $BUSY% busy"
+awk -F, -v n="$CALLS" '
+	$3 == "task-clock" { printf "  %-28s %10.1f us a call\n", "CPU time (task-clock)", 1000 * $1 / n; next }
+	$3 != "" && $1 ~ /^[0-9.]+$/ { printf "  %-28s %10.2f a call\n", $3, $1 / n }' "$TMP/perf.csv"
