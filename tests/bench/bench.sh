@@ -274,15 +274,11 @@ start_lighttpd() {
 	local port lpid
 	for _ in 1 2 3 4 5; do
 		port=$(free_port)
-		cat >"$dir/lighttpd.conf" <<EOF
-server.document-root = "$dir"
-server.bind = "127.0.0.1"
-server.port = $port
-server.errorlog = "$dir/error.log"
-server.modules += ( "mod_fastcgi" )
-server.stream-response-body = 2
-fastcgi.server = ( $mounts )
-EOF
+		{
+			lighttpd_base_conf "$dir" "$port"
+			echo "server.stream-response-body = 2"
+			echo "fastcgi.server = ( $mounts )"
+		} >"$dir/lighttpd.conf"
 		: >"$dir/error.log"
 		taskset -c "$SUT_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/lighttpd.out" 2>&1 &
 		lpid=$!
@@ -375,18 +371,7 @@ target_bare_start() {
 }
 
 target_router_label="lighttpd + llm-router"
-# The shipped configuration with: server.threads = $THREADS, daily budgets raised so that budget
-# accounting stays on (a reservation per request, settled with its log row) but never refuses a
-# benchmark request, anonymous callers (auth_mode "none": the default tier T3), relative data paths
-# under the instance's directory (LLM_ROUTER_HOME).
-router_config() { # router_config DIR -> writes DIR/llm-router.conf
-	sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $THREADS;/" \
-		-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
-		-e 's/^\([[:space:]]*auth_mode[[:space:]]*=\).*;/\1 "none";/' \
-		"$ROOT/conf/llm-router.conf" >"$1/llm-router.conf"
-	grep -q "^[[:space:]]*threads = $THREADS;" "$1/llm-router.conf" ||
-		die "could not set server.threads in the router configuration copy"
-}
+router_config() { bench_router_config "$1" "$THREADS"; }
 target_router_start() {
 	local dir=$TMP/$1
 	mkdir -p "$dir/data"

@@ -17,6 +17,20 @@ free_port() {
 	die "no free TCP port found"
 }
 
+# bench_router_config DIR THREADS: writes DIR/llm-router.conf, the shipped configuration with
+# server.threads = THREADS, daily budgets raised so that budget accounting stays on (a reservation
+# per request, settled with its log row) but never refuses a benchmark request, anonymous callers
+# (auth_mode "none": the default tier T3), relative data paths under the instance's directory
+# (LLM_ROUTER_HOME).
+bench_router_config() {
+	sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $2;/" \
+		-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
+		-e 's/^\([[:space:]]*auth_mode[[:space:]]*=\).*;/\1 "none";/' \
+		"$ROOT/conf/llm-router.conf" >"$1/llm-router.conf"
+	grep -q "^[[:space:]]*threads = $2;" "$1/llm-router.conf" ||
+		die "could not set server.threads in the router configuration copy"
+}
+
 # How busy the machine is before the runs (percent of all CPUs over one second).
 cpu_busy() {
 	local a b
@@ -39,6 +53,18 @@ wait_up() {
 		sleep 0.05
 	done
 	return 1
+}
+
+# lighttpd_base_conf DIR PORT: the lines every benchmark lighttpd starts with (DIR its document
+# root, DIR/error.log its error log, listening on 127.0.0.1:PORT, with mod_fastcgi).
+lighttpd_base_conf() {
+	cat <<CONF
+server.document-root = "$1"
+server.bind = "127.0.0.1"
+server.port = $2
+server.errorlog = "$1/error.log"
+server.modules += ( "mod_fastcgi" )
+CONF
 }
 
 # apache_base_conf DIR PORT: the server-level lines every benchmark Apache starts with (its files

@@ -57,20 +57,11 @@ for _ in $(seq 100); do [ -s "$TMP/fake.port" ] && break; sleep 0.05; done
 FPORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$TMP/fake.port")
 [ -n "$FPORT" ] || die "the fake upstream did not start: $(cat "$TMP/fake.log")"
 
-sed -e "s/^\([[:space:]]*threads[[:space:]]*=\)[[:space:]]*[0-9]*;/\1 $THREADS;/" \
-	-e "s/\(daily_budget_usd[[:space:]]*=\)[[:space:]]*[0-9.]*;/\1 1000000000.0;/" \
-	-e 's/^\([[:space:]]*auth_mode[[:space:]]*=\).*;/\1 "none";/' \
-	"$ROOT/conf/llm-router.conf" >"$TMP/llm-router.conf"
-grep -q "^[[:space:]]*threads = $THREADS;" "$TMP/llm-router.conf" ||
-	die "could not set server.threads in the configuration copy"
+bench_router_config "$TMP" "$THREADS"
 
 PORT=$(free_port)
-cat >"$TMP/lighttpd.conf" <<EOF
-server.document-root = "$TMP"
-server.bind = "127.0.0.1"
-server.port = $PORT
-server.errorlog = "$TMP/error.log"
-server.modules += ( "mod_fastcgi" )
+lighttpd_base_conf "$TMP" "$PORT" >"$TMP/lighttpd.conf"
+cat >>"$TMP/lighttpd.conf" <<EOF
 server.stream-response-body = 2
 fastcgi.server = ( "/v1" => ((
   "bin-path" => "$BIN",
