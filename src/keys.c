@@ -219,7 +219,7 @@ static void put_row(void *ud, const char *id, const char *agent, const char *has
 static int snapshot_sync(struct store *st, const char *snap_path, const char *db_path,
 			 struct key_table *t, char *errbuf, size_t errsz)
 {
-	int lock = keysnap_lock(snap_path, KEYSNAP_LOCK_WAIT_MS, errbuf, errsz);
+	int lock = keysnap_lock(snap_path, errbuf, errsz);
 	if (lock == -2)
 		return -1;
 	struct key_table now = { 0 }, disk = { 0 };

@@ -304,7 +304,9 @@ out:
 	return rc;
 }
 
-int keysnap_lock(const char *path, int wait_ms, char *errbuf, size_t errsz)
+#define KEYSNAP_LOCK_WAIT_MS 2000
+
+int keysnap_lock(const char *path, char *errbuf, size_t errsz)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
@@ -321,8 +323,9 @@ int keysnap_lock(const char *path, int wait_ms, char *errbuf, size_t errsz)
 			close(fd);
 			return -1;
 		}
-		if (waited >= wait_ms) {
-			snprintf(errbuf, errsz, "another process held the lock of %s for %d ms", path, wait_ms);
+		if (waited >= KEYSNAP_LOCK_WAIT_MS) {
+			snprintf(errbuf, errsz, "another process held the lock of %s for %d ms", path,
+				 KEYSNAP_LOCK_WAIT_MS);
 			close(fd);
 			return -2;
 		}

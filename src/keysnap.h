@@ -54,13 +54,12 @@ int keysnap_read(const char *path, struct key_table *t, char *errbuf, size_t err
 int keysnap_write(const char *path, const struct key_table *t, const char *owner_of, char *errbuf,
 		  size_t errsz);
 
-/* The snapshot lock: an exclusive flock on the directory of path, waited for up to wait_ms. Returns
- * a descriptor for keysnap_unlock; -1 when the directory cannot be opened or locked (a file
- * system without flock: the write goes ahead unlocked); -2 when another writer held it all that
- * time (message in errbuf: nothing should be written). */
-int keysnap_lock(const char *path, int wait_ms, char *errbuf, size_t errsz);
-/* What every writer waits for another's snapshot write (a read of the table and an fsync). */
-#define KEYSNAP_LOCK_WAIT_MS 2000
+/* The snapshot lock: an exclusive flock on the directory of path, waited for up to
+ * KEYSNAP_LOCK_WAIT_MS, 2 s (another writer's read of the table and fsync). Returns a descriptor for
+ * keysnap_unlock; -1 when the directory cannot be opened or locked (a file system without flock:
+ * the write goes ahead unlocked); -2 when another writer held it all that time (message in errbuf:
+ * nothing should be written). */
+int keysnap_lock(const char *path, char *errbuf, size_t errsz);
 void keysnap_unlock(int fd);
 
 #endif

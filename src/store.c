@@ -228,7 +228,7 @@ static void mark_created(const char *db_path)
 {
 	char *snap = keysnap_path(db_path);
 	char err[256];
-	int lock = keysnap_lock(snap, KEYSNAP_LOCK_WAIT_MS, err, sizeof(err));
+	int lock = keysnap_lock(snap, err, sizeof(err));
 	if (lock != -2 && !exists(snap)) {
 		struct key_table empty = { 0 };
 		keysnap_write(snap, &empty, db_path, err, sizeof(err));

@@ -80,10 +80,11 @@ wait_up "$LPID" "http://127.0.0.1:$PORT/" || die "lighttpd did not start: $(tail
 
 STREAM=""
 [ "${PERCALL_STREAM:-0}" = 1 ] && STREAM=', "stream": true, "stream_options": {"include_usage": true}'
+BODY='{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]'$STREAM'}'
 cat >"$TMP/post.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]$STREAM}'
+wrk.body = '$BODY'
 EOF
 URL=http://127.0.0.1:$PORT/v1/chat/completions
 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$TMP/post.lua" "$URL" >"$TMP/warm.out" 2>&1 ||
@@ -101,7 +102,7 @@ perf stat -x, -e "$EVENTS" -p "$RPID" -o "$TMP/perf.csv" -- \
 	die "the run failed: $(cat "$TMP/wrk.out")"
 after=$(cpu_line)
 grep -q "Non-2xx\|Socket errors" "$TMP/wrk.out" &&
-	die "the run had errors: $(cat "$TMP/wrk.out"); one call: $(curl -s -H 'Content-Type: application/json' --data-binary "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$TMP/post.lua")" "$URL")"
+	die "the run had errors: $(cat "$TMP/wrk.out"); one call: $(curl -s -H 'Content-Type: application/json' --data-binary "$BODY" "$URL")"
 CALLS=$(awk '/requests in/ { print $1 }' "$TMP/wrk.out")
 [ -n "$CALLS" ] && [ "$CALLS" -gt 0 ] || die "wrk answered no calls: $(cat "$TMP/wrk.out")"
 BUSY=$(awk -v a="$before" -v b="$after" 'BEGIN { n = split(a, x); split(b, y); t = 0
