@@ -193,6 +193,7 @@ static int64_t sender_pass(struct store **st, int64_t *reopen_us)
 static void *sender_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "llm-alerts");
 	struct store *st = NULL;
 	int64_t reopen_us = 0;
 	pthread_mutex_lock(&S.mu);

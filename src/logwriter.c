@@ -175,6 +175,7 @@ static void tick_unlocked(void)
 static void *writer_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "llm-writer");
 	pthread_mutex_lock(&W.mu);
 	for (;;) {
 		while (!W.head && !W.stop) {

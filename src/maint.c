@@ -94,6 +94,7 @@ static void run_prune(void)
 static void *maint_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "llm-maint");
 	pthread_mutex_lock(&M.mu);
 	while (!stopping()) {
 		int64_t now = clock_wall_ms();

@@ -206,8 +206,8 @@ static void *worker_main(void *arg)
 	struct pool_slot *s = arg;
 	struct worker *w = &s->w;
 	enum worker_count as = AS_IDLE;
-	/* Request workers show as "llm-worker" in ps -L and /proc/PID/task/x/comm; the process's other
-	 * threads keep its name. */
+	/* Request workers show as "llm-worker" in ps -L and /proc/PID/task/x/comm; every other thread
+	 * but the main one has a name of its own too (README "Threads of a responder"). */
 	pthread_setname_np(pthread_self(), "llm-worker");
 	w->up = upstream_new();
 	struct fcgi_conn *c = fcgi_conn_new(g_listen_fd);
@@ -316,6 +316,7 @@ out:
 static void *signal_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "llm-signal");
 	sigset_t set;
 	process_signals(&set);
 	int64_t next_check = clock_mono_us();

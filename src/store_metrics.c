@@ -550,6 +550,7 @@ static void collect_read(struct collect_job *j)
 
 static void *collect_thread(void *arg)
 {
+	pthread_setname_np(pthread_self(), "llm-metrics");
 	setpriority(PRIO_PROCESS, (id_t)gettid(), 19);   /* this thread only (Linux) */
 	collect_read(arg);
 	return NULL;

@@ -85,6 +85,7 @@ static int checkpoint(sqlite3 *db, const struct store_opts *o)
 
 static void *checkpointer_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "llm-checkpoint");
 	struct store_opts *o = arg;
 	char errbuf[256];
 	sqlite3 *db = NULL;

@@ -24,8 +24,11 @@ function assertHostPage(r, status, what) {
 
 function workerThreads(pid) {
   const tasks = fs.readdirSync(`/proc/${pid}/task`).map((t) => { try { return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim(); } catch (e) { return ''; } });
-  return { workers: tasks.filter((c) => c === 'llm-worker').length, total: tasks.length };
+  return { workers: tasks.filter((c) => c === 'llm-worker').length, total: tasks.length, names: tasks };
 }
+
+// The names a responder's threads other than its main thread carry (ps -L, top -H, perf).
+const THREAD_NAMES = ['llm-worker', 'llm-upstream', 'llm-signal', 'llm-writer', 'llm-checkpoint', 'llm-maint', 'llm-alerts', 'llm-metrics'];
 
 function chat(baseURL, model = 'gpt-4o-mini') {
   return fetch(baseURL + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }) });
@@ -58,6 +61,10 @@ describe(`the web server's edges behind ${FRONT}`, () => {
       // The others (4 today): the main thread, the signal thread, the database writer and its
       // checkpointer; background threads are not request workers, however many there are.
       assert.ok(t.total - t.workers >= 3 && t.total - t.workers <= 10, `${t.total - t.workers} other threads`);
+      // Each thread but the main one (which keeps the process's name) says what it is.
+      const unnamed = t.names.filter((c) => !THREAD_NAMES.includes(c));
+      assert.equal(unnamed.length, 1, `threads of responder ${pid}: ${t.names.join(', ')}`);
+      for (const n of ['llm-signal', 'llm-writer', 'llm-checkpoint']) assert.ok(t.names.includes(n), `no ${n} thread in responder ${pid}: ${t.names.join(', ')}`);
     }
   });
 
