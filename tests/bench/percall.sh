@@ -2,7 +2,8 @@
 # percall.sh - what one call costs the router's responder process: CPU time, context switches and
 # chosen system calls per call, counted by perf(1) over a wrk run.
 #
-#   tests/bench/percall.sh [BIN]          (BIN: the router binary; default $BUILD/llm-router)
+#   tests/bench/percall.sh [BIN]          (BIN: the router binary; default $BUILD/llm-router;
+#                                           $BUILD/bare_relay measures the bare relay of bench.sh)
 #
 # lighttpd with one responder (BENCH_THREADS threads, "max-procs" => 1) runs on CPU
 # $BENCH_SUT_CPU; wrk and the fake upstream (tests/bench/fake_upstream.c) on CPU $BENCH_LOAD_CPU,
@@ -10,7 +11,11 @@
 # auth_mode "none"; request log and budgets stay on. After a warm-up, `perf stat -p <responder>`
 # counts while wrk -c$BENCH_CONNECTIONS runs for $BENCH_DURATION; the counts are divided by the
 # calls wrk saw answered. The report also gives how busy the SUT CPU was during the run: the
-# counts only say what a call costs when that CPU is the limit.
+# counts only say what a call costs when that CPU is the limit. Then the CPU time per call of each
+# kind of responder thread (by thread name: llm-worker, llm-upstream, llm-writer, ...; README
+# "Threads of a responder") and of lighttpd, whose sum is what CPU $BENCH_SUT_CPU spends on a call.
+# perf counts the threads there are after the warm-up (at the same load, the worker pool has grown
+# by then).
 #
 # Environment: BUILD (build), BENCH_THREADS=8 BENCH_CONNECTIONS=64 BENCH_DURATION=10s
 # BENCH_SUT_CPU=0 BENCH_LOAD_CPU=1, PERCALL_SYSCALLS="futex pwrite64 poll read write fcntl"
@@ -59,6 +64,14 @@ FPORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$TMP/fake.port")
 
 bench_router_config "$TMP" "$THREADS"
 
+if [ "$(basename "$BIN")" = bare_relay ]; then
+	BIN_ENV="\"FCGI_THREADS\" => \"$THREADS\", \"OPENAI_API_KEY\" => \"sk-fake-percall\",
+    \"BARE_RELAY_UPSTREAM\" => \"http://127.0.0.1:$FPORT/openai/v1/chat/completions\""
+else
+	BIN_ENV="\"LLM_ROUTER_CONFIG\" => \"$TMP/llm-router.conf\", \"LLM_ROUTER_HOME\" => \"$TMP\",
+    \"OPENAI_API_KEY\" => \"sk-fake-percall\", \"OPENAI_BASE_URL\" => \"http://127.0.0.1:$FPORT/openai/v1\""
+fi
+
 PORT=$(free_port)
 lighttpd_base_conf "$TMP" "$PORT" >"$TMP/lighttpd.conf"
 cat >>"$TMP/lighttpd.conf" <<EOF
@@ -68,8 +81,7 @@ fastcgi.server = ( "/v1" => ((
   "socket" => "$TMP/fcgi.sock",
   "max-procs" => 1,
   "check-local" => "disable",
-  "bin-environment" => ( "LLM_ROUTER_CONFIG" => "$TMP/llm-router.conf", "LLM_ROUTER_HOME" => "$TMP",
-    "OPENAI_API_KEY" => "sk-fake-percall", "OPENAI_BASE_URL" => "http://127.0.0.1:$FPORT/openai/v1" ),
+  "bin-environment" => ( $BIN_ENV ),
   "read-timeout" => 180
 )) )
 EOF
@@ -97,7 +109,7 @@ EVENTS=task-clock,context-switches
 for s in $SYSCALLS; do EVENTS="$EVENTS,syscalls:sys_enter_$s"; done
 cpu_line() { grep "^cpu$SUT_CPU " /proc/stat; }
 before=$(cpu_line)
-perf stat -x, -e "$EVENTS" -p "$RPID" -o "$TMP/perf.csv" -- \
+perf stat -x, --per-thread -e "$EVENTS" -p "$RPID,$LPID" -o "$TMP/perf.csv" -- \
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$TMP/post.lua" "$URL" >"$TMP/wrk.out" 2>&1 ||
 	die "the run failed: $(cat "$TMP/wrk.out")"
 after=$(cpu_line)
@@ -110,6 +122,25 @@ BUSY=$(awk -v a="$before" -v b="$after" 'BEGIN { n = split(a, x); split(b, y); t
 	idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0 ? 100 * (t - idle) / t : 0) }')
 
 echo "percall: $BIN, $THREADS threads, wrk -c$CONNS for $DURATION${STREAM:+, streamed}: $CALLS calls, $(awk '/Requests\/sec/ { print $2 }' "$TMP/wrk.out") calls/s; CPU $SUT_CPU (lighttpd and the responder) $BUSY% busy"
+# perf's lines: THREADNAME-TID,count,unit,event,... (one a thread and event; lighttpd is one thread).
 awk -F, -v n="$CALLS" '
-	$3 == "task-clock" { printf "  %-28s %10.1f us a call\n", "CPU time (task-clock)", 1000 * $1 / n; next }
-	$3 != "" && $1 ~ /^[0-9.]+$/ { printf "  %-28s %10.2f a call\n", $3, $1 / n }' "$TMP/perf.csv"
+	$2 !~ /^[0-9.]+$/ { next }
+	{ name = $1; sub(/-[0-9]+$/, "", name) }
+	name == "lighttpd" { if ($4 == "task-clock") web += $2; next }
+	{ if (!($4 in sum)) order[++ne] = $4; sum[$4] += $2 }
+	$4 == "task-clock" { if (!(name in cpu)) names[++nn] = name; cpu[name] += $2; nthr[name]++ }
+	END {
+		for (i = 1; i <= ne; i++) {
+			e = order[i]
+			if (e == "task-clock")
+				printf "  %-28s %10.1f us a call\n", "CPU time (task-clock)", 1000 * sum[e] / n
+			else
+				printf "  %-28s %10.2f a call\n", e, sum[e] / n
+		}
+		print "  CPU time a call, by thread:"
+		for (i = 1; i <= nn; i++)
+			printf "    %-26s %10.1f us  (%d thread%s)\n", names[i], 1000 * cpu[names[i]] / n,
+				nthr[names[i]], nthr[names[i]] == 1 ? "" : "s"
+		printf "    %-26s %10.1f us\n", "lighttpd", 1000 * web / n
+		printf "  %-28s %10.1f us a call\n", "responder and lighttpd", 1000 * (sum["task-clock"] + web) / n
+	}' "$TMP/perf.csv"
