@@ -299,7 +299,9 @@ static void upstream_opts_for(struct attempt *a, struct upstream_opts *o)
 	o->timeout_ms = (long)(cfg->timeout_ms < left_ms ? cfg->timeout_ms : left_ms);
 	o->idle_timeout_ms = a->x.stream ? (long)cfg->stream_idle_timeout_ms : 0;
 	o->total_ms = (long)left_ms;
-	o->proxy = cfg->proxy;
+	o->proxy = cfg->proxy_url;
+	o->proxy_user = cfg->proxy_user;
+	o->proxy_password = cfg->proxy_password;
 	o->ca_file = cfg->ca_file;
 	o->watch_fd = client_fd(a->s);
 }

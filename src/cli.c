@@ -78,9 +78,11 @@ static int check_config(const char *path)
 	printf("providers:\n");
 	for (size_t i = 0; i < cfg->n_providers; i++) {
 		const struct provider_conf *p = &cfg->providers[i];
+		char url[512];    /* a base URL's credentials (a gateway's) show as stars */
+		url_hide_userinfo(p->base_url ? p->base_url : "", url, sizeof(url));
 		printf("  %-11s %-9s %-11s %s\n", p->name, provider_api_name(p->api),
 		       p->demo ? "demo" : p->available ? "available" : "unavailable",
-		       p->available ? p->base_url : p->unavailable_reason);
+		       p->available ? url : p->unavailable_reason);
 	}
 	printf("models: %zu, tiers: %zu, tasks: %zu\n", cfg->n_models, cfg->n_tiers, cfg->n_tasks);
 	config_free(cfg);

@@ -99,6 +99,9 @@ void config_free(struct config *cfg)
 	free(cfg->when_unrecorded);
 	free(cfg->retry_on.v);
 	free(cfg->proxy);
+	free(cfg->proxy_url);
+	free(cfg->proxy_user);
+	free(cfg->proxy_password);
 	free(cfg->ca_file);
 	config_strv_free(&cfg->reasoning_prefixes);
 	free(cfg->demo_url_env);

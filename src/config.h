@@ -160,7 +160,10 @@ struct config {
 	int64_t backoff_ms;            /* first backoff before retrying the same provider */
 	int64_t backoff_max_ms;
 	int64_t max_response_bytes;
-	char *proxy;
+	char *proxy;                   /* as configured */
+	char *proxy_url;               /* proxy without its credentials: what libcurl is given */
+	char *proxy_user;              /* its credentials, decoded; NULL when it has none (libcurl */
+	char *proxy_password;          /* gets them apart, so that no error text can quote them) */
 	char *ca_file;
 	/* params */
 	int strict_params;

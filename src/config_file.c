@@ -11,6 +11,7 @@
  */
 #include "config_file.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -631,6 +632,68 @@ static void resolve_routing(struct loader *ld, config_setting_t *root)
 	}
 }
 
+/* A copy of a part libcurl allocated (NULL stays NULL), or of "" when it is absent. */
+static char *take_part(char *part, int ok)
+{
+	char *s = ok ? xstrdup(part) : NULL;
+	curl_free(part);
+	return s;
+}
+
+/* Parses proxy as libcurl 7.88 parses CURLOPT_PROXY (a URL, "http" when it names no scheme) and
+ * checks that its scheme is one libcurl speaks; splits off its credentials (decoded) into
+ * cfg->proxy_user and cfg->proxy_password and leaves cfg->proxy_url without them. 0, or -1. */
+static int split_proxy(struct config *cfg, const char *proxy)
+{
+	static const char *const schemes[] = { "http", "https", "socks4", "socks4a", "socks5",
+					       "socks5h" };
+	CURLU *u = curl_url();
+	char *scheme = NULL, *user = NULL, *password = NULL, *url = NULL;
+	int ok = u && curl_url_set(u, CURLUPART_URL, proxy,
+				   CURLU_NON_SUPPORT_SCHEME | CURLU_GUESS_SCHEME) == CURLUE_OK &&
+		 curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK;
+	int known = 0;
+	for (size_t i = 0; ok && i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		known |= str_ieq(scheme, schemes[i]);
+	curl_free(scheme);
+	ok = ok && known;
+	CURLUcode ru = ok ? curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) : CURLUE_NO_USER;
+	CURLUcode rp = ok ? curl_url_get(u, CURLUPART_PASSWORD, &password, CURLU_URLDECODE)
+			  : CURLUE_NO_PASSWORD;
+	if ((ru != CURLUE_OK && ru != CURLUE_NO_USER) ||
+	    (rp != CURLUE_OK && rp != CURLUE_NO_PASSWORD))
+		ok = 0;    /* credentials that do not decode (a %00) */
+	cfg->proxy_user = take_part(user, ok && ru == CURLUE_OK);
+	cfg->proxy_password = take_part(password, ok && rp == CURLUE_OK);
+	if (ok && (cfg->proxy_user || cfg->proxy_password)) {
+		if (!cfg->proxy_user)
+			cfg->proxy_user = xstrdup("");
+		if (!cfg->proxy_password)
+			cfg->proxy_password = xstrdup("");
+		ok = curl_url_set(u, CURLUPART_USER, NULL, 0) == CURLUE_OK &&
+		     curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK &&
+		     curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK;
+		cfg->proxy_url = take_part(url, ok);
+	} else {
+		cfg->proxy_url = ok ? xstrdup(proxy) : NULL;
+	}
+	curl_url_cleanup(u);
+	return ok ? 0 : -1;
+}
+
+/* A proxy libcurl refuses would fail every call, and libcurl's error text quotes it whole, its
+ * password included: refused here, without quoting it. */
+static void check_upstream(struct loader *ld, config_setting_t *root)
+{
+	const char *proxy = ld->cfg->proxy;
+	if (!proxy || !proxy[0] || split_proxy(ld->cfg, proxy) == 0)
+		return;
+	config_schema_error(ld, config_setting_lookup(root, "upstream.proxy"),
+		  "'upstream.proxy' is not a proxy URL libcurl takes (scheme://[user:password@]host[:port], "
+		  "scheme http, https, socks4, socks4a, socks5 or socks5h; percent-encode @ # / : in the "
+		  "user name and password); its value is not shown: it may hold a password");
+}
+
 static void check_budget(struct loader *ld, config_setting_t *root)
 {
 	struct config *cfg = ld->cfg;
@@ -676,6 +739,7 @@ int config_file_read(struct config *cfg, const char *path, const char *include_d
 		load_tasks(&ld, s);
 	check_not_empty(&ld, root);
 	resolve_routing(&ld, root);
+	check_upstream(&ld, root);
 	check_budget(&ld, root);
 	config_destroy(&lc);
 	return ld.nerr;

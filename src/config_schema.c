@@ -351,7 +351,10 @@ static void parse_str(struct loader *ld, const struct field *f, config_setting_t
 
 /* The setting replaces the default list; bad, empty and repeated elements are reported and
  * skipped. */
-static void parse_strv(struct loader *ld, config_setting_t *s, const char *where, char *dst)
+/* quiet: the values may carry credentials (a provider's extra header lines): an error names an
+ * entry by its position, never by its value. */
+static void parse_strv(struct loader *ld, config_setting_t *s, const char *where, int quiet,
+		       char *dst)
 {
 	int t = config_setting_type(s);
 	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
@@ -374,7 +377,11 @@ static void parse_strv(struct loader *ld, config_setting_t *s, const char *where
 			continue;
 		}
 		if (config_strv_contains(sv, v)) {
-			config_schema_error(ld, e, "'%s' lists \"%s\" twice", where, v);
+			if (quiet)
+				config_schema_error(ld, e, "'%s' lists its entry %d twice (the same as an "
+					  "earlier entry; header values are not shown)", where, i + 1);
+			else
+				config_schema_error(ld, e, "'%s' lists \"%s\" twice", where, v);
 			continue;
 		}
 		config_strv_push(sv, v);
@@ -434,7 +441,7 @@ static void parse_value(struct loader *ld, const struct field *f, config_setting
 		parse_str(ld, f, s, where, dst);
 		return;
 	case F_STRV:
-		parse_strv(ld, s, where, dst);
+		parse_strv(ld, s, where, strcmp(f->name, "headers") == 0, dst);
 		return;
 	case F_INTV:
 		parse_intv(ld, f, s, where, dst);

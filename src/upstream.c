@@ -692,6 +692,44 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/* How a call reaches its provider: proxy, TLS trust, HTTP version, timeouts, buffers. */
+static void set_transport(CURL *h, const struct upstream_opts *opts, int stream)
+{
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
+	if (opts->proxy_user) {
+		curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, opts->proxy_user);
+		curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, str_or_empty(opts->proxy_password));
+	}
+	if (opts->ca_file && opts->ca_file[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, opts->ca_file);
+	/* The CA bundle file alone, no CA directory (Debian's libcurl has /etc/ssl/certs as its
+	 * default): libcurl keeps the parsed bundle in the engine's multi handle only when no CA
+	 * directory is set, and parses it for every new connection otherwise. */
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
+	if (!stream && opts->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->timeout_ms);
+	else if (opts->total_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_ms + 2 * TICK_MS);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	/* A request body is in memory whole: the smallest upload buffer libcurl takes (its default,
+	 * 64 KB, is kept by every worker's handle). */
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+	/* A 4 KB receive buffer (libcurl's default, 16 KB, is kept by every worker's handle, and a
+	 * thousand calls in flight are a thousand handles): stream events are far smaller, a large
+	 * reply only takes a few more reads (README "Calls in flight, by set-up"). */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 4096L);
+	/* No compressed replies: without Accept-Encoding libcurl decodes nothing, so a body sent
+	 * with Content-Encoding anyway reaches the translators as the bytes it is (and fails to
+	 * parse): a gzip bomb is never inflated (README "Memory per call"). */
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
 int upstream_perform(struct upstream *u, const struct upstream_req *req,
 		     const struct upstream_opts *opts, const struct upstream_cb *cb,
 		     struct upstream_result *res)
@@ -718,35 +756,7 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
 	curl_easy_setopt(h, CURLOPT_SEEKDATA, &c);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy ? opts->proxy : "");
-	if (opts->ca_file && opts->ca_file[0])
-		curl_easy_setopt(h, CURLOPT_CAINFO, opts->ca_file);
-	/* The CA bundle file alone, no CA directory (Debian's libcurl has /etc/ssl/certs as its
-	 * default): libcurl keeps the parsed bundle in the engine's multi handle only when no CA
-	 * directory is set, and parses it for every new connection otherwise. */
-	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts->connect_timeout_ms);
-	if (!req->stream && opts->timeout_ms > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->timeout_ms);
-	else if (opts->total_ms > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts->total_ms + 2 * TICK_MS);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-	/* A request body is in memory whole: the smallest upload buffer libcurl takes (its default,
-	 * 64 KB, is kept by every worker's handle). */
-	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-	/* A 4 KB receive buffer (libcurl's default, 16 KB, is kept by every worker's handle, and a
-	 * thousand calls in flight are a thousand handles): stream events are far smaller, a large
-	 * reply only takes a few more reads (README "Calls in flight, by set-up"). */
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 4096L);
-	/* No compressed replies: without Accept-Encoding libcurl decodes nothing, so a body sent
-	 * with Content-Encoding anyway reaches the translators as the bytes it is (and fails to
-	 * parse): a gzip bomb is never inflated (README "Memory per call"). */
-	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	set_transport(h, opts, req->stream);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &c);
@@ -808,7 +818,10 @@ int upstream_perform(struct upstream *u, const struct upstream_req *req,
 		res->fail = UPSTREAM_BROKEN;
 		break;
 	}
+	/* libcurl's text may quote a URL whole; one with credentials in it shows them as stars. */
 	snprintf(res->error, sizeof(res->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	redact_url_userinfo(res->error, sizeof(res->error), req->url);
+	redact_url_userinfo(res->error, sizeof(res->error), opts->proxy);
 	return -1;
 }
 
@@ -842,8 +855,10 @@ int upstream_post_json(const char *url, const char *body, long timeout_ms, long 
 	*status = 0;
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	else
+	else {
 		snprintf(err, errsz, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		redact_url_userinfo(err, errsz, url);
+	}
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	return rc == CURLE_OK ? 0 : -1;

@@ -41,7 +41,9 @@ struct upstream_opts {
 	long timeout_ms;          /* until the first content (non-stream: the whole call) */
 	long idle_timeout_ms;     /* stream: longest time between two pieces carrying data; 0 = none */
 	long total_ms;            /* the whole call, whatever arrives (the request's deadline); 0 = none */
-	const char *proxy;        /* "" = no proxy */
+	const char *proxy;        /* "" = no proxy; without credentials */
+	const char *proxy_user;   /* the proxy's credentials, or NULL */
+	const char *proxy_password;
 	const char *ca_file;      /* "" = system bundle */
 	int watch_fd;             /* the client's connection, watched while waiting; -1 = none */
 };

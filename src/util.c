@@ -281,6 +281,81 @@ char *url_decode(const char *s)
 	return out;
 }
 
+/* Where url's credentials start (after "scheme://", or at the start) and the '@' that ends them;
+ * NULL when it has none. */
+static const char *userinfo_end(const char *url, const char **start)
+{
+	const char *sep = strstr(url, "://");
+	*start = sep ? sep + 3 : url;
+	return strrchr(*start, '@');
+}
+
+void url_hide_userinfo(const char *url, char *out, size_t outsz)
+{
+	if (!outsz)
+		return;
+	const char *start;
+	const char *at = userinfo_end(url, &start);
+	if (!at)
+		snprintf(out, outsz, "%s", url);
+	else
+		snprintf(out, outsz, "%.*s***%s", (int)(start - url), url, at);
+}
+
+/* Masks every copy of the n bytes at s in text with '*' (n of 4 or more). */
+static void mask_all(char *text, const char *s, size_t n)
+{
+	if (n < 4)
+		return;
+	char *p = text;
+	while ((p = memmem(p, strlen(p), s, n)) != NULL) {
+		memset(p, '*', n);
+		p += n;
+	}
+}
+
+void redact_url_userinfo(char *text, size_t cap, const char *url)
+{
+	if (!text || !cap || !url)
+		return;
+	const char *start;
+	const char *at = userinfo_end(url, &start);
+	if (!at)
+		return;
+	size_t ulen = strlen(url);
+	size_t hlen = ulen + 4;
+	char *hidden = malloc(hlen);
+	size_t tlen = strlen(text);
+	/* A copy of url (1 byte or more) becomes at most 3 bytes longer: 4 times the text at most. */
+	char *out = malloc(4 * tlen + 1);
+	if (!hidden || !out) {
+		free(hidden);
+		free(out);
+		memset(text, '*', tlen);    /* nothing can be shown safely */
+		return;
+	}
+	url_hide_userinfo(url, hidden, hlen);
+	size_t n = 0;
+	for (const char *p = text; *p;) {
+		const char *hit = strstr(p, url);
+		size_t keep = hit ? (size_t)(hit - p) : strlen(p);
+		memcpy(out + n, p, keep);
+		n += keep;
+		if (!hit)
+			break;
+		n += (size_t)snprintf(out + n, hlen, "%s", hidden);
+		p = hit + ulen;
+	}
+	out[n] = '\0';
+	snprintf(text, cap, "%s", out);
+	free(out);
+	free(hidden);
+	mask_all(text, start, (size_t)(at - start));
+	const char *colon = memchr(start, ':', (size_t)(at - start));
+	if (colon)
+		mask_all(text, colon + 1, (size_t)(at - colon - 1));
+}
+
 int mkdir_parents(const char *path)
 {
 	char *dir = xstrdup(path);

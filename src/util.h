@@ -48,11 +48,20 @@ long utf8_decode(const unsigned char *p, size_t n, size_t *len);
  * with '?', in place, so the string can always be turned into a JSON string. */
 void utf8_sanitize(char *s);
 
-/* Decodes %XX escapes of a URL path segment into a new string; NULL if an escape is malformed
- * or decodes to a NUL byte. */
 /* The value of one hexadecimal digit (either case), or -1. */
 int hex_digit(char c);
+/* Decodes %XX escapes of a URL path segment into a new string; NULL if an escape is malformed
+ * or decodes to a NUL byte. */
 char *url_decode(const char *s);
+
+/* url with its user name and password shown as three stars ("http://" "***@proxy:3128"), into
+ * out (cut to outsz). The credentials run from after "scheme://" (or the start) to the last '@', so an
+ * unencoded '@', '#' or '/' in a password is hidden too. */
+void url_hide_userinfo(const char *url, char *out, size_t outsz);
+/* In text (NUL-terminated, in a buffer of cap bytes): every copy of url becomes its
+ * url_hide_userinfo form, and every copy of its credentials ("user:password") or of the password
+ * alone is masked with '*'. For libcurl's error text, which may quote a proxy or URL whole. */
+void redact_url_userinfo(char *text, size_t cap, const char *url);
 
 /* Creates the directories leading to path (mode 0750); returns 0, or -1 if one could not be made. */
 int mkdir_parents(const char *path);

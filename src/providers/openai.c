@@ -245,6 +245,17 @@ static void normalize_choice(const struct xlate_ctx *x, json_t *choice, const ch
 	}
 }
 
+/* Whether an error object says the router's own key is bad (OpenAI and Groq: code
+ * "invalid_api_key"; DeepSeek: type "authentication_error"), whatever the status: its text may
+ * quote part of the key, so it is answered as a 401 is (map_upstream_status). */
+static int says_bad_key(const json_t *e)
+{
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *type = json_string_value(json_object_get(e, "type"));
+	return (code && strcmp(code, "invalid_api_key") == 0) ||
+	       (type && strcmp(type, "authentication_error") == 0);
+}
+
 /* An error object inside a 2xx body or a stream event -> err. */
 static void error_from_object(const struct xlate_ctx *x, const json_t *e, struct rerr *err)
 {
@@ -254,7 +265,9 @@ static void error_from_object(const struct xlate_ctx *x, const json_t *e, struct
 	if (json_is_integer(code) && json_integer_value(code) >= 400 && json_integer_value(code) < 600)
 		status = (long)json_integer_value(code);
 	const char *type = json_string_value(json_object_get(e, "type"));
-	if (status == 502 && type) {
+	if (says_bad_key(e))
+		status = 401;
+	else if (status == 502 && type) {
 		if (strstr(type, "overloaded") || strstr(type, "unavailable"))
 			status = 503;
 		else if (strstr(type, "rate_limit"))
@@ -413,7 +426,8 @@ static void openai_map_error(const struct xlate_ctx *x, long status, const char 
 		rerr_set(err, 403, "permission_error", "content_flagged", NULL, "%s: %s", x->prov->name, m);
 		err->should_retry = 0;
 	} else {
-		map_upstream_status(x, status, msg, code, param, retry_after, err);
+		map_upstream_status(x, json_is_object(e) && says_bad_key(e) ? 401 : status, msg, code,
+				    param, retry_after, err);
 	}
 	json_decref(j);
 }

@@ -47,6 +47,25 @@ describe('command line', () => {
     assert.match(r.stderr, /model "claude-opus-4-6": its fallback chain contains itself/);
     fs.rmSync(dir, { recursive: true });
   });
+
+  it('check-config never shows credentials: a base URL\'s as stars, a proxy libcurl refuses not at all', () => {
+    const conf = path.join(ROOT, 'conf/llm-router.conf');
+    const env = { PATH: process.env.PATH, OPENAI_API_KEY: 'sk-cli-test-key', OPENAI_BASE_URL: 'https://gw-user:BaseUrlPw9@gw.example/v1' };
+    const ok = run(['check-config', conf], { env });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /openai\s+openai\s+available\s+https:\/\/\*\*\*@gw\.example\/v1/);
+    assert.ok(!/BaseUrlPw9|gw-user|sk-cli-test-key/.test(ok.stdout + ok.stderr), ok.stdout + ok.stderr);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-cli-'));
+    const bad = path.join(dir, 'proxy.conf');
+    const text = fs.readFileSync(conf, 'utf8').replace(/^(\s*)proxy = "";/m, '$1proxy = "http://alice:Pr0xy@Pass@proxy.example:3128";');
+    assert.notEqual(text, fs.readFileSync(conf, 'utf8'), 'no proxy setting in the shipped file');
+    fs.writeFileSync(bad, text);
+    const r = run(['check-config', bad], { env: { PATH: process.env.PATH } });
+    assert.equal(r.status, 1, r.stdout);
+    assert.match(r.stderr, /'upstream\.proxy' is not a proxy URL libcurl takes/);
+    assert.ok(!/Pr0xy|alice/.test(r.stdout + r.stderr), r.stderr);
+    fs.rmSync(dir, { recursive: true });
+  });
 });
 
 describe('plain CGI mode', () => {

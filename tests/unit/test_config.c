@@ -644,6 +644,41 @@ TEST(config_base_variant_is_valid)
 	free(path);
 }
 
+/* Proxies libcurl takes load: a percent-encoded password, SOCKS, and host:port (libcurl's http
+ * default); their credentials are split off for libcurl. */
+TEST(config_valid_proxies_load)
+{
+	clear_router_env();
+	static const struct {
+		const char *proxy, *url, *user, *password;
+	} ok[] = {
+		/* libcurl gets the credentials apart, decoded, and the proxy without them */
+		{ "http://alice:p%40ss@proxy.example:3128", "http://proxy.example:3128/", "alice", "p@ss" },
+		{ "socks5://bob@10.0.0.1:1080", "socks5://10.0.0.1:1080/", "bob", "" },
+		{ "socks5h://127.0.0.1:1080", "socks5h://127.0.0.1:1080", NULL, NULL },
+		{ "proxy.example:3128", "proxy.example:3128", NULL, NULL },
+		{ "https://proxy.example", "https://proxy.example", NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		test_case("%s", ok[i].proxy);
+		char text[256];
+		snprintf(text, sizeof(text), "  threads = 8; };\nupstream = { proxy = \"%s\";", ok[i].proxy);
+		char *path = write_variant("proxy.conf", 2, text);
+		struct buf errors;
+		buf_init(&errors, 1 << 20);
+		struct config *cfg = config_load(path, &errors);
+		CHECK_STR_EQ(buf_str(&errors), "");
+		REQUIRE_NOT_NULL(cfg);
+		CHECK_STR_EQ(cfg->proxy, ok[i].proxy);
+		CHECK_STR_EQ(cfg->proxy_url, ok[i].url);
+		CHECK_STR_EQ(cfg->proxy_user, ok[i].user);
+		CHECK_STR_EQ(cfg->proxy_password, ok[i].password);
+		config_free(cfg);
+		buf_free(&errors);
+		free(path);
+	}
+}
+
 /* A Gemini request names its model in the URL: a pass-through route there would let the client
  * choose the upstream path and query ("gemini/a/../../../../v1/x?alt=sse&"). */
 TEST(config_gemini_pass_through_is_rejected)
@@ -734,6 +769,22 @@ static const struct broken_row broken[] = {
 	{ "fallback to itself (cycle)", 19,
 	  "  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m2\" ]; },",
 	  "%s:19: model \"m2\": its fallback chain contains itself (a cycle)", 0 },
+	/* A proxy libcurl would refuse: its error text quotes the whole value, password included, so
+	 * the router refuses it at load and never quotes it. */
+	{ "a proxy with an unencoded @ in its password", 2,
+	  "  threads = 8; };\nupstream = { proxy = \"http://alice:p@ss@proxy.example:3128\";",
+	  "%s:3: 'upstream.proxy' is not a proxy URL libcurl takes (scheme://[user:password@]host[:port], scheme http, https, socks4, socks4a, socks5 or socks5h; percent-encode @ # / : in the user name and password); its value is not shown: it may hold a password", 0 },
+	{ "a proxy with an unknown scheme", 2,
+	  "  threads = 8; };\nupstream = { proxy = \"htps://alice:SecretPw1@proxy.example:3128\";",
+	  "%s:3: 'upstream.proxy' is not a proxy URL libcurl takes (scheme://[user:password@]host[:port], scheme http, https, socks4, socks4a, socks5 or socks5h; percent-encode @ # / : in the user name and password); its value is not shown: it may hold a password", 0 },
+	{ "a proxy with a port out of range", 2,
+	  "  threads = 8; };\nupstream = { proxy = \"http://alice:SecretPw1@proxy.example:99999\";",
+	  "%s:3: 'upstream.proxy' is not a proxy URL libcurl takes (scheme://[user:password@]host[:port], scheme http, https, socks4, socks4a, socks5 or socks5h; percent-encode @ # / : in the user name and password); its value is not shown: it may hold a password", 0 },
+	/* A header line may carry a credential: a repeated one is named by position, not quoted. */
+	{ "a header listed twice", 14,
+	  "    base_url = \"https://api.openai.com/v1\";\n"
+	  "    headers = [ \"cf-aig-authorization: Bearer GwSecret123\", \"cf-aig-authorization: Bearer GwSecret123\" ];",
+	  "%s:15: 'providers.openai.headers' lists its entry 2 twice (the same as an earlier entry; header values are not shown)", 0 },
 	{ "fallback listed twice", 19,
 	  "  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m1\", \"m1\" ]; },",
 	  "%s:19: 'models[1].fallback' lists \"m1\" twice", 0 },

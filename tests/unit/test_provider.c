@@ -649,6 +649,40 @@ TEST(openai_map_error_403_credentials_vs_moderation)
 	CHECK_INT_EQ(err.should_retry, 0);
 }
 
+/* An upstream that says the router's key is bad under another status than 401/403, or in an
+ * error object of a 2xx body, may echo part of the key ("sk-TES***7890"): the fixed credentials
+ * message, never its text. */
+TEST(openai_bad_key_under_any_status_is_a_credentials_error)
+{
+	struct fixture f;
+	fixture_init(&f);
+	static const char *const bodies[] = {
+		"{\"error\":{\"message\":\"Incorrect API key provided: sk-tes***cdef\","
+		"\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}",
+		"{\"error\":{\"message\":\"Authentication Fails, Your api key: ****cdef is invalid\","
+		"\"type\":\"authentication_error\",\"param\":null,\"code\":\"invalid_request_error\"}}",
+	};
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		test_case("HTTP 400, body %zu", i);
+		struct rerr err;
+		rerr_clear(&err);
+		provider_openai.map_error(&f.x, 400, bodies[i], strlen(bodies[i]), 0, &err);
+		CHECK_INT_EQ(err.status, 502);
+		CHECK_STR_EQ(err.code, "upstream_authentication_failed");
+		CHECK_NOT_CONTAINS(err.message, "cdef");
+		test_case("HTTP 200, body %zu", i);
+		rerr_clear(&err);
+		json_t *out = NULL;
+		struct usage u;
+		usage_init(&u);
+		CHECK(provider_openai.parse_response(&f.x, bodies[i], strlen(bodies[i]), &out, &u, &err) < 0);
+		json_decref(out);
+		CHECK_INT_EQ(err.status, 502);
+		CHECK_STR_EQ(err.code, "upstream_authentication_failed");
+		CHECK_NOT_CONTAINS(err.message, "cdef");
+	}
+}
+
 /* ---- Gemini model ids reach the URL: only letters, digits, '-', '.' and '_' ---- */
 
 TEST(gemini_model_id_cannot_choose_the_url)

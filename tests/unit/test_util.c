@@ -327,3 +327,57 @@ TEST(resp_header_escapes_control_characters)
 		     "X-Router-Model: m\\x0d\\x0aSet-Cookie: a=b\\x1b[2J\\u0085\\u2028z\r\n");
 	response_free(&resp);
 }
+
+TEST(url_hide_userinfo_table)
+{
+	static const struct {
+		const char *in, *out;
+	} rows[] = {
+		{ "http://alice:secret@proxy.example:3128", "http://***@proxy.example:3128" },
+		{ "http://alice:p@ss@proxy.example:3128", "http://***@proxy.example:3128" },
+		{ "http://alice:pa#ss/x@proxy.example:3128", "http://***@proxy.example:3128" },
+		{ "alice:pw@proxy:3128", "***@proxy:3128" },
+		{ "https://u:BaseUrlPw@gw.example/v1", "https://***@gw.example/v1" },
+		{ "https://api.openai.com/v1", "https://api.openai.com/v1" },
+		{ "socks5h://127.0.0.1:1080", "socks5h://127.0.0.1:1080" },
+		{ "", "" },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("url_hide_userinfo(\"%s\")", rows[i].in);
+		char out[128];
+		url_hide_userinfo(rows[i].in, out, sizeof(out));
+		CHECK_STR_EQ(out, rows[i].out);
+	}
+	char small[8];
+	url_hide_userinfo("http://alice:secret@proxy.example:3128", small, sizeof(small));
+	CHECK(strstr(small, "secret") == NULL && strstr(small, "alice") == NULL);
+}
+
+/* libcurl's error text may quote a proxy or URL whole ("Unsupported proxy syntax in '...'"). */
+TEST(redact_url_userinfo_in_error_text)
+{
+	static const struct {
+		const char *text, *url, *out;
+	} rows[] = {
+		{ "Unsupported proxy syntax in 'http://alice:p@ss@proxy.example:3128'",
+		  "http://alice:p@ss@proxy.example:3128",
+		  "Unsupported proxy syntax in 'http://***@proxy.example:3128'" },
+		{ "Unsupported proxy scheme for 'htps://alice:SecretPw1@proxy:3128'",
+		  "htps://alice:SecretPw1@proxy:3128",
+		  "Unsupported proxy scheme for 'htps://***@proxy:3128'" },
+		/* the credentials alone, however they are quoted */
+		{ "login alice:SecretPw1 refused", "http://alice:SecretPw1@proxy:3128",
+		  "login *************** refused" },
+		{ "Could not resolve proxy: proxy.example", "http://alice:SecretPw1@proxy.example:3128",
+		  "Could not resolve proxy: proxy.example" },
+		{ "Failed to connect", "", "Failed to connect" },
+		{ "Failed to connect", NULL, "Failed to connect" },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("%s", rows[i].text);
+		char text[256];
+		snprintf(text, sizeof(text), "%s", rows[i].text);
+		redact_url_userinfo(text, sizeof(text), rows[i].url);
+		CHECK_STR_EQ(text, rows[i].out);
+	}
+}
