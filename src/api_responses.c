@@ -13,6 +13,7 @@
 #include "api.h"
 #include "auth.h"
 #include "chatreq.h"
+#include "jsonx.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -170,8 +171,8 @@ static void keep(void *ud, const json_t *response)
 	struct responses_state *rs = ud;
 	if (!rs->store)
 		return;
-	char *items = json_dumps(rs->items, JSON_COMPACT);
-	char *text = json_dumps(response, JSON_COMPACT);
+	char *items = jsonx_dumps(rs->items, JSON_COMPACT);
+	char *text = jsonx_dumps(response, JSON_COMPACT);
 	struct store *st = reqctx_reader(rs->rc);
 	if (!items || !text || !st ||
 	    store_response_put(st, rs->call.id, agent_key(rs->agent), rs->rc->t0_wall_ms,

@@ -371,7 +371,7 @@ int embed_response_text(const struct xlate_ctx *x, const struct buf *items, cons
 {
 	int64_t p = u->prompt > 0 ? u->prompt : 0;
 	json_t *model = json_string(x->public_model);
-	char *m = json_dumps(model, JSON_ENCODE_ANY);
+	char *m = jsonx_dumps(model, JSON_ENCODE_ANY);
 	json_decref(model);
 	int rc = buf_puts(out, "{\"object\":\"list\",\"data\":[") < 0 ||
 			 buf_append(out, buf_str(items), items->len) < 0 ||

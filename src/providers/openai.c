@@ -105,7 +105,7 @@ static int emulate_json_schema(const struct xlate_ctx *x, json_t *body, struct b
 	if (param_unsupported(x, dropped, "response_format.json_schema", err) < 0)
 		return -1;
 	const json_t *schema = json_object_get(js, "schema");
-	char *text = schema ? json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char *text = schema ? jsonx_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	const char *name = json_string_value(json_object_get(js, "name"));
 	const char *desc = json_string_value(json_object_get(js, "description"));
 	char *prompt = xasprintf("Answer with one JSON object and nothing else. It must conform to "

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "jsonx.h"
 #include "memgauge.h"
+#include "providers/provider.h"
 #include "util.h"
 
 #define KiB ((size_t)1 << 10)
@@ -250,6 +251,30 @@ TEST(memgauge_count_returns_to_its_start)
 	pthread_join(t, NULL);
 	CHECK_INT_EQ(memgauge_held(), held);
 	free(doc);
+}
+
+/* Texts the router makes from JSON are jsonx_dumps's: json_dumps's text, taken through the
+ * gauge's allocator on a thread serving calls and given back with free(), stayed counted, so the
+ * count crept up with every embeddings call until the gauge refused everything. */
+TEST(memgauge_embeddings_answer_leaves_the_count_where_it_was)
+{
+	size_t held = start_call(64 * MiB);
+	struct xlate_ctx x = { .public_model = "text-embedding-3-small", .embed = 1 };
+	struct buf items, out;
+	buf_init(&items, BUF_UNLIMITED);
+	buf_puts(&items, "{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.5]}");
+	struct usage u;
+	usage_init(&u);
+	u.prompt = 3;
+	for (int i = 0; i < 100; i++) {
+		buf_init(&out, BUF_UNLIMITED);
+		CHECK_INT_EQ(embed_response_text(&x, &items, &u, &out), 0);
+		if (i == 0)
+			CHECK_CONTAINS(buf_str(&out), "\"model\":\"text-embedding-3-small\"");
+		buf_free(&out);
+	}
+	buf_free(&items);
+	CHECK_INT_EQ(memgauge_held(), held);
 }
 
 /* ---- what the client gets ---- */
