@@ -520,10 +520,15 @@ static int thinking_from_client(const struct xlate_ctx *x, const json_t *c, stru
 }
 
 /* Anthropic wants max_tokens above the thinking budget: a max_tokens at or under it becomes
- * budget + max_tokens (the client's max_tokens then bounds the answer after the thinking). */
+ * budget + max_tokens (the client's max_tokens then bounds the answer after the thinking). The
+ * sum saturates: a budget estimate may see any integer a client sends. */
 static int64_t thinking_max_tokens(int64_t max_tokens, int64_t budget)
 {
-	return max_tokens <= budget ? budget + max_tokens : max_tokens;
+	if (max_tokens > budget)
+		return max_tokens;
+	if (max_tokens < 0)
+		max_tokens = 0;
+	return budget > INT64_MAX - max_tokens ? INT64_MAX : budget + max_tokens;
 }
 
 /* Thinking against the rest of the request (its tools already in body): a forced tool wins over

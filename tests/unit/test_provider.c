@@ -683,6 +683,37 @@ TEST(openai_bad_key_under_any_status_is_a_credentials_error)
 	}
 }
 
+/* The output bound of a budget estimate, for thinking budgets up to the largest integer: it never
+ * wraps (a budget_tokens of 2^63-1 plus max_tokens overflowed, fell to the model's default and
+ * made the estimate small). */
+TEST(anthropic_output_bound_saturates)
+{
+	struct fixture f;
+	fixture_init(&f);
+	f.prov.api = API_ANTHROPIC;
+	f.cfg.providers = &f.prov;
+	f.cfg.n_providers = 1;
+	f.model.provider = 0;
+	f.model.max_output_tokens = 8192;
+	static const struct {
+		const char *body;
+		int64_t want;
+	} rows[] = {
+		{ "{\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":9223372036854775807}}", USAGE_COUNT_MAX },
+		{ "{\"max_tokens\":9223372036854775807,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":9223372036854775807}}", USAGE_COUNT_MAX },
+		{ "{\"max_tokens\":100,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2000}}", 2100 },
+		{ "{\"max_tokens\":5000,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2000}}", 5000 },
+		{ "{}", 8192 },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		test_case("%s", rows[i].body);
+		json_t *c = parse(rows[i].body);
+		int sent = 0;
+		CHECK_INT_EQ(provider_output_bound(&f.cfg, &f.model, c, &sent), rows[i].want);
+		json_decref(c);
+	}
+}
+
 /* ---- Gemini model ids reach the URL: only letters, digits, '-', '.' and '_' ---- */
 
 TEST(gemini_model_id_cannot_choose_the_url)
