@@ -118,6 +118,14 @@ static int step_identify(struct request_ctx *rc, struct chat_plan *pl)
 		reqctx_refuse(rc, &err);
 		return -1;
 	}
+	if (rc->log.task && !utf8_valid(rc->log.task)) {
+		rc->log.task = NULL;  /* no configured task has such a name, and JSON cannot hold it */
+		rerr_clear(&err);
+		rerr_set(&err, 400, "invalid_request_error", NULL, "X-Task-Type",
+			 "Invalid X-Task-Type header: a task type is UTF-8 text.");
+		reqctx_refuse(rc, &err);
+		return -1;
+	}
 	return 0;
 }
 

@@ -72,7 +72,8 @@ void api_models_get(struct request_ctx *rc)
 {
 	/* Clients percent-encode the id ("openrouter%2Fopenai%2Fgpt-4o"). */
 	char *id = url_decode(rc->req.path + strlen("/v1/models/"));
-	const struct model_conf *m = id ? config_find_model(rc->cfg, id, NULL) : NULL;
+	/* An id that is not UTF-8 is no model's (a pass-through route would take it otherwise). */
+	const struct model_conf *m = id && utf8_valid(id) ? config_find_model(rc->cfg, id, NULL) : NULL;
 	if (!m) {
 		struct rerr e;
 		rerr_clear(&e);

@@ -25,7 +25,10 @@ int auth_identify(struct request_ctx *rc, char *agent, size_t agentsz, const cha
 	if (strcmp(cfg->auth_mode, "header") == 0) {
 		const char *h = request_header(&rc->req, cfg->agent_header);
 		if (h && h[0]) {
+			/* Cut to the buffer, then '?' for each byte that is not UTF-8 (a character the
+			 * cut split included): the name the row, its budget scope and JSON all agree on. */
 			snprintf(agent, agentsz, "%s", h);
+			utf8_sanitize(agent);
 			*out = agent;
 		}
 		return 0;

@@ -180,8 +180,17 @@ static json_t *val_to_json(const struct reqlog_val *v)
 		return json_integer((json_int_t)v->i);
 	case VAL_REAL:
 		return json_real(v->d);
-	case VAL_TEXT:
-		return json_string(v->s);
+	case VAL_TEXT: {
+		json_t *j = json_string(v->s);
+		if (j || !v->s)
+			return j;
+		/* Not UTF-8 (a header's bytes): kept with '?' for each bad byte, never dropped. */
+		char *clean = xstrdup(v->s);
+		utf8_sanitize(clean);
+		j = json_string(clean);
+		free(clean);
+		return j;
+	}
 	case VAL_NULL:
 		break;
 	}

@@ -604,8 +604,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 	} else if (header_is(line, n, "x-request-id", &v, &vl) ||
 		   header_is(line, n, "request-id", &v, &vl) ||
 		   header_is(line, n, "x-generation-id", &v, &vl)) {
-		if (!c->request_id[0])
+		if (!c->request_id[0]) {
 			copy_trimmed(c->request_id, sizeof(c->request_id), v, vl);
+			utf8_sanitize(c->request_id);    /* the row's upstream_request_id is text */
+		}
 	} else if (header_is(line, n, "retry-after", &v, &vl)) {
 		char tmp[64];
 		copy_trimmed(tmp, sizeof(tmp), v, vl);

@@ -247,6 +247,18 @@ void utf8_sanitize(char *s)
 	}
 }
 
+int utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t len;
+		if (utf8_decode(p, SIZE_MAX, &len) < 0)
+			return 0;
+		p += len;
+	}
+	return 1;
+}
+
 int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')

@@ -47,6 +47,8 @@ long utf8_decode(const unsigned char *p, size_t n, size_t *len);
 /* Replaces every byte that is not part of valid UTF-8 (including a sequence cut short at the end)
  * with '?', in place, so the string can always be turned into a JSON string. */
 void utf8_sanitize(char *s);
+/* Whether s is valid UTF-8 throughout. */
+int utf8_valid(const char *s);
 
 /* The value of one hexadecimal digit (either case), or -1. */
 int hex_digit(char c);

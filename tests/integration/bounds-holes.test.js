@@ -169,6 +169,25 @@ describe('the smaller holes closed (issue 13, item 6)', () => {
     assert.ok((mr.error_message || '').length < 1024);
   });
 
+  it('an agent name or task type that is not UTF-8: the agent is kept with ? for each bad byte, the task gets 400', async () => {
+    // Header values are latin1 on the wire here: "\xe9" is the byte 0xE9 alone, "\xc3\xa9" a
+    // whole "é" that the 127-byte cut of an agent name splits.
+    const msg = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+    const bad = await post(msg, { 'X-Agent-Name': 'caf\xe9-agent' });
+    assert.equal(bad.status, 200, bad.body);
+    assert.equal((await stack.router.row(headerOf(bad.head, 'X-Request-Id'))).agent, 'caf?-agent');
+    const cut = await post(msg, { 'X-Agent-Name': 'a'.repeat(126) + '\xc3\xa9' });
+    assert.equal(cut.status, 200, cut.body);
+    assert.equal((await stack.router.row(headerOf(cut.head, 'X-Request-Id'))).agent, 'a'.repeat(126) + '?');
+    const task = await post(msg, { 'X-Task-Type': 'co\xffde' });
+    assert.equal(task.status, 400, task.body);
+    const e = JSON.parse(task.body).error;
+    assert.equal(e.param, 'X-Task-Type');
+    assert.match(e.message, /UTF-8/);
+    const tr = await stack.router.row(headerOf(task.head, 'X-Request-Id'));
+    assert.equal(tr.task, null);
+  });
+
   it('tool-call state is kept per agent: B cannot pull A\'s thinking with A\'s tool-call id', async () => {
     const toolId = 'toolu_agent_a_1';
     await stack.fake.script('anthropic', [{ sse: thinkingToolTurn(toolId) }]);

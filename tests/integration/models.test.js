@@ -72,6 +72,20 @@ describe('GET /v1/models', () => {
     });
   });
 
+  it('a model id that decodes to bytes that are not UTF-8 is not found (404), never an object without its id', async () => {
+    const r = await fetch(stack.router.baseURL + '/models/openrouter/anthropic/%FF');
+    const body = await r.json();
+    // lighttpd refuses such a path itself (400 bad_request); Apache passes it to the router.
+    if (FRONT === 'lighttpd') {
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(body.error.code, 'bad_request');
+      return;
+    }
+    assert.equal(r.status, 404, JSON.stringify(body));
+    assert.equal(body.error.code, 'model_not_found');
+    assert.ok(body.error.message, JSON.stringify(body));
+  });
+
   it('marks every model of a keyless provider unavailable', async () => {
     const { startStack: start } = require('./lib/harness');
     const s2 = await start({ keys: ['OPENAI'] });

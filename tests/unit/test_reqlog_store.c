@@ -375,6 +375,23 @@ static const char *const json_keys[] = {
 	"tool_state",
 };
 
+/* A text that is not UTF-8 is kept with '?' for each bad byte, never dropped: the fallback line
+ * is the row (its agent is the budget scope its replay charges). */
+TEST(reqlog_to_json_keeps_text_that_is_not_utf8)
+{
+	struct reqlog r;
+	full_record(&r, "chatcmpl-utf8");
+	r.agent = "caf\xe9";
+	r.task = "co\xff\xfe";
+	r.upstream_request_id = "req_\xc3";
+	json_t *o = reqlog_to_json(&r);
+	REQUIRE_NOT_NULL(o);
+	CHECK_STR_EQ(json_string_value(json_object_get(o, "agent")), "caf?");
+	CHECK_STR_EQ(json_string_value(json_object_get(o, "task")), "co??");
+	CHECK_STR_EQ(json_string_value(json_object_get(o, "upstream_request_id")), "req_?");
+	json_decref(o);
+}
+
 TEST(reqlog_to_json_has_every_field)
 {
 	struct reqlog r;
