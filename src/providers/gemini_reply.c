@@ -214,6 +214,10 @@ static void usage_from_gemini(struct usage *u, const json_t *um)
 	u->json = usage_to_json(u);
 }
 
+/* The longest token whose bytes are listed: real tokens are a few bytes, and a listed byte costs
+ * a JSON integer (some 60 bytes of memory); a longer one gets bytes null, as OpenAI allows. */
+#define LOGPROB_BYTES_MAX 256
+
 static json_t *logprob_entry(const json_t *c)
 {
 	const char *tok = json_str(c, "token");
@@ -223,6 +227,10 @@ static json_t *logprob_entry(const json_t *c)
 	json_object_set_new(e, "token", json_string(tok));
 	const json_t *lp = json_object_get(c, "logProbability");
 	json_object_set_new(e, "logprob", json_real(json_is_number(lp) ? json_number_value(lp) : 0.0));
+	if (strlen(tok) > LOGPROB_BYTES_MAX) {
+		json_object_set_new(e, "bytes", json_null());
+		return e;
+	}
 	json_t *bytes = json_array();
 	for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
 		json_array_append_new(bytes, json_integer(*p));

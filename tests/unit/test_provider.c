@@ -6,6 +6,7 @@
 
 #include "harness.h"
 #include "providers/provider.h"
+#include "util.h"
 
 #define SECRET "sk-test-SECRET-0123456789abcdef"
 
@@ -876,4 +877,39 @@ TEST(gemini_stream_text_is_joined_whole)
 	provider_gemini.stream_free(st);
 	json_decref(chunks);
 	usage_clear(&u);
+}
+
+/* OpenAI's logprobs give a token's bytes as an array of integers: a token of a few bytes, as real
+ * tokens are. A long one (a hostile upstream's 15 MiB "token") gets bytes null, as OpenAI allows,
+ * instead of an array of one JSON integer a byte, about 60 times its size. */
+TEST(gemini_logprob_bytes_are_bounded)
+{
+	struct fixture f;
+	fixture_init(&f);
+	f.prov.name = "gemini";
+	f.prov.api = API_GEMINI;
+	size_t big = 1 << 20;
+	char *tok = malloc(big + 1);
+	memset(tok, 'a', big);
+	tok[big] = '\0';
+	char *body = xasprintf("{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}],\"role\":\"model\"},"
+			       "\"finishReason\":\"STOP\",\"index\":0,\"logprobsResult\":{\"chosenCandidates\":["
+			       "{\"token\":\"hi\",\"logProbability\":-0.5},{\"token\":\"%s\",\"logProbability\":0}]}}]}",
+			       tok);
+	json_t *out = NULL;
+	struct usage u;
+	usage_init(&u);
+	struct rerr err;
+	rerr_clear(&err);
+	REQUIRE(provider_gemini.parse_response(&f.x, body, strlen(body), &out, &u, &err) == 0);
+	const json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(out, "choices"), 0), "logprobs"), "content");
+	REQUIRE(json_array_size(content) == 2);
+	const json_t *b0 = json_object_get(json_array_get(content, 0), "bytes");
+	CHECK(json_is_array(b0) && json_array_size(b0) == 2 && json_integer_value(json_array_get(b0, 0)) == 'h');
+	CHECK(json_is_null(json_object_get(json_array_get(content, 1), "bytes")));
+	CHECK_INT_EQ(strlen(json_string_value(json_object_get(json_array_get(content, 1), "token"))), big);
+	json_decref(out);
+	usage_clear(&u);
+	free(body);
+	free(tok);
 }
