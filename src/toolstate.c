@@ -43,9 +43,11 @@ json_t *toolstate_from_message(const json_t *message, const struct provider_conf
 		if (!id || !id[0])
 			continue;
 		json_t *s = json_object();
-		if (wants_thinking(prov) && json_is_array(blocks) && json_array_size(blocks))
+		/* The turn's thinking or reasoning goes with its first call only: toolstate_restore
+		 * looks for it there, and a copy per call would store it as many times. */
+		if (i == 0 && wants_thinking(prov) && json_is_array(blocks) && json_array_size(blocks))
 			json_object_set(s, "thinking_blocks", (json_t *)blocks);
-		if (wants_reasoning(prov) && json_is_string(reasoning))
+		if (i == 0 && wants_reasoning(prov) && json_is_string(reasoning))
 			json_object_set(s, "reasoning_content", (json_t *)reasoning);
 		const json_t *extra = json_object_get(c, "extra_content");
 		if (wants_extra(prov) && json_is_object(extra))
@@ -83,6 +85,9 @@ json_t *toolstate_restore(const json_t *body, const struct provider_conf *prov,
 		return NULL;
 	const json_t *messages = json_object_get(body, "messages");
 	json_t *fixed = NULL;
+	/* A call's state goes back once a request, into the first message that names the call: a
+	 * body naming it in thousands of messages would otherwise copy it thousands of times. */
+	json_t *seen = json_object();
 	size_t i;
 	const json_t *m;
 	json_array_foreach(messages, i, m)
@@ -114,8 +119,11 @@ json_t *toolstate_restore(const json_t *body, const struct provider_conf *prov,
 			if (!id)
 				continue;
 			json_t *s = NULL;
-			if ((need_turn && k == 0) || (need_calls && !json_object_get(nc, "extra_content")))
+			if (((need_turn && k == 0) || (need_calls && !json_object_get(nc, "extra_content"))) &&
+			    !json_object_get(seen, id)) {
+				json_object_set_new(seen, id, json_true());
 				s = state_for(id, prov, lookup, ud);
+			}
 			if (!s)
 				continue;
 			if (k == 0 && need_turn) {
@@ -149,5 +157,6 @@ json_t *toolstate_restore(const json_t *body, const struct provider_conf *prov,
 			json_decref(nm);
 		}
 	}
+	json_decref(seen);
 	return fixed;
 }
