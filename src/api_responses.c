@@ -136,15 +136,17 @@ static json_t *stored_item(struct store *st, const char *agent, const json_t *co
 }
 
 /* body.input with item_reference items resolved and the items the context already holds (a
- * client re-sending the conversation with previous_response_id) left out. */
+ * client re-sending the conversation with previous_response_id) left out. The referenced items
+ * are input as the body is: together they may come to max_bytes (server.max_body_bytes), so that
+ * a small body naming a large item many times cannot grow a request without bound. */
 static int resolve_input(struct store *st, const char *agent, const json_t *context, json_t *body,
-			 struct rerr *err)
+			 size_t max_bytes, struct rerr *err)
 {
 	json_t *input = json_object_get(body, "input");
 	if (!json_is_array(input))
 		return 0;
 	json_t *out = json_array();
-	size_t i;
+	size_t i, referenced = 0;
 	json_t *it;
 	json_array_foreach(input, i, it)
 	{
@@ -156,6 +158,14 @@ static int resolve_input(struct store *st, const char *agent, const json_t *cont
 				json_decref(out);
 				return rerr_set(err, 404, "invalid_request_error", NULL, "input",
 						"Item with id '%s' not found.", id ? id : "");
+			}
+			referenced += json_dumpb(found, NULL, 0, JSON_COMPACT);
+			if (referenced > max_bytes) {
+				json_decref(found);
+				json_decref(out);
+				return rerr_set(err, 413, "invalid_request_error", "request_too_large", "input",
+						"The items 'input' references come to more than %zu bytes "
+						"(server.max_body_bytes): reference fewer items.", max_bytes);
 			}
 			json_array_append_new(out, found);
 		} else if (!(id && find_item(context, id))) {
@@ -214,7 +224,8 @@ int responses_prepare(struct request_ctx *rc, const char *agent, json_t *body,
 		if (!context)
 			return -1;
 	}
-	int rc_ = resolve_input(reqctx_reader(rc), agent, context, body, err);
+	int rc_ = resolve_input(reqctx_reader(rc), agent, context, body,
+				(size_t)rc->cfg->max_body_bytes, err);
 	if (rc_ == 0)
 		*chat = respx_to_chat(body, context, err);
 	json_decref(context);

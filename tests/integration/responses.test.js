@@ -606,6 +606,29 @@ describe('POST /v1/responses', () => {
     assert404(await req('GET', '/responses/resp_doesnotexist0000'), 'unknown id');
   });
 
+  it('item_reference: a stored item goes back as input; references past server.max_body_bytes get 413, nothing upstream', async () => {
+    const big = 'x'.repeat(64 * 1024);
+    const first = await req('POST', '/responses', { model: 'gpt-4o-mini', input: big });
+    assert.equal(first.status, 200, first.text.slice(0, 300));
+    const items = await req('GET', `/responses/${first.json.id}/input_items`);
+    assert.equal(items.status, 200, items.text.slice(0, 300));
+    const id = items.json.data[0].id;
+    await stack.fake.reset();
+    const ref = { type: 'item_reference', id };
+    const ok = await req('POST', '/responses', { model: 'gpt-4o-mini', input: [ref, { role: 'user', content: 'Again?' }] });
+    assert.equal(ok.status, 200, ok.text.slice(0, 300));
+    const [up] = await upstream();
+    assert.equal(up.body.messages[0].content, big, 'the referenced item went upstream');
+    await stack.fake.reset();
+    // 400 references of a 64 KiB item: 25 MiB of input from a 20 KB body.
+    const many = await req('POST', '/responses', { model: 'gpt-4o-mini', input: Array.from({ length: 400 }, () => ref) });
+    assert.equal(many.status, 413, many.text.slice(0, 300));
+    assertSchema('ErrorResponse', many.json);
+    assert.equal(many.json.error.code, 'request_too_large');
+    assert.equal(many.json.error.param, 'input');
+    assert.equal((await upstream()).length, 0, 'nothing upstream');
+  });
+
   it('a streamed response is stored once finished; store:false keeps nothing', async () => {
     const s = await streamRaw({ model: 'claude-haiku-4-5', input: 'Stored stream.' }, { model: 'claude-haiku-4-5' });
     const got = await req('GET', `/responses/${s.final.id}`);
