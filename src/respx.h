@@ -105,7 +105,7 @@ void respx_stream_fail(struct respx_stream *s, const struct rerr *e, json_t *eve
 json_t *respx_stream_response(const struct respx_stream *s);
 void respx_stream_free(struct respx_stream *s);
 /* Whether the terminal event was made (by end or fail, or when a chunk could not be kept whole:
- * more than 128 tool calls, an item's text over 64 MiB, the call-memory gauge full). */
+ * more than 128 tool calls, more than 64 MiB of text in all, the call-memory gauge full). */
 int respx_stream_finished(const struct respx_stream *s);
 
 /* ---- the relay's frames (respx_frames.c) ---- */

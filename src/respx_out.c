@@ -17,10 +17,11 @@
  * the open call closes (a non-call delta, the finish chunk, the end or a failure), so interleaved
  * fragments are never lost. Fragments for a call already closed are dropped.
  *
- * Limits: an item's text (a reasoning summary, a message part, a call's arguments) keeps at most
- * RESPX_MAX_ITEM_BYTES, and a stream at most RESPX_MAX_CALLS tool calls; a delta that would cross
- * either (or that the call-memory gauge refuses) ends the stream as failed (error and
- * response.failed), so nothing is ever left out of what the client is told is the answer.
+ * Limits: the text a stream keeps (reasoning summaries, message parts, calls' arguments, of every
+ * item together) is at most RESPX_MAX_TEXT_BYTES, and a stream has at most RESPX_MAX_CALLS tool
+ * calls; a delta that would cross either (or that the call-memory gauge refuses) ends the stream
+ * as failed (error and response.failed), so nothing is ever left out of what the client is told
+ * is the answer.
  *
  * Status: finish_reason length -> "incomplete" {reason:max_output_tokens}, content_filter ->
  * "incomplete" {reason:content_filter}, anything else (or none) -> "completed"; the items open when
@@ -38,6 +39,8 @@
 #include "util.h"
 
 #define RESPX_MAX_ITEM_BYTES ((size_t)64 << 20)
+/* All the text one stream keeps: the final response holds every closed item. */
+#define RESPX_MAX_TEXT_BYTES RESPX_MAX_ITEM_BYTES
 #define RESPX_MAX_CALLS 128
 /* Token counts are clamped to this, so that sums never overflow. */
 #define RESPX_MAX_COUNT ((json_int_t)1 << 50)
@@ -448,6 +451,7 @@ struct respx_stream {
 	size_t cur;            /* K_CALL: calls[cur] */
 	struct call *calls;
 	size_t ncalls;
+	size_t kept;           /* text taken so far, every item's (RESPX_MAX_TEXT_BYTES) */
 };
 
 /* Appends an event {type, sequence_number} to events; returns it (borrowed) for its fields. */
@@ -477,10 +481,15 @@ static void ev_output_item(struct respx_stream *s, json_t *events, const char *t
 	json_object_set_new(ev, "item", item);
 }
 
-/* Appends a delta's text to b unless that would cross the item's limit; 0 when appended. */
-static int take(struct buf *b, const json_t *str)
+/* Appends a delta's text to b unless that would cross the stream's limit (or b's); 0 when
+ * appended. */
+static int take(struct respx_stream *s, struct buf *b, const json_t *str)
 {
-	return buf_append(b, json_string_value(str), json_string_length(str));
+	size_t n = json_string_length(str);
+	if (n > RESPX_MAX_TEXT_BYTES - s->kept || buf_append(b, json_string_value(str), n) < 0)
+		return -1;
+	s->kept += n;
+	return 0;
 }
 
 /* What the stream cannot keep (an item's text past RESPX_MAX_ITEM_BYTES, the call-memory gauge
@@ -700,8 +709,8 @@ static void on_call(struct respx_stream *s, const json_t *tc, size_t pos, json_t
 	const json_t *args = json_object_get(fn, "arguments");
 	if (!json_is_string(args) || json_string_length(args) == 0)
 		return;
-	if (take(&c->args, args) < 0) {
-		overflow(s, events, "a tool call's arguments over 64 MiB");
+	if (take(s, &c->args, args) < 0) {
+		overflow(s, events, "more than 64 MiB of text (with tool-call arguments) in one reply");
 		return;
 	}
 	if (c->state == CALL_OPEN) {
@@ -716,8 +725,8 @@ static void on_reasoning(struct respx_stream *s, const json_t *str, json_t *even
 		close_open(s, "completed", events);
 		reasoning_open(s, events);
 	}
-	if (take(&s->text, str) < 0) {
-		overflow(s, events, "an item's text over 64 MiB");
+	if (take(s, &s->text, str) < 0) {
+		overflow(s, events, "more than 64 MiB of text in one reply");
 		return;
 	}
 	json_t *ev = ev_item(s, events, "response.reasoning_summary_text.delta");
@@ -736,8 +745,8 @@ static void on_text(struct respx_stream *s, const json_t *str, enum part p, json
 			part_close(s, events);
 		part_open(s, p, events);
 	}
-	if (take(&s->text, str) < 0) {
-		overflow(s, events, "an item's text over 64 MiB");
+	if (take(s, &s->text, str) < 0) {
+		overflow(s, events, "more than 64 MiB of text in one reply");
 		return;
 	}
 	json_t *ev = ev_item(s, events, p == P_REFUSAL ? "response.refusal.delta" :

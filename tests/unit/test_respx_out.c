@@ -649,3 +649,41 @@ TEST(respx_stream_too_many_calls_fails_instead_of_dropping)
 	json_decref(body);
 	respx_stream_free(s);
 }
+
+/* What a stream keeps for its final response is bounded as a whole, not only item by item: an
+ * upstream alternating text and reasoning made one closed item after another, each under the
+ * item bound, and the stream kept them all (600 MB for 600 chunks of 1 MiB). Past the bound it
+ * fails as the item bound does. */
+TEST(respx_stream_keeps_at_most_64_mib_in_all)
+{
+	json_t *b = J("{'model':'m','input':'hi'}");
+	struct respx_stream *s = respx_stream_new(b, RESP_ID, CREATED);
+	json_decref(b);
+	size_t mib = (size_t)1 << 20;
+	char *text = malloc(mib + 1);
+	memset(text, 'a', mib);
+	text[mib] = '\0';
+	json_t *content = json_pack("{s:[{s:i,s:{s:s}}]}", "choices", "index", 0, "delta", "content", text);
+	json_t *reasoning = json_pack("{s:[{s:i,s:{s:s}}]}", "choices", "index", 0, "delta",
+				      "reasoning_content", text);
+	int failed_at = -1;
+	for (int i = 0; i < 100 && failed_at < 0; i++) {
+		json_t *events = json_array();
+		respx_stream_chunk(s, i % 2 ? reasoning : content, events);
+		size_t k;
+		json_t *ev;
+		json_array_foreach(events, k, ev)
+			if (strcmp(str_at(ev, "type"), "response.failed") == 0)
+				failed_at = i;
+		json_decref(events);
+	}
+	CHECK_INT_EQ(failed_at, 64);
+	json_t *final = respx_stream_response(s);
+	CHECK_STR_EQ(str_at(final, "status"), "failed");
+	CHECK_CONTAINS(str_at(json_object_get(final, "error"), "message"), "64 MiB");
+	json_decref(final);
+	json_decref(content);
+	json_decref(reasoning);
+	free(text);
+	respx_stream_free(s);
+}
