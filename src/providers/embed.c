@@ -11,6 +11,7 @@
  * least one per input) and marked so. Whatever the upstream's encoding, the client gets its own
  * encoding_format: float arrays, or base64 of little-endian float32.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -193,8 +194,9 @@ static double *read_vector(const json_t *e, size_t *n)
 			v[i] = json_number_value(x);
 		}
 	}
+	/* A value float32 cannot hold is no embedding's (and would be Infinity in base64). */
 	for (size_t i = 0; v && i < *n; i++) {
-		if (!isfinite(v[i])) {
+		if (!isfinite(v[i]) || fabs(v[i]) > FLT_MAX) {
 			free(v);
 			return NULL;
 		}

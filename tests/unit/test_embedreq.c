@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "embedreq.h"
 #include "harness.h"
+#include "providers/provider.h"
 
 struct embed_row {
 	const char *name;
@@ -100,4 +101,46 @@ TEST(embedreq_input_count_bounds)
 	rerr_clear(&err);
 	CHECK_INT_EQ(embedreq_parse("", 0, &body, &q, &err), -1);
 	CHECK(strstr(err.message, "'input'") != NULL);
+}
+
+/* A vector value beyond float32's range (an OpenAI-compatible upstream's 1e300) is not a vector:
+ * 502, as a non-finite value is, never an Infinity in a base64 vector. */
+TEST(embed_reply_values_beyond_float_are_refused)
+{
+	struct provider_conf prov;
+	memset(&prov, 0, sizeof(prov));
+	prov.name = "openai";
+	prov.api = API_OPENAI;
+	struct model_conf model;
+	memset(&model, 0, sizeof(model));
+	model.id = "m";
+	struct xlate_ctx x = { .prov = &prov, .model = &model, .upstream_model = "m", .public_model = "m",
+			       .embed = 1 };
+	static const char *const replies[] = {
+		"{\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":[1e300,0.5]}],\"usage\":{\"prompt_tokens\":1}}",
+		"{\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":[0.5,-1e39]}],\"usage\":{\"prompt_tokens\":1}}",
+	};
+	for (int base64 = 0; base64 < 2; base64++) {
+		const char *body = base64 ? "{\"model\":\"m\",\"input\":\"x\",\"encoding_format\":\"base64\"}"
+					  : "{\"model\":\"m\",\"input\":\"x\"}";
+		json_t *client = NULL;
+		struct embedreq q;
+		struct rerr err;
+		rerr_clear(&err);
+		REQUIRE(embedreq_parse(body, strlen(body), &client, &q, &err) == 0);
+		for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+			test_case("%s, %s", base64 ? "base64" : "float", replies[i]);
+			struct buf items;
+			buf_init(&items, 1 << 20);
+			struct usage u;
+			usage_init(&u);
+			rerr_clear(&err);
+			CHECK_INT_EQ(embed_parse_reply(&x, &q, client, replies[i], strlen(replies[i]), 0, 1, &items, &u, &err), -1);
+			CHECK_INT_EQ(err.status, 502);
+			CHECK_STR_EQ(err.code, "bad_upstream_response");
+			buf_free(&items);
+			usage_clear(&u);
+		}
+		json_decref(client);
+	}
 }
