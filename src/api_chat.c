@@ -308,7 +308,15 @@ static int step_budget(struct request_ctx *rc, struct chat_plan *pl)
 		e.floor_nusd = estimate;
 		e.bounded = 1;
 	} else {
-		estimate = budget_estimate_nusd(cfg, pl->body, rc->req.body.len, &pl->chain, &e);
+		/* What goes upstream: for the Responses API its chat translation, which carries the
+		 * conversation previous_response_id continues and the items the input references. */
+		size_t len = rc->req.body.len;
+		if (pl->responses) {
+			size_t chat_len = json_dumpb(pl->body, NULL, 0, JSON_COMPACT);
+			if (chat_len > len)
+				len = chat_len;
+		}
+		estimate = budget_estimate_nusd(cfg, pl->body, len, &pl->chain, &e);
 	}
 	/* A bounded call is never charged more than its worst case (dispatch.c). */
 	pl->call.max_cost_nusd = e.bounded ? estimate : 0;

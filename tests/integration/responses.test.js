@@ -709,6 +709,23 @@ describe('POST /v1/responses', () => {
     assert.deepEqual(conv(us), [['user', 'My name is Ada.'], ['assistant', r1.output_text], ['user', 'Stream the rest.']]);
   });
 
+  it('previous_response_id: the budget counts the conversation sent upstream, not the client\'s short body', async () => {
+    // 100 KB: under a shared host's FastCGI request limit (FcgidMaxRequestLen 128 KiB).
+    const first = await req('POST', '/responses', { model: 'gpt-4o-mini', input: 'x'.repeat(100000) });
+    assert.equal(first.status, 200, first.text.slice(0, 300));
+    await stack.fake.reset();
+    // A 60-byte body with an output bound: its estimate once covered the body alone, and the
+    // charge was capped at it (a 100 KB conversation charged as 60 bytes).
+    const next = await req('POST', '/responses', { model: 'gpt-4o-mini', previous_response_id: first.json.id, input: 'go on', max_output_tokens: 16 });
+    assert.equal(next.status, 200, next.text.slice(0, 300));
+    const [up] = await upstream();
+    assert.ok(JSON.stringify(up.body).length > 100000, 'the conversation went upstream');
+    const row = await stack.router.row(next.headers.get('x-request-id'));
+    assert.ok(row.input_tokens >= 20000, `input_tokens ${row.input_tokens}`);
+    // gpt-4o-mini: $0.15 per million input tokens, 150 nano-USD a token.
+    assert.ok(row.cost_nusd >= row.input_tokens * 150, `cost_nusd ${row.cost_nusd} for ${row.input_tokens} input tokens`);
+  });
+
   it('an unknown previous_response_id is a 400 naming it, before any upstream call', async () => {
     const r = await req('POST', '/responses', { model: 'gpt-4o-mini', input: 'Hi', previous_response_id: 'resp_nosuchresponse0001' });
     assert.equal(r.status, 400, r.text);
