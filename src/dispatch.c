@@ -144,14 +144,17 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 	int64_t seen_tokens = (a->relay_ready ? a->relay.out_chars + 3 : 0) / 4;
 	if (a->relay_ready && relay_started(&a->relay) && a->relay.state != RELAY_DONE &&
 	    !u->have_cost && (!u->have || u->completion < seen_tokens)) {
-		/* A stream cut before its final usage: count what was seen (about 4 characters a
-		 * token). */
+		/* A stream cut before its final usage: count what was seen, and when the upstream
+		 * had not said how long the prompt was (OpenAI-compatible streams say it last), what
+		 * was sent (about 4 characters a token, both). */
 		struct usage seen = *u;
 		seen.have = 1;
 		seen.completion = seen_tokens;
 		l->output_tokens = seen.completion;
-		if (seen.prompt < 0)
-			seen.prompt = 0;
+		if (seen.prompt < 0 || !u->have) {
+			seen.prompt = (int64_t)((a->ureq.body_len + 3) / 4);
+			l->input_tokens = seen.prompt;
+		}
 		l->cost_nusd = usage_cost_nusd(&seen, a->model, &l->cost_source);
 		l->cost_source = "estimate";
 	}

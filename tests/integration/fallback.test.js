@@ -296,6 +296,22 @@ describe('fallback chains', () => {
     assert.equal(reqs.length, 1, 'no fallback once content reached the client');
   });
 
+  it('a stream cut before its usage is charged its input too (OpenAI sends prompt tokens only at the end)', async () => {
+    const chunk = (delta) => 'data: ' + JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: null }] });
+    await stack.fake.script('openai', [{ sse: [chunk({ role: 'assistant', content: '' }), chunk({ content: 'Some' }), chunk({ content: ' words' }), chunk({ content: ' more' })], cut_after: 3 }]);
+    const big = [{ role: 'user', content: 'y'.repeat(40000) }];
+    const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: big, stream: true });
+    const seen = [];
+    await assert.rejects((async () => { for await (const c of stream) seen.push(c); })(), OpenAI.APIError);
+    const row = await stack.router.row(seen[0].id);
+    assert.equal(row.partial, 1);
+    assert.equal(row.cost_source, 'estimate');
+    // About 4 bytes of the request sent upstream a token, as the output is counted.
+    assert.ok(row.input_tokens >= 10000 && row.input_tokens < 12000, `input_tokens ${row.input_tokens}`);
+    // gpt-4o: $2.50 per million input tokens, 2,500 nano-USD a token.
+    assert.ok(row.cost_nusd >= row.input_tokens * 2500, `cost_nusd ${row.cost_nusd}`);
+  });
+
   it('a client that disconnects mid-stream aborts the upstream transfer at once', async (t) => {
     await stack.fake.script('openai', [{ chunk_delay_ms: 200, text: Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ') }]);
     const ac = new AbortController();
