@@ -701,6 +701,12 @@ static void check_budget(struct loader *ld, config_setting_t *root)
 	    !str_has_prefix(cfg->webhook_url, "https://"))
 		config_schema_error(ld, config_setting_get_member(root, "budget"),
 			  "budget.webhook_url must be an http:// or https:// URL");
+	if (cfg->reservation_timeout_s * 1000 < cfg->deadline_ms + 60000)
+		config_schema_error(ld, config_setting_lookup(root, "budget.reservation_timeout_s"),
+			  "'budget.reservation_timeout_s' (%lld s) must outlast upstream.deadline_ms (%lld ms) by "
+			  "a minute: a reservation reclaimed while its call still runs lets another call spend "
+			  "the same budget", (long long)cfg->reservation_timeout_s,
+			  (long long)cfg->deadline_ms);
 	if (cfg->block_percent < cfg->warn_percent)
 		config_schema_error(ld, config_setting_get_member(root, "budget"),
 			  "budget.block_percent (%lld) is below budget.warn_percent (%lld)",

@@ -96,7 +96,7 @@ static const struct field budget_fields[] = {
 	{ "enabled", F_BOOL, C(budget_enabled), "true", 0, 0, NULL },
 	{ "warn_percent", F_INT, C(warn_percent), "90", 1, 100, NULL },
 	{ "block_percent", F_INT, C(block_percent), "100", 1, 1000, NULL },
-	{ "reservation_timeout_s", F_INT, C(reservation_timeout_s), "900", 10, 86400, NULL },
+	{ "reservation_timeout_s", F_INT, C(reservation_timeout_s), "900", 10, 172800, NULL },
 	{ "webhook_url", F_STR, C(webhook_url), "", 0, 0, NULL },
 	{ "when_database_down", F_STR, C(budget_when_db_down), "serve", 0, 0, db_down_modes },
 	{ NULL, 0, 0, NULL, 0, 0, NULL }

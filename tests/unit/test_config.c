@@ -785,6 +785,11 @@ static const struct broken_row broken[] = {
 	  "    base_url = \"https://api.openai.com/v1\";\n"
 	  "    headers = [ \"cf-aig-authorization: Bearer GwSecret123\", \"cf-aig-authorization: Bearer GwSecret123\" ];",
 	  "%s:15: 'providers.openai.headers' lists its entry 2 twice (the same as an earlier entry; header values are not shown)", 0 },
+	/* A reservation reclaimed while its call still runs would let another call spend the same
+	 * budget. */
+	{ "a reservation timeout shorter than the deadline", 2,
+	  "  threads = 8; };\nbudget = { reservation_timeout_s = 10;",
+	  "%s:3: 'budget.reservation_timeout_s' (10 s) must outlast upstream.deadline_ms (300000 ms) by a minute: a reservation reclaimed while its call still runs lets another call spend the same budget", 0 },
 	{ "fallback listed twice", 19,
 	  "  { id = \"m2\"; provider = \"openai\"; input_usd_per_mtok = 1.0; output_usd_per_mtok = 2.0; fallback = [ \"m1\", \"m1\" ]; },",
 	  "%s:19: 'models[1].fallback' lists \"m1\" twice", 0 },
