@@ -44,6 +44,7 @@ struct dispatch {
 	int backoffs;
 	double upstream_ms;            /* upstream time of every call */
 	int64_t cooling_until_ms;      /* earliest end of a cooldown that made us skip a model */
+	int64_t failed_cost_nusd;      /* what failed attempts were billed (their usage said so) */
 	struct rerr last_err;          /* what the client gets when nothing answers */
 	struct health_source hs;
 	size_t k;                      /* chain position of the current attempt */
@@ -161,6 +162,9 @@ static void fill_log(struct dispatch *d, struct attempt *a)
 	/* A bounded call never costs more than its reservation's worst case, whatever it reports. */
 	if (d->s.call->max_cost_nusd > 0 && l->cost_nusd > d->s.call->max_cost_nusd)
 		l->cost_nusd = d->s.call->max_cost_nusd;
+	/* Attempts that failed after the provider billed them (a 2xx reply refused, usage given)
+	 * are charged besides: the provider charges them. */
+	l->cost_nusd = cost_add(l->cost_nusd, d->failed_cost_nusd);
 	const json_t *turn = NULL;
 	if (a->response)
 		turn = json_object_get(json_array_get(json_object_get(a->response, "choices"), 0), "message");
@@ -379,6 +383,11 @@ static void record_failure(struct dispatch *d, const struct fallback_step *st)
 		rerr_set(&a->err, 503, "overloaded_error", "upstream_overloaded", NULL,
 			 "%s cut the reply short: insufficient_system_resource", a->x.prov->name);
 	log_attempt(d, a, "failed", &a->err, a->span_ms);
+	const struct usage *u = a->relay_ready ? &a->relay.usage : &a->usage;
+	if (u->have || u->have_cost) {
+		const char *source;
+		d->failed_cost_nusd = cost_add(d->failed_cost_nusd, usage_cost_nusd(u, a->model, &source));
+	}
 	d->last_err = a->err;
 	d->s.excluded_us += (int64_t)(a->span_ms * 1000);
 	enum fallback_action next = st->action == FB_GIVE_UP ? st->planned : st->action;

@@ -234,6 +234,17 @@ describe('fallback chains', () => {
     assert.deepEqual([a[0].model, a[0].outcome, a[0].error_code], ['deepseek-chat', 'failed', 'upstream_overloaded']);
   });
 
+  it('an attempt that failed after the provider billed its tokens is charged too', async () => {
+    await stack.fake.script('deepseek', [{ status: 200, body: { id: 'x', object: 'chat.completion', created: 1, model: 'deepseek-chat', choices: [{ index: 0, message: { role: 'assistant', content: 'Partial ans' }, finish_reason: 'insufficient_system_resource' }], usage: { prompt_tokens: 50000, completion_tokens: 8000, total_tokens: 58000 } } }]);
+    const r = await post(stack.router, { model: 'deepseek-chat', messages: MSG, max_tokens: 8000 });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.model, 'gpt-4o-mini');
+    const row = await stack.router.row(r.headers.get('x-request-id'));
+    // deepseek-chat: $0.27 and $1.10 per million tokens: 50,000 in and 8,000 out are $0.0223.
+    const deepseek = 50000 * 270 + 8000 * 1100;
+    assert.ok(row.cost_nusd >= deepseek, `cost_nusd ${row.cost_nusd}, the failed attempt alone ${deepseek}`);
+  });
+
   it('a stream cut before the first token falls back transparently (SDK stream)', async () => {
     await stack.fake.script('openai', [{ sse: [chunk({ role: 'assistant', content: '' }), chunk({ content: 'never' })], cut_after: 1 }]);
     const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: MSG, stream: true, stream_options: { include_usage: true } });
