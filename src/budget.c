@@ -332,8 +332,9 @@ int budget_reserve(struct store *st, const struct config *cfg, const struct tier
 			dbdown_failed("reclaiming stale budget reservations failed");
 		}
 		if (n > 0)
-			log_warn(request_id, "reclaimed %d budget reservation(s) older than %lld s", n,
-				 (long long)cfg->reservation_timeout_s);
+			log_warn(request_id, "reclaimed %d budget reservation(s) older than %lld s: their "
+				 "responders ended before the row, and each is charged its worst case "
+				 "(error_code responder_lost)", n, (long long)cfg->reservation_timeout_s);
 	}
 	snprintf(bs->tier_scope, sizeof(bs->tier_scope), "tier:%s", tier->id);
 	struct budget_ask *ask = &bs->ask;

@@ -55,7 +55,8 @@ static const char *stmt_sql[ST_COUNT] = {
 	[ST_KEY_GET] = "SELECT agent, hash, revoked_ms FROM api_keys WHERE id = ?1",
 	[ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
 	[ST_KEY_LIST] = "SELECT id, agent, created_ms, revoked_ms FROM api_keys ORDER BY created_ms",
-	[ST_RES_STALE] = "SELECT request_id FROM budget_reservations WHERE created_ms < ?1 LIMIT 256",
+	[ST_RES_STALE] = "SELECT request_id, tier_scope, agent_scope, amount_nusd, created_ms"
+			 " FROM budget_reservations WHERE created_ms < ?1 LIMIT 256",
 	/* A reservation ends once: settled with its row, or reclaimed after a timeout. */
 	[ST_RES_DELETE] = "DELETE FROM budget_reservations WHERE request_id = ?1"
 			  " RETURNING day, tier_scope, agent_scope, amount_nusd",

@@ -190,7 +190,9 @@ int store_budget_hold(struct store *st, const char *request_id, const char *day,
 		      int64_t now_ms);
 /* Ends a reservation without spend (the request was never sent). Returns 0 or -1. */
 int store_budget_release(struct store *st, const char *request_id);
-/* Reclaims reservations made before before_ms (their workers died). Returns how many, or -1. */
+/* Reclaims reservations made before before_ms (their responders died before the row): each is
+ * charged its worst case with a row of its own, cost_source "reclaimed" (store_reqlog.c).
+ * Returns how many, or -1. */
 int store_budget_reclaim(struct store *st, int64_t before_ms);
 /* Spend report (store_query.c) over [from_ms, to_ms) grouped by "tier", "agent", "model" or "day". */
 struct report_row {

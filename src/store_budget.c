@@ -3,7 +3,8 @@
  * Only the mechanics live here; whether a reservation fits a limit is decided by budget.c, inside
  * the transaction its caller holds. Invariant: budget_spend.reserved_nusd of a scope and day is the
  * sum of the outstanding reservations that name it; a reservation ends exactly once (settled with
- * its row in store_reqlog.c, released, or reclaimed), and its amount leaves the sum then.
+ * its row in store_reqlog.c, released, or reclaimed there with a row charging its worst case),
+ * and its amount leaves the sum then.
  */
 #include "store.h"
 
@@ -150,24 +151,4 @@ int store_budget_release(struct store *st, const char *request_id)
 	char day[11], ts[160], as[160];
 	int64_t amount;
 	return store_reservation_end(st, request_id, day, ts, as, sizeof(ts), &amount) < 0 ? -1 : 0;
-}
-
-int store_budget_reclaim(struct store *st, int64_t before_ms)
-{
-	if (store_begin(st) < 0)
-		return -1;
-	sqlite3_stmt *s = store_bind(st, ST_RES_STALE, "I", before_ms);
-	char ids[256][64];
-	int n = 0;
-	while (n < 256 && sqlite3_step(s) == SQLITE_ROW)
-		snprintf(ids[n++], sizeof(ids[0]), "%s", (const char *)sqlite3_column_text(s, 0));
-	store_reset(s);
-	int ok = 1;
-	for (int i = 0; i < n && ok; i++)
-		ok = store_budget_release(st, ids[i]) == 0;
-	if (!ok || store_commit(st) < 0) {
-		store_rollback(st);
-		return -1;
-	}
-	return n;
 }

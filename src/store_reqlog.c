@@ -280,3 +280,63 @@ long long store_prune(struct store *st, int64_t cutoff_ms, const int *stop)
 	vacuum_some(st, 2000, &vacuum);
 	return rows;
 }
+
+/* ---- reservations whose row never came ---- */
+
+/* A reservation whose row never came: its call's cost is not known (the responder died with
+ * it), so its worst case is charged, with a row that says so. The row settles the reservation
+ * as any row does, so the ledger still sums to the logged costs, and a row of the same request
+ * arriving later (a fallback line replayed late) changes nothing. */
+struct stale {
+	char id[64], tier[160], agent[160];
+	int64_t amount, created_ms;
+};
+
+static int charge_stale(struct store *st, const struct stale *r, int64_t now_ms)
+{
+	struct reqlog row;
+	reqlog_init(&row);
+	row.request_id = r->id;
+	row.ts_start_ms = r->created_ms;
+	row.ts_end_ms = now_ms > r->created_ms ? now_ms : r->created_ms;
+	row.tier = strncmp(r->tier, "tier:", 5) == 0 ? r->tier + 5 : r->tier;
+	row.agent = strncmp(r->agent, "agent:", 6) == 0 ? r->agent + 6 : NULL;
+	row.status = 502;
+	row.error_type = "server_error";
+	row.error_code = "responder_lost";
+	row.error_message = "The responder serving this request ended before its log row was "
+			    "written; the request's reserved worst case is charged.";
+	row.cost_nusd = r->amount;
+	row.cost_source = "reclaimed";
+	char err[256];
+	return store_insert_reqlog_new(st, &row, err, sizeof(err)) < 0 ? -1 : 0;
+}
+
+int store_budget_reclaim(struct store *st, int64_t before_ms)
+{
+	if (store_begin(st) < 0)
+		return -1;
+	sqlite3_stmt *s = store_bind(st, ST_RES_STALE, "I", before_ms);
+	struct stale *rows = xcalloc(256, sizeof(*rows));
+	int n = 0;
+	while (n < 256 && sqlite3_step(s) == SQLITE_ROW) {
+		struct stale *r = &rows[n++];
+		snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(s, 0));
+		snprintf(r->tier, sizeof(r->tier), "%s", (const char *)sqlite3_column_text(s, 1));
+		const unsigned char *agent = sqlite3_column_text(s, 2);
+		snprintf(r->agent, sizeof(r->agent), "%s", agent ? (const char *)agent : "");
+		r->amount = sqlite3_column_int64(s, 3);
+		r->created_ms = sqlite3_column_int64(s, 4);
+	}
+	store_reset(s);
+	int ok = 1;
+	int64_t now_ms = clock_wall_ms();
+	for (int i = 0; i < n && ok; i++)
+		ok = charge_stale(st, &rows[i], now_ms) == 0;
+	free(rows);
+	if (!ok || store_commit(st) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	return n;
+}

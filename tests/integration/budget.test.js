@@ -7,7 +7,7 @@ const { describe, it, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('child_process');
 const OpenAI = require('openai').default;
-const { ROOT, ROUTER_BIN, FRONT, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
+const { ROOT, ROUTER_BIN, FRONT, CAPS, startStack, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const MSG = [{ role: 'user', content: 'hello' }];
 
@@ -399,6 +399,37 @@ describe('budget limits, alerts and the daily reset', () => {
         assert.equal(r.status, 0, `${c}\n${r.stderr}`);
         assert.equal(r.stderr, '', c);
       }
+    } finally { await stack.stop(); }
+  });
+});
+
+describe('a responder killed during a call', { skip: !CAPS.persistent && 'plain CGI: no responder to kill between requests' }, () => {
+  it('its reservation is reclaimed with a row charging its worst case; the ledger sums to the rows', async () => {
+    const stack = await startStack({ procs: 1, threads: 2 });
+    try {
+      await stack.fake.script('openai', [{ chunk_delay_ms: 400, text: Array.from({ length: 40 }, (_, i) => `w${i}`).join(' ') }]);
+      const ac = new AbortController();
+      const r = await fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', signal: ac.signal, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 1000 }) });
+      const id = r.headers.get('x-request-id');
+      await r.body.getReader().read();
+      const held = stack.router.db(`SELECT amount_nusd FROM budget_reservations WHERE request_id = '${id}'`);
+      assert.equal(held.length, 1, 'the call holds its reservation');
+      for (const pid of stack.router.responderPids()) { try { process.kill(pid, 'SIGKILL'); } catch (e) { /* gone */ } }
+      ac.abort();
+      // As if budget.reservation_timeout_s had passed.
+      stack.router.db(`UPDATE budget_reservations SET created_ms = created_ms - 86400000 WHERE request_id = '${id}'`);
+      // The next request's admission reclaims it (a new responder reclaims at once).
+      const next = await fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
+      assert.equal(next.status, 200, await next.text());
+      const row = await stack.router.row(id);
+      assert.equal(row.error_code, 'responder_lost');
+      assert.equal(row.cost_source, 'reclaimed');
+      assert.equal(row.cost_nusd, held[0].amount_nusd);
+      assert.equal(stack.router.db(`SELECT count(*) AS n FROM budget_reservations WHERE request_id = '${id}'`)[0].n, 0);
+      await stack.router.row(next.headers.get('x-request-id'));
+      const ledger = stack.router.db("SELECT sum(spent_nusd) AS s FROM budget_spend WHERE scope LIKE 'tier:%'")[0].s;
+      const rows = stack.router.db('SELECT sum(cost_nusd) AS s FROM request_log WHERE tier IS NOT NULL')[0].s;
+      assert.equal(ledger, rows, 'the ledger sums to the logged costs');
     } finally { await stack.stop(); }
   });
 });

@@ -184,15 +184,21 @@ TEST(budget_reserve_settle_and_reclaim_keep_the_ledger_exact)
 	CHECK(a.admitted);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms - 1), 0);
 	CHECK_INT_EQ(store_budget_reclaim(st, a.now_ms + 1), 1);
+	/* Its call's cost is not known (its responder died): its worst case is charged, with a row
+	 * that says so, and the ledger still sums to the logged costs. */
 	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
 	CHECK_INT_EQ(reserved, 0);
-	CHECK_INT_EQ(spent, 250);
-	/* Its row, arriving late, still counts its cost (once). */
+	CHECK_INT_EQ(spent, 850);
+	CHECK_INT_EQ(store_count(st, "SELECT cost_nusd FROM request_log WHERE request_id = 'chatcmpl-r3'"
+				     " AND cost_source = 'reclaimed' AND error_code = 'responder_lost'"
+				     " AND tier = 'T9' AND ts_start_ms = 1795651201000"), 600);
+	CHECK_INT_EQ(store_count(st, "SELECT sum(cost_nusd) FROM request_log"), 850);
+	/* A row arriving after that (a fallback line replayed late) changes nothing. */
 	r.request_id = "chatcmpl-r3";
 	r.cost_nusd = 100;
 	REQUIRE_INT_EQ(store_insert_reqlog(st, &r, err, sizeof(err)), 0);
 	REQUIRE_INT_EQ(store_budget_spend(st, "2026-11-26", "tier:T9", &spent, &reserved), 0);
-	CHECK_INT_EQ(spent, 350);
+	CHECK_INT_EQ(spent, 850);
 	CHECK_INT_EQ(reserved, 0);
 	store_close(st);
 }
