@@ -9,6 +9,14 @@
  * What libfcgi already holds is taken without waiting; otherwise one buffer fill runs with
  * SO_RCVTIMEO set to the time left, so a read that would wait past the deadline fails (-2) and
  * the request is answered 408. Plain CGI polls stdin against the same deadline.
+ *
+ * Writes are bounded the same way (SO_SNDTIMEO set to the time left before each write and flush):
+ * a client that stops reading, or reads a trickle, makes them fail at the request's write deadline
+ * as if it had left. A request's head (BEGIN_REQUEST and its parameters) is read by libfcgi inside
+ * FCGX_Accept_r, under accept_mu: the listening socket carries a receive timeout of HEAD_TIMEOUT_MS,
+ * which accepted connections inherit, so a connection that sends nothing for that long is dropped instead of
+ * holding every other worker off accept; accept itself returns without a connection as often, and is
+ * called again.
  */
 #include "fcgi_io.h"
 
@@ -35,9 +43,26 @@ struct fcgi_conn {
 	int accepted;
 	int wrote;                     /* response bytes were handed to libfcgi */
 	int64_t read_deadline_us;      /* body reads give up then (0 = never) */
+	int64_t write_deadline_us;     /* writes give up then (0 = never) */
 };
 
+#define HEAD_TIMEOUT_MS 1000
+
 static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
+static int stop_pending;
+
+/* libfcgi's blocking reads (opt SO_RCVTIMEO) or writes (SO_SNDTIMEO) of fd give up after ms (0 =
+ * never). */
+static void set_timeout(int fd, int opt, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	(void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+void fcgi_io_prepare_listener(int fd)
+{
+	set_timeout(fd, SO_RCVTIMEO, HEAD_TIMEOUT_MS);
+}
 
 int fcgi_io_init(void)
 {
@@ -52,8 +77,10 @@ int fcgi_io_is_fastcgi(void)
 int fcgi_io_listen(const char *spec, int backlog)
 {
 	/* libfcgi binds ":PORT" to every interface; a FastCGI socket must never be reachable from
-	 * outside (CVE-2025-23016), so only an address or a unix socket path is accepted. */
-	if (spec[0] == ':') {
+	 * outside (CVE-2025-23016), so only an address (not a wildcard one) or a unix socket path is
+	 * accepted. */
+	if (spec[0] == ':' || str_has_prefix(spec, "0.0.0.0:") || str_has_prefix(spec, "[::]:") ||
+	    str_has_prefix(spec, "*:")) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -68,6 +95,7 @@ int fcgi_io_listen(const char *spec, int backlog)
 
 void fcgi_io_shutdown_pending(void)
 {
+	__atomic_store_n(&stop_pending, 1, __ATOMIC_RELAXED);
 	FCGX_ShutdownPending();
 }
 
@@ -77,11 +105,9 @@ static const char *fcgi_param(void *ctx, const char *name)
 	return FCGX_GetParam(name, c->rq.envp);
 }
 
-/* libfcgi's blocking reads of the connection give up after ms (0 = never). */
 static void set_recv_timeout(int fd, int64_t ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	set_timeout(fd, SO_RCVTIMEO, ms);
 }
 
 static long fcgi_read(void *ctx, char *p, size_t n)
@@ -118,10 +144,31 @@ static void fcgi_set_read_deadline(void *ctx, int64_t deadline_us)
 	c->read_deadline_us = deadline_us;
 }
 
+static void fcgi_set_write_deadline(void *ctx, int64_t deadline_us)
+{
+	struct fcgi_conn *c = ctx;
+	c->write_deadline_us = deadline_us;
+}
+
+/* Before a write or flush that may block: the time left to the write deadline, as the socket's
+ * send timeout (a write that can make no progress until then fails). -1 when it has passed. */
+static int write_window(struct fcgi_conn *c)
+{
+	if (!c->write_deadline_us)
+		return 0;
+	int64_t left_ms = (c->write_deadline_us - clock_mono_us() + 999) / 1000;
+	if (left_ms <= 0)
+		return -1;
+	set_timeout(c->rq.ipcFd, SO_SNDTIMEO, left_ms);
+	return 0;
+}
+
 static int fcgi_write(void *ctx, const char *p, size_t n)
 {
 	struct fcgi_conn *c = ctx;
 	c->wrote = 1;
+	if (write_window(c) < 0)
+		return -1;
 	while (n > 0) {
 		int chunk = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
 		if (FCGX_PutStr(p, chunk, c->rq.out) != chunk)
@@ -135,6 +182,8 @@ static int fcgi_write(void *ctx, const char *p, size_t n)
 static int fcgi_flush(void *ctx)
 {
 	struct fcgi_conn *c = ctx;
+	if (write_window(c) < 0)
+		return -1;
 	return FCGX_FFlush(c->rq.out) == 0 ? 0 : -1;
 }
 
@@ -197,6 +246,7 @@ struct fcgi_conn *fcgi_conn_new(int listen_fd)
 	c->io.peer_gone = fcgi_peer_gone;
 	c->io.heartbeat = fcgi_heartbeat;
 	c->io.set_read_deadline = fcgi_set_read_deadline;
+	c->io.set_write_deadline = fcgi_set_write_deadline;
 	return c;
 }
 
@@ -210,13 +260,26 @@ void fcgi_conn_free(struct fcgi_conn *c)
 
 int fcgi_conn_accept(struct fcgi_conn *c)
 {
-	pthread_mutex_lock(&accept_mu);
-	int rc = FCGX_Accept_r(&c->rq);
-	pthread_mutex_unlock(&accept_mu);
+	int rc;
+	for (;;) {
+		pthread_mutex_lock(&accept_mu);
+		rc = FCGX_Accept_r(&c->rq);
+		pthread_mutex_unlock(&accept_mu);
+		/* No connection within HEAD_TIMEOUT_MS (the listening socket's timeout): again. */
+		if ((rc != -EAGAIN && rc != -EWOULDBLOCK) || __atomic_load_n(&stop_pending, __ATOMIC_RELAXED))
+			break;
+	}
 	c->accepted = rc >= 0;
 	c->wrote = 0;
 	c->read_deadline_us = 0;
-	return rc >= 0 ? 0 : -1;
+	c->write_deadline_us = 0;
+	if (rc < 0) {
+		errno = rc == -9999 ? EIO : -rc;
+		return -1;
+	}
+	/* The head is read: the request's own deadlines apply from here. */
+	set_recv_timeout(c->rq.ipcFd, 0);
+	return 0;
 }
 
 const struct http_io *fcgi_conn_io(struct fcgi_conn *c)
@@ -364,7 +427,7 @@ static int cgi_peer_gone(void *ctx)
 const struct http_io *cgi_io(void)
 {
 	static const struct http_io io = { cgi_param, cgi_read, cgi_write, cgi_flush, NULL,
-					   cgi_peer_fd, cgi_peer_gone, NULL, cgi_set_read_deadline };
+					   cgi_peer_fd, cgi_peer_gone, NULL, cgi_set_read_deadline, NULL };
 	if (cgi_term_pipe[0] < 0 && pipe2(cgi_term_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));

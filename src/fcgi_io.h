@@ -16,6 +16,9 @@ int fcgi_io_init(void);
 int fcgi_io_is_fastcgi(void);
 /* Opens a listening socket ("/path/to.sock" or "127.0.0.1:9000"); returns the fd or -1. */
 int fcgi_io_listen(const char *spec, int backlog);
+/* Before the workers start: gives the listening socket the receive timeout its connections
+ * inherit, so that one that never sends its request's head cannot hold the others off accept. */
+void fcgi_io_prepare_listener(int fd);
 /* Asks libfcgi to stop accepting (after SIGTERM/SIGUSR1). */
 void fcgi_io_shutdown_pending(void);
 

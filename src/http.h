@@ -42,6 +42,9 @@ struct http_io {
 	void (*heartbeat)(void *ctx);
 	/* Optional: body reads that would wait past deadline_us (clock_mono_us) return -2. */
 	void (*set_read_deadline)(void *ctx, int64_t deadline_us);
+	/* Optional: writes and flushes that would wait past deadline_us fail (-1, as when the client
+	 * is gone): a client that stops reading, or reads a trickle, holds its worker until then. */
+	void (*set_write_deadline)(void *ctx, int64_t deadline_us);
 };
 
 struct request {

@@ -50,6 +50,11 @@ static void handle_one(struct worker *w, const struct http_io *io)
 	 * web server in front does (mod_proxy_fcgi passes a slow upload on as it comes). */
 	if (io->set_read_deadline && rc.cfg)
 		io->set_read_deadline(io->ctx, rc.t0_us + rc.cfg->body_timeout_ms * 1000);
+	/* The answer must be taken by then: the body's time, every attempt's (upstream.deadline_ms)
+	 * and a stream's longest silence once more for the client to read the end. */
+	if (io->set_write_deadline && rc.cfg)
+		io->set_write_deadline(io->ctx, rc.t0_us + (rc.cfg->body_timeout_ms + rc.cfg->deadline_ms +
+							   rc.cfg->stream_idle_timeout_ms) * 1000);
 	routes_dispatch(&rc);
 	if (rc.resp.status == 408)
 		log_warn(rc.id, "the request body did not arrive within server.body_timeout_ms (%lld ms); "
@@ -394,6 +399,7 @@ static size_t worker_count(const struct config *cfg, int listen_fd)
 int server_run_fastcgi(int listen_fd)
 {
 	g_listen_fd = listen_fd;
+	fcgi_io_prepare_listener(listen_fd);
 	signal(SIGPIPE, SIG_IGN);
 	/* Before any thread exists: every thread inherits the mask, so only the signal thread ever
 	 * sees these signals (libfcgi installed handlers for some of them). */

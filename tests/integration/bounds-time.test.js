@@ -147,6 +147,25 @@ describe('streams end: timeout until content, idle reset by data only, the deadl
     assert.ok(ev.wall > 0);
   });
 
+  it('a client that stops reading holds its worker only until the answer\'s write deadline, and its row is written', { skip: FRONT === 'apache-cgi' && 'plain CGI writes to its own stdout' }, async (t) => {
+    await stack.fake.script('openai', [{ hostile: { kind: 'endless', chunk: 'word '.repeat(400), interval_ms: 0, max_ms: HOSTILE_MS } }]);
+    const body = JSON.stringify({ model: 'gpt-4o', stream: true, messages: MSG });
+    const sock = net.connect(stack.router.port, '127.0.0.1');
+    sock.on('error', () => {});
+    let head = '';
+    sock.on('data', (d) => { if (head.length < 4096) head += d.toString('latin1'); });
+    sock.write(`POST ${new URL(stack.router.baseURL).pathname}/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await waitFor(() => /x-request-id: (\S+)/i.test(head), 5000 * SLOW, 'the response head');
+    const id = /x-request-id: (\S+)/i.exec(head)[1];
+    sock.pause();    // reads nothing more, and stays connected
+    const t0 = Date.now();
+    // The write deadline: body_timeout_ms + deadline_ms + stream_idle_timeout_ms after the start.
+    const row = await waitFor(() => stack.router.db(`SELECT * FROM request_log WHERE request_id = '${id}'`)[0], BODY_MS + DEADLINE_MS + IDLE_MS + 10000 * SLOW, 'the row while the client still holds the connection');
+    t.diagnostic(`row written ${Date.now() - t0} ms after the client stopped reading: ${row.error_code}, client_gone ${row.client_gone}`);
+    assert.equal(row.partial, 1);
+    sock.destroy();
+  });
+
   it('slow uploads do not hold the router: a body not received within body_timeout_ms', async (t) => {
     // lighttpd reads the whole body before it passes the request on: the router never waits for
     // it. Plain CGI under Apache gets the body as it comes: the program answers 408 at the bound.

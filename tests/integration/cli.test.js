@@ -68,6 +68,16 @@ describe('command line', () => {
   });
 });
 
+describe('llm-router serve', () => {
+  it('refuses to listen on every interface: a FastCGI socket is for the web server alone', () => {
+    for (const spec of [':9123', '0.0.0.0:9123', '[::]:9123', '*:9123']) {
+      const r = run(['serve', '--listen', spec], { env: { PATH: process.env.PATH, LLM_ROUTER_CONFIG: path.join(ROOT, 'conf/llm-router.conf') } });
+      assert.equal(r.status, 1, `${spec}: ${r.stderr}`);
+      assert.match(r.stderr, /cannot listen on .*Invalid argument/, spec);
+    }
+  });
+});
+
 describe('plain CGI mode', () => {
   let fake;
   let dir;

@@ -93,6 +93,27 @@ describe('FastCGI: a web server that drops a request', () => {
   });
   beforeEach(async () => { await fake.reset(); });
 
+  it('a connection that never sends its request\'s head is dropped after 1 s of silence; the next request is answered meanwhile', async () => {
+    // libfcgi reads a request's head while it holds the accept lock: an idle connection (a
+    // stalled web server, a half-open socket, anyone who can reach the port) held every worker.
+    const idle = net.connect(port, '127.0.0.1');
+    idle.on('error', () => {});
+    const half = net.connect(port, '127.0.0.1');    // BEGIN_REQUEST, then nothing
+    half.on('error', () => {});
+    half.write(record(FCGI.BEGIN_REQUEST, Buffer.from([0, 1, 0, 0, 0, 0, 0, 0])));
+    const closed = (sock) => { sock.resume(); return new Promise((resolve) => sock.on('close', resolve)); };
+    const idleClosed = closed(idle);
+    const halfClosed = closed(half);
+    await sleep(300);
+    const t0 = Date.now();
+    const { out } = fcgiPost(port, '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }));
+    const text = await Promise.race([out, sleep(10000 * SLOW).then(() => 'no answer')]);
+    const ms = Date.now() - t0;
+    assert.match(text, /^Status: 200/, `after ${ms} ms: ${text.slice(0, 200)}`);
+    assert.ok(ms < 5000 * SLOW, `answered after ${ms} ms`);
+    await Promise.race([Promise.all([idleClosed, halfClosed]), sleep(10000 * SLOW).then(() => { throw new Error('the idle connections were not closed'); })]);
+  });
+
   it('answers a request (the client works)', async () => {
     const { out } = fcgiPost(port, '/v1/chat/completions', JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }));
     const text = await out;
