@@ -341,8 +341,8 @@ void cgi_drain_body(void)
 	/* Under mod_cgid stdin and stdout are one socket: closing it with request bytes still unread
 	 * resets the connection, and Apache loses the response (a 401 or 413 is sent without reading
 	 * the body). Read the rest - CONTENT_LENGTH says how much; without it, until EOF - giving up
-	 * after a second of silence or 64 MiB. A body that missed its deadline is not waited for: the
-	 * client is too slow to matter, and the process ends now. */
+	 * after a second of silence, 64 MiB or the body's deadline. A body that missed its deadline is
+	 * not waited for: the client is too slow to matter, and the process ends now. */
 	if (cgi_read_timed_out)
 		return;
 	const char *cl = getenv("CONTENT_LENGTH");
@@ -354,8 +354,18 @@ void cgi_drain_body(void)
 		left = 64LL << 20;
 	char sink[16384];
 	while (left > 0) {
+		/* Within the body's deadline too (server.body_timeout_ms from the request's start): a
+		 * client dripping a body it was refused does not keep the process. */
+		int wait_ms = 1000;
+		if (cgi_read_deadline_us) {
+			int64_t until_ms = (cgi_read_deadline_us - clock_mono_us()) / 1000;
+			if (until_ms <= 0)
+				break;
+			if (until_ms < wait_ms)
+				wait_ms = (int)until_ms;
+		}
 		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
-		int pr = poll(&pfd, 1, 1000);
+		int pr = poll(&pfd, 1, wait_ms);
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr <= 0)

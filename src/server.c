@@ -337,9 +337,10 @@ static void *signal_main(void *arg)
 		} else if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR1) {
 			log_info(NULL, "signal %d: finishing requests in flight, then exiting", sig);
 			__atomic_store_n(&g_stopping, 1, __ATOMIC_RELAXED);
+			/* Workers waiting in accept() see it within the listening socket's timeout (1 s,
+			 * fcgi_io.c). The socket itself is left alone: processes started together on one
+			 * socket (spawn-fcgi -F N) go on serving. */
 			fcgi_io_shutdown_pending();
-			/* Wakes the thread blocked in accept(); the others see the stop flag. */
-			shutdown(g_listen_fd, SHUT_RDWR);
 			break;
 		} else if (sig < 0) {
 			idle_keys_refresh();

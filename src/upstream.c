@@ -730,6 +730,10 @@ static void set_transport(CURL *h, const struct upstream_opts *opts, int stream)
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* A transfer removed while its name is still being resolved (the client left, a connect
+	 * timeout) does not wait for the resolver thread: that would stop the one engine thread, and
+	 * with it every call of the process, until getaddrinfo returns. */
+	curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
 }
 
 int upstream_perform(struct upstream *u, const struct upstream_req *req,

@@ -213,6 +213,49 @@ function responderThreads(router) {
   }).reduce((a, b) => a + b, 0);
 }
 
+const SLOWDNS_SKIP = FRONT !== 'lighttpd' ? 'one responder process is enough'
+  : SANITIZER ? 'an LD_PRELOAD shim cannot come before the sanitizer runtime' : false;
+
+describe('a provider whose name takes 8 s to resolve', { skip: SLOWDNS_SKIP }, () => {
+  let stack;
+  let dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-router-slowdns-'));
+    const shim = path.join(dir, 'slowdns.so');
+    const cc = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, path.join(ROOT, 'tests/tools/slowdns.c'), '-ldl'], { encoding: 'utf8' });
+    assert.equal(cc.status, 0, cc.stderr);
+    stack = await startStack({ threads: 4, procs: 1, env: { LD_PRELOAD: shim, SLOWDNS_MS: '8000', OPENAI_BASE_URL: 'http://slow.test:9/openai/v1' },
+      config: (c) => c.replace('connect_timeout_ms = 10000;', 'connect_timeout_ms = 1000;').replace('max_retries = 2;', 'max_retries = 0;') });
+  });
+  after(async () => { if (stack) await stack.stop(); if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
+
+  it('a call that times out while its name resolves does not stop the other calls of the process', async (t) => {
+    await stack.fake.script('anthropic', [{ hostile: { kind: 'endless', chunk: 'tick ', interval_ms: 200, max_ms: 12000 } }]);
+    const times = [];
+    const t0 = Date.now();
+    const other = (async () => {
+      const r = await fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude-sonnet-4-5', stream: true, max_tokens: 4000, messages: MSG }) });
+      const reader = r.body.getReader();
+      while (Date.now() - t0 < 7000) {
+        const { done } = await reader.read();
+        if (done) break;
+        times.push(Date.now() - t0);
+      }
+      await reader.cancel();
+    })();
+    await sleep(1000);
+    // connect_timeout_ms (1 s) ends it while slow.test is still being resolved.
+    const slow = fetch(stack.router.baseURL + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o', messages: MSG }) }).then((r) => r.text());
+    await Promise.all([other, slow]);
+    let gap = 0;
+    for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
+    const row = stack.router.db("SELECT error_code, error_message, latency_ms FROM request_log WHERE model = 'gpt-4o' OR requested_model = 'gpt-4o'");
+    t.diagnostic(`the other stream: ${times.length} reads, largest gap ${gap} ms; the timed-out call: ${JSON.stringify(row)}`);
+    assert.ok(times.length > 10, `${times.length} reads`);
+    assert.ok(gap < 1500 * SLOW, `the other stream stopped for ${gap} ms`);
+  });
+});
+
 describe('the worker pool: held streams do not keep the next request waiting', () => {
   let stack;
   let baseThreads = 0;
