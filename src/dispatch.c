@@ -117,10 +117,16 @@ static double random_unit(void)
 	return (double)r / 4294967296.0;
 }
 
+/* What the provider reported for an attempt: its stream's usage, or its reply's. */
+static const struct usage *attempt_usage(const struct attempt *a)
+{
+	return a->relay_ready ? &a->relay.usage : &a->usage;
+}
+
 static void fill_log(struct dispatch *d, struct attempt *a)
 {
 	struct reqlog *l = &d->s.rc->log;
-	const struct usage *u = a->relay_ready ? &a->relay.usage : &a->usage;
+	const struct usage *u = attempt_usage(a);
 	l->model = d->n_log ? d->log[d->n_log - 1].model : a->public_model;
 	l->provider = d->n_log ? d->log[d->n_log - 1].provider : a->provider_label;
 	l->upstream_model = a->x.upstream_model;
@@ -383,7 +389,7 @@ static void record_failure(struct dispatch *d, const struct fallback_step *st)
 		rerr_set(&a->err, 503, "overloaded_error", "upstream_overloaded", NULL,
 			 "%s cut the reply short: insufficient_system_resource", a->x.prov->name);
 	log_attempt(d, a, "failed", &a->err, a->span_ms);
-	const struct usage *u = a->relay_ready ? &a->relay.usage : &a->usage;
+	const struct usage *u = attempt_usage(a);
 	if (u->have || u->have_cost) {
 		const char *source;
 		d->failed_cost_nusd = cost_add(d->failed_cost_nusd, usage_cost_nusd(u, a->model, &source));

@@ -105,11 +105,6 @@ static const char *fcgi_param(void *ctx, const char *name)
 	return FCGX_GetParam(name, c->rq.envp);
 }
 
-static void set_recv_timeout(int fd, int64_t ms)
-{
-	set_timeout(fd, SO_RCVTIMEO, ms);
-}
-
 static long fcgi_read(void *ctx, char *p, size_t n)
 {
 	struct fcgi_conn *c = ctx;
@@ -127,9 +122,9 @@ static long fcgi_read(void *ctx, char *p, size_t n)
 			return -2;
 		/* One byte: one buffer fill, whose reads each wait at most the time left; the rest of
 		 * what it brought is taken by the next call without waiting. */
-		set_recv_timeout(c->rq.ipcFd, left_ms);
+		set_timeout(c->rq.ipcFd, SO_RCVTIMEO, left_ms);
 		r = FCGX_GetStr(p, 1, in);
-		set_recv_timeout(c->rq.ipcFd, 0);
+		set_timeout(c->rq.ipcFd, SO_RCVTIMEO, 0);
 	}
 	if (r == 0 && FCGX_GetError(in) != 0) {
 		int e = FCGX_GetError(in);
@@ -278,7 +273,7 @@ int fcgi_conn_accept(struct fcgi_conn *c)
 		return -1;
 	}
 	/* The head is read: the request's own deadlines apply from here. */
-	set_recv_timeout(c->rq.ipcFd, 0);
+	set_timeout(c->rq.ipcFd, SO_RCVTIMEO, 0);
 	return 0;
 }
 
