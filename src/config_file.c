@@ -632,7 +632,7 @@ static void resolve_routing(struct loader *ld, config_setting_t *root)
 	}
 }
 
-/* A copy of a part libcurl allocated (NULL stays NULL), or of "" when it is absent. */
+/* A copy of a part libcurl allocated (freed here) when ok, else NULL. */
 static char *take_part(char *part, int ok)
 {
 	char *s = ok ? xstrdup(part) : NULL;
